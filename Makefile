@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine:  make explore  |  make test
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU build of PyTorch; installed before the package so nothing pulls a CUDA build.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: explore test test-fast browser clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## install and launch the explorer on the built-in digits-dvs data (http://localhost:5006/explorer)
+explore: $(VENV)/.installed
+	$(BIN)/hstlab data build digits-dvs
+	$(BIN)/panel serve apps/explorer.py --address 127.0.0.1 --port 5006 --allow-websocket-origin=localhost:5006 --allow-websocket-origin=127.0.0.1:5006
+
+## install and run every test: unit tests, notebooks (smoke mode) and the browser tests
+test: $(VENV)/.installed browser
+	HSTLAB_SMOKE=1 $(BIN)/pytest --nbmake tests notebooks -q -n 2 --dist loadgroup
+
+## quick loop while developing: unit tests without the slow ones
+test-fast: $(VENV)/.installed
+	HSTLAB_SMOKE=1 $(BIN)/pytest tests -q -m "not slow and not browser"
+
+## Debian's chromium for the browser tests (playwright cannot download browsers offline)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium not found: install it (e.g. apt-get install chromium) to run the browser tests"; }
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,62 @@
+"""Named configurations: a tiny test model, the built-in default, published models, a 100 M model."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from hstlab.config import HSTConfig
+from hstlab.registry import Registry
+
+PRESETS: Registry[Callable[[], HSTConfig]] = Registry("preset")
+
+
+@PRESETS.register("tiny")
+def tiny() -> HSTConfig:
+    """For tests: builds and runs in milliseconds (2 layers, width 32, 16 tokens, T=2)."""
+    return HSTConfig(name="tiny", n_layer=2, n_embd=32, n_head=2, num_steps=2, input_shape=(2, 16, 16),
+                     sps_pools=(False, True, True, False), cpg_neurons=8)
+
+
+@PRESETS.register("hst-small")
+def hst_small() -> HSTConfig:
+    """Default for the built-in digits-dvs data (2×34×34 events, 10 classes)."""
+    return HSTConfig(name="hst-small", n_layer=2, n_embd=64, n_head=4, mlp_ratio=2.0, num_steps=4,
+                     input_shape=(2, 34, 34), sps_pools=(True, True, True, False), cpg_neurons=16,
+                     attention="ssa", residual="sew_add", pos_encoding="cpg")
+
+
+@PRESETS.register("spikformer-dvs-2-256")
+def spikformer_dvs() -> HSTConfig:
+    """Spikformer-2-256 on DVS128 Gesture as its released code builds it (2,566,923 parameters)."""
+    return HSTConfig(name="spikformer-dvs-2-256", n_layer=2, n_embd=256, n_head=16, mlp_ratio=4.0,
+                     num_steps=16, num_classes=11, input_shape=(2, 128, 128), tokenizer="sps",
+                     sps_pools=(True, True, True, True), pos_encoding="none", attention="ssa",
+                     attn_scale=0.25, attn_threshold=0.5, residual="sew_add")
+
+
+@PRESETS.register("sdt-dvs-2-256")
+def sdt_dvs() -> HSTConfig:
+    """Spike-driven Transformer V1 (2-256) on DVS128 Gesture: SDSA, membrane shortcut, 256 tokens."""
+    return HSTConfig(name="sdt-dvs-2-256", n_layer=2, n_embd=256, n_head=8, mlp_ratio=4.0,
+                     num_steps=16, num_classes=11, input_shape=(2, 128, 128), tokenizer="sps",
+                     sps_pools=(False, True, True, True), pos_encoding="none", attention="sdsa",
+                     attn_threshold=0.5, residual="membrane")
+
+
+@PRESETS.register("hst-100m")
+def hst_100m() -> HSTConfig:
+    """A large hybrid model (over 100 M parameters) to check scaling; one CPU forward at batch 1."""
+    return HSTConfig(name="hst-100m", n_layer=8, n_embd=1024, n_head=16, mlp_ratio=4.0, num_steps=4,
+                     input_shape=(2, 34, 34), sps_pools=(True, True, True, False), pos_encoding="cpg")
+
+
+def list_presets() -> list[str]:
+    """Names accepted by :meth:`HSTConfig.from_preset`."""
+    return list(PRESETS.names())
+
+
+def get_preset(name: str, **overrides: Any) -> HSTConfig:
+    """The preset ``name`` with optional field overrides (validated like any config)."""
+    cfg = PRESETS.get(name)()
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
