@@ -1,0 +1,46 @@
+"""hstlab: build, inspect, train and compare Hybrid SNN-Transformer networks (HST-Net).
+
+Names are imported lazily, so ``import hstlab`` stays fast and the GUI stack loads only when used.
+
+Example:
+    >>> import hstlab
+    >>> cfg = hstlab.HSTConfig.from_preset("tiny").with_modes("ST")
+    >>> model = hstlab.build_model(cfg)
+    >>> model(hstlab.example_input(cfg)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "HSTConfig": "hstlab.config",
+    "LayerSpec": "hstlab.config",
+    "list_presets": "hstlab.presets",
+    "build_model": "hstlab.model",
+    "example_input": "hstlab.model",
+    "HSTNet": "hstlab.model",
+    "Recorder": "hstlab.recorder",
+    "LIF": "hstlab.neurons",
+    "PLIF": "hstlab.neurons",
+    "ALIF": "hstlab.neurons",
+    "reset_state": "hstlab.neurons",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hstlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

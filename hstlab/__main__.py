@@ -1,0 +1,5 @@
+import sys
+
+from hstlab.cli import main
+
+sys.exit(main())

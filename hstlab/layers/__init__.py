@@ -1,0 +1,1 @@
+"""Building blocks of HST-Net: tokenizers, positional encodings, attention kinds, blocks."""

@@ -1,0 +1,68 @@
+"""One HST-Net encoder block: an attention half and an MLP half, each spiking or standard.
+
+Spiking halves follow Spikformer (``x = g(x, SN(BN(Linear(core(x)))))``) or, with the
+membrane residual, SDT (``x = x + BN(Linear(core(SN(x))))``: neurons before the weights and
+a real-valued shortcut). Standard halves are pre-LayerNorm Transformer halves with softmax
+attention, a GELU MLP and a plain residual add.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hstlab.config import HSTConfig, ResolvedLayer
+from hstlab.layers.attention import ATTENTION
+from hstlab.layers.mlp import SpikingMLP, StandardMLP
+from hstlab.layers.residual import RESIDUALS
+from hstlab.neurons import build_neuron
+
+
+class ResidualHalf(nn.Module):
+    """``x -> residual(x, post(branch(pre(x))))``; ``pre``/``post`` are neurons, norms or identities."""
+
+    def __init__(self, pre: nn.Module, branch: nn.Module, post: nn.Module, residual: str) -> None:
+        super().__init__()
+        self.pre, self.branch, self.post = pre, branch, post
+        self.residual_kind = residual
+        self.residual = RESIDUALS.get(residual)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
+        return self.residual(x, self.post(self.branch(self.pre(x))))
+
+
+def _spiking_half(cfg: HSTConfig, branch: nn.Module, residual: str) -> ResidualHalf:
+    if residual == "membrane":
+        return ResidualHalf(build_neuron(cfg), branch, nn.Identity(), residual)
+    return ResidualHalf(nn.Identity(), branch, build_neuron(cfg), residual)
+
+
+def _standard_half(cfg: HSTConfig, branch: nn.Module) -> ResidualHalf:
+    return ResidualHalf(nn.LayerNorm(cfg.n_embd), branch, nn.Identity(), "add")
+
+
+class HSTBlock(nn.Module):
+    """Encoder block built from the resolved settings of one layer.
+
+    Example:
+        >>> from hstlab import HSTConfig
+        >>> cfg = HSTConfig.from_preset("tiny").with_modes("ST")
+        >>> HSTBlock(cfg, cfg.layer(1))(torch.rand(2, 1, 16, 32)).shape
+        torch.Size([2, 1, 16, 32])
+    """
+
+    def __init__(self, cfg: HSTConfig, layer: ResolvedLayer) -> None:
+        super().__init__()
+        self.layer = layer
+        attention = ATTENTION.get(layer.attention_kind)(cfg, layer)
+        if layer.attn_mode == "spiking":
+            self.attn = _spiking_half(cfg, attention, layer.residual)
+        else:
+            self.attn = _standard_half(cfg, attention)
+        if layer.mlp_mode == "spiking":
+            self.mlp = _spiking_half(cfg, SpikingMLP(cfg), layer.residual)
+        else:
+            self.mlp = _standard_half(cfg, StandardMLP(cfg))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
+        return self.mlp(self.attn(x))

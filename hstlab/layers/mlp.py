@@ -1,0 +1,47 @@
+"""MLPs: spiking ``BN(fc2(SN(BN(fc1 x))))`` or standard ``fc2(GELU(fc1 x))``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hstlab.config import HSTConfig
+from hstlab.layers.norm import TokenBatchNorm
+from hstlab.layers.quant import QuantLinear
+from hstlab.neurons import build_neuron
+
+
+class SpikingMLP(nn.Module):
+    """Spikformer's MLP without its output neuron (the block adds it, or the membrane shortcut).
+
+    Example:
+        >>> from hstlab import HSTConfig
+        >>> SpikingMLP(HSTConfig.from_preset("tiny"))(torch.rand(2, 1, 4, 32)).shape
+        torch.Size([2, 1, 4, 32])
+    """
+
+    def __init__(self, cfg: HSTConfig) -> None:
+        super().__init__()
+        hidden = int(cfg.n_embd * cfg.mlp_ratio)
+        self.fc1 = QuantLinear(cfg.n_embd, hidden, bias=True, weight_bits=cfg.weight_bits)
+        self.norm1 = TokenBatchNorm(hidden)
+        self.neuron1 = build_neuron(cfg)
+        self.fc2 = QuantLinear(hidden, cfg.n_embd, bias=True, weight_bits=cfg.weight_bits)
+        self.norm2 = TokenBatchNorm(cfg.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
+        return self.norm2(self.fc2(self.neuron1(self.norm1(self.fc1(x)))))
+
+
+class StandardMLP(nn.Module):
+    """Transformer MLP with GELU."""
+
+    def __init__(self, cfg: HSTConfig) -> None:
+        super().__init__()
+        hidden = int(cfg.n_embd * cfg.mlp_ratio)
+        self.fc1 = QuantLinear(cfg.n_embd, hidden, bias=True, weight_bits=cfg.weight_bits)
+        self.act = nn.GELU()
+        self.fc2 = QuantLinear(hidden, cfg.n_embd, bias=True, weight_bits=cfg.weight_bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
+        return self.fc2(self.act(self.fc1(x)))

@@ -1,0 +1,42 @@
+"""Residual connections ``g(A, S)`` (A: the branch output, S: the identity path)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from hstlab.registry import Registry
+
+Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+RESIDUALS: Registry[Residual] = Registry("residual")
+
+
+@RESIDUALS.register("add")
+def add(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """Standard residual ``S + A``."""
+    return identity + branch
+
+
+@RESIDUALS.register("sew_add")
+def sew_add(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """SEW ADD ``A + S`` on spikes (values may exceed 1)."""
+    return identity + branch
+
+
+@RESIDUALS.register("sew_and")
+def sew_and(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """SEW AND ``A · S``."""
+    return identity * branch
+
+
+@RESIDUALS.register("sew_iand")
+def sew_iand(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """SEW IAND ``(1 - A) · S``."""
+    return (1.0 - branch) * identity
+
+
+@RESIDUALS.register("membrane")
+def membrane(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """Membrane shortcut (SDT): add real-valued branch outputs before the next neuron."""
+    return identity + branch
