@@ -1,0 +1,23 @@
+"""Shared fixtures: deterministic seeds, few threads, the tiny config."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HSTLAB_SMOKE", "1")
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_cfg():
+    from hstlab import HSTConfig
+
+    return HSTConfig.from_preset("tiny")
