@@ -1,19 +1,50 @@
 """Normalization over the last (feature) axis without transposes.
 
-Spiking layers use BatchNorm over all leading axes (``[T, B, N, D] -> [T*B*N, D]``), which is
-a contiguous 2-D batch norm: no transposed layout, so it costs little on CPU and folds into the
-preceding linear layer at inference. Standard layers use LayerNorm.
+Spiking layers use BatchNorm over all leading axes (``[T, B, N, D] -> [T*B*N, D]``); it folds
+into the preceding linear layer at inference. PyTorch's CPU batch norm on a ``[M, D]`` tensor
+walks each channel with stride D (a transposed layout) and costs 10-100x a LayerNorm of the
+same size, so :class:`TokenBatchNorm` computes its statistics with contiguous column sums in
+one fused autograd node. Standard layers use LayerNorm.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+
+class _TokenBatchNormFn(torch.autograd.Function):
+    """Training-mode batch norm of ``[M, D]`` with column-sum statistics."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        m = x.shape[0]
+        mean = x.sum(dim=0) / m  # [D]
+        centered = x - mean  # [M, D]
+        var = centered.square().sum(dim=0) / m  # biased, as batch norm normalizes with it
+        rstd = torch.rsqrt(var + eps)  # [D]
+        x_hat = centered.mul_(rstd)  # reuse the buffer: [M, D]
+        ctx.save_for_backward(x_hat, weight, rstd)
+        return torch.addcmul(bias, x_hat, weight), mean, var
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor, _grad_mean, _grad_var):
+        x_hat, weight, rstd = ctx.saved_tensors
+        m = x_hat.shape[0]
+        grad_bias = grad_out.sum(dim=0)  # [D]
+        grad_weight = (grad_out * x_hat).sum(dim=0)  # [D]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            # dx = w * rstd / M * (M * dy - sum(dy) - x_hat * sum(dy * x_hat))
+            grad_x = x_hat * (-grad_weight / m)
+            grad_x += grad_out
+            grad_x -= grad_bias / m
+            grad_x *= weight * rstd
+        return grad_x, grad_weight, grad_bias, None
 
 
 class TokenBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d over the last axis of a ``[..., D]`` tensor.
+    """BatchNorm1d over the last axis of a ``[..., D]`` tensor (same parameters and buffers).
 
     Example:
         >>> TokenBatchNorm(8)(torch.randn(2, 3, 5, 8)).shape
@@ -22,12 +53,18 @@ class TokenBatchNorm(nn.BatchNorm1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [..., D]
         flat = x.reshape(-1, x.shape[-1])  # [M, D]
-        if self.training and flat.shape[0] == 1:
+        if not self.training:
+            scale = self.weight * torch.rsqrt(self.running_var + self.eps)  # [D]
+            shift = self.bias - self.running_mean * scale
+            return torch.addcmul(shift, flat, scale).view_as(x)
+        if flat.shape[0] == 1:
             return x  # a single value per channel carries no batch statistics
-        if self.training:
+        out, mean, var = _TokenBatchNormFn.apply(flat, self.weight, self.bias, self.eps)
+        with torch.no_grad():
             self.num_batches_tracked.add_(1)
-        out = F.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias,
-                           self.training, self.momentum, self.eps)
+            unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(unbiased, self.momentum)
         return out.view_as(x)
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from hstlab.config import HSTConfig
 from hstlab.layers.norm import TokenNorm
 from hstlab.layers.quant import QuantLinear
+from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
 POS_ENCODINGS: Registry = Registry("pos_encoding")
@@ -56,22 +57,26 @@ def sincos_code(num_positions: int, dim: int, base: float = 10000.0) -> torch.Te
 class CPGPositionalEncoding(nn.Module):
     """Concatenate the CPG spike code to each token and project back: ``W_x x + W_c PE``.
 
+    In a spiking stem the projection is followed by BN and a spiking neuron, so the blocks
+    receive spikes (as in the CPG-PE paper); in a standard stem by LayerNorm.
+
     Example:
-        >>> pe = CPGPositionalEncoding(num_tokens=16, dim=32, n_neurons=8)
+        >>> pe = CPGPositionalEncoding(num_tokens=16, dim=32, n_neurons=8)  # standard stem: no neuron
         >>> pe(torch.zeros(2, 3, 16, 32)).shape
         torch.Size([2, 3, 16, 32])
     """
 
     def __init__(self, num_tokens: int, dim: int, n_neurons: int = 32, w_max: float = 10000.0,
-                 threshold: float = 0.8, weight_bits: int = 32, spiking: bool = True) -> None:
+                 threshold: float = 0.8, weight_bits: int = 32, neuron: nn.Module | None = None) -> None:
         super().__init__()
         self.register_buffer("code", cpg_code(num_tokens, n_neurons, w_max, threshold), persistent=False)
         self.proj = QuantLinear(dim + n_neurons, dim, bias=False, weight_bits=weight_bits)
-        self.norm = TokenNorm(dim, spiking=spiking)
+        self.norm = TokenNorm(dim, spiking=neuron is not None)
+        self.neuron = neuron if neuron is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
         code = self.code[: x.shape[2]].expand(*x.shape[:2], -1, -1)  # [T, B, N, N_n]
-        return self.norm(self.proj(torch.cat([x, code], dim=-1)))  # [T, B, N, D]
+        return self.neuron(self.norm(self.proj(torch.cat([x, code], dim=-1))))  # [T, B, N, D]
 
 
 class AddedPositionalEncoding(nn.Module):
@@ -90,8 +95,8 @@ class AddedPositionalEncoding(nn.Module):
 
 @POS_ENCODINGS.register("cpg")
 def _make_cpg(cfg: HSTConfig, spiking: bool) -> nn.Module:
-    return CPGPositionalEncoding(cfg.num_tokens, cfg.n_embd, cfg.cpg_neurons, cfg.cpg_wmax,
-                                 cfg.cpg_threshold, cfg.weight_bits, spiking)
+    return CPGPositionalEncoding(cfg.num_tokens, cfg.n_embd, cfg.cpg_neurons, cfg.cpg_wmax, cfg.cpg_threshold,
+                                 cfg.weight_bits, build_neuron(cfg) if spiking else None)
 
 
 @POS_ENCODINGS.register("sincos")

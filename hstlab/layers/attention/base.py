@@ -63,16 +63,21 @@ class AttentionBase(nn.Module):
 
 
 class SpikingProjection(nn.Module):
-    """``SN(BN(Linear(x)))``: a binary Q, K or V (Spikformer's conv1x1-BN-LIF)."""
+    """``SN(BN(Linear(x)))`` for ``parts`` outputs at once (Q, K[, V]), split on the way out.
 
-    def __init__(self, cfg: HSTConfig) -> None:
+    One fused GEMM, batch norm and neuron call instead of one per part; the parameters equal
+    Spikformer's separate conv1x1-BN-LIF projections (``parts · (D² + 2D)``).
+    """
+
+    def __init__(self, cfg: HSTConfig, parts: int = 1) -> None:
         super().__init__()
-        self.linear = QuantLinear(cfg.n_embd, cfg.n_embd, bias=False, weight_bits=cfg.weight_bits)
-        self.norm = TokenBatchNorm(cfg.n_embd)
+        self.parts = parts
+        self.linear = QuantLinear(cfg.n_embd, parts * cfg.n_embd, bias=False, weight_bits=cfg.weight_bits)
+        self.norm = TokenBatchNorm(parts * cfg.n_embd)
         self.neuron = build_neuron(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D] -> spikes [T, B, N, D]
-        return self.neuron(self.norm(self.linear(x)))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [T, B, N, D] -> parts × [T, B, N, D]
+        return self.neuron(self.norm(self.linear(x))).chunk(self.parts, dim=-1)
 
 
 class SpikingAttention(AttentionBase):
@@ -87,9 +92,7 @@ class SpikingAttention(AttentionBase):
     def __init__(self, cfg: HSTConfig, layer: ResolvedLayer) -> None:
         super().__init__(cfg)
         self.scale = cfg.attn_scale
-        self.q_proj = self.make_projection(cfg)
-        self.k_proj = self.make_projection(cfg)
-        self.v_proj = self.make_projection(cfg) if self.uses_v else None
+        self.qkv = self.make_qkv(cfg, parts=3 if self.uses_v else 2)
         self.tim = TemporalInteraction(cfg) if layer.tim else None
         self.masking = (SpikeMasking(layer.mask_ratio, layer.mask_policy, cfg.mask_in_eval)
                         if layer.mask_ratio > 0 else None)
@@ -97,13 +100,13 @@ class SpikingAttention(AttentionBase):
         self.proj = QuantLinear(cfg.n_embd, cfg.n_embd, bias=True, weight_bits=cfg.weight_bits)
         self.proj_norm = TokenBatchNorm(cfg.n_embd)
 
-    def make_projection(self, cfg: HSTConfig) -> nn.Module:
-        return SpikingProjection(cfg)
+    def make_qkv(self, cfg: HSTConfig, parts: int) -> nn.Module:
+        """A module mapping ``x`` to the ``parts`` spike tensors Q, K[, V]."""
+        return SpikingProjection(cfg, parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
-        q = self.split_heads(self.q_proj(x))  # [T, B, H, N, d]
-        k = self.split_heads(self.k_proj(x))
-        v = self.split_heads(self.v_proj(x)) if self.v_proj is not None else None
+        q, k, *rest = (self.split_heads(part) for part in self.qkv(x))  # each [T, B, H, N, d]
+        v = rest[0] if rest else None
         if self.tim is not None:
             q = self.tim(q)
         if self.masking is not None:

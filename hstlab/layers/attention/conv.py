@@ -33,14 +33,25 @@ class TokenDepthwiseConv(nn.Module):
 
 
 class ConvProjection(SpikingProjection):
-    """``SN(BN(Linear(DWConv_N(x))))``."""
+    """``SN(BN(Linear(DWConv_N(x))))`` for one of Q, K, V."""
 
     def __init__(self, cfg: HSTConfig) -> None:
-        super().__init__(cfg)
+        super().__init__(cfg, parts=1)
         self.token_conv = TokenDepthwiseConv(cfg.n_embd, cfg.conv_kernel, cfg.causal, cfg.weight_bits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return super().forward(self.token_conv(x))
+
+
+class ConvQKV(nn.Module):
+    """Separate depth-wise-conv projections for Q, K[, V] (each has its own token kernel)."""
+
+    def __init__(self, cfg: HSTConfig, parts: int) -> None:
+        super().__init__()
+        self.projections = nn.ModuleList(ConvProjection(cfg) for _ in range(parts))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(proj(x)[0] for proj in self.projections)
 
 
 @ATTENTION.register("conv")
@@ -56,5 +67,5 @@ class ConvSelfAttention(SpikingSelfAttention):
 
     attention_kind = "conv"
 
-    def make_projection(self, cfg: HSTConfig) -> nn.Module:
-        return ConvProjection(cfg)
+    def make_qkv(self, cfg: HSTConfig, parts: int) -> nn.Module:
+        return ConvQKV(cfg, parts)
