@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
     "PLIF": "hstlab.neurons",
     "ALIF": "hstlab.neurons",
     "reset_state": "hstlab.neurons",
+    "energy_report": "hstlab.energy",
+    "EnergyReport": "hstlab.energy",
+    "energy_per_sample": "hstlab.energy",
+    "ENERGY_PRESETS": "hstlab.energy",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

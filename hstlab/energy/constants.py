@@ -1,0 +1,173 @@
+"""45 nm energy tables (Horowitz, ISSCC 2014) and the rules that extend them to other bit widths.
+
+Compute: a MAC is one multiply plus one add; an accumulate (AC) is one add.
+Memory: energy per 64-bit access, chosen by the size of the memory that must hold the weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PJ = 1e-12
+
+# Horowitz 2014, 45 nm, per operation: (multiply, add) in joules.
+FLOAT_OPS_45NM: dict[int, tuple[float, float]] = {
+    32: (3.7 * PJ, 0.9 * PJ),  # fp32: MAC 4.6 pJ, add 0.9 pJ
+    16: (1.1 * PJ, 0.4 * PJ),  # fp16: MAC 1.5 pJ, add 0.4 pJ
+}
+INT8_OPS_45NM: tuple[float, float] = (0.2 * PJ, 0.03 * PJ)  # int8: MAC 0.23 pJ, add 0.03 pJ
+
+INT_SCALING_RULE = (
+    "integer b-bit ops are scaled from int8: multiply 0.2 pJ x (b/8)^2, add 0.03 pJ x (b/8) "
+    "(int8 exact; int32 gives 3.2/0.12 pJ against Horowitz's 3.1/0.1 pJ)"
+)
+
+
+@dataclass(frozen=True)
+class OpEnergy:
+    """Energy of one multiply-accumulate and one accumulate in a number format.
+
+    Example:
+        >>> op = op_energy(32, "float")
+        >>> round(op.mac_j * 1e12, 2), round(op.ac_j * 1e12, 2)
+        (4.6, 0.9)
+    """
+
+    name: str  # "fp32", "fp16", "int8", "int4", ...
+    bits: int
+    mult_j: float
+    add_j: float
+
+    @property
+    def mac_j(self) -> float:
+        return self.mult_j + self.add_j
+
+    @property
+    def ac_j(self) -> float:
+        return self.add_j
+
+
+def op_energy(bits: int, number_format: str = "int") -> OpEnergy:
+    """Per-op energy for ``bits``-wide ``"float"`` (16 or 32) or ``"int"`` (any b >= 1) arithmetic."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+        raise ValueError(f"bits={bits!r} must be a positive integer")
+    if number_format == "float":
+        if bits not in FLOAT_OPS_45NM:
+            raise ValueError(f"bits={bits} has no float figure; allowed for float: {sorted(FLOAT_OPS_45NM)}")
+        mult, add = FLOAT_OPS_45NM[bits]
+        return OpEnergy(f"fp{bits}", bits, mult, add)
+    if number_format == "int":
+        scale = bits / 8
+        return OpEnergy(f"int{bits}", bits, INT8_OPS_45NM[0] * scale**2, INT8_OPS_45NM[1] * scale)
+    raise ValueError(f"number_format={number_format!r} is not allowed; allowed: float, int")
+
+
+@dataclass(frozen=True)
+class EnergyPreset:
+    """Default arithmetic for layers that are not quantized (``weight_bits`` absent or 32).
+
+    Example:
+        >>> ENERGY_PRESETS["45nm-fp16"].ops.name
+        'fp16'
+    """
+
+    name: str
+    number_format: str  # "float" | "int"
+    bits: int  # width of unquantized weights, activations and membrane potentials
+
+    @property
+    def ops(self) -> OpEnergy:
+        return op_energy(self.bits, self.number_format)
+
+
+ENERGY_PRESETS: dict[str, EnergyPreset] = {
+    p.name: p
+    for p in (
+        EnergyPreset("45nm-fp32", "float", 32),
+        EnergyPreset("45nm-fp16", "float", 16),
+        EnergyPreset("45nm-int8", "int", 8),
+    )
+}
+
+
+def get_preset(name: str) -> EnergyPreset:
+    """The preset called ``name``; ``ValueError`` lists the allowed names."""
+    if name not in ENERGY_PRESETS:
+        raise ValueError(f"preset={name!r} is not allowed; allowed: {', '.join(ENERGY_PRESETS)}")
+    return ENERGY_PRESETS[name]
+
+
+def layer_op_energy(preset: EnergyPreset, weight_bits: int | None) -> OpEnergy:
+    """Arithmetic of one layer: the preset's unless its weights are quantized to fewer than 32 bits.
+
+    A quantized layer (``weight_bits`` b < 32) computes in b-bit integers (see ``INT_SCALING_RULE``).
+    """
+    if weight_bits is None or weight_bits >= 32:
+        return preset.ops
+    return op_energy(int(weight_bits), "int")
+
+
+# ---------------------------------------------------------------------------------------- memory
+@dataclass(frozen=True)
+class MemoryLevel:
+    """A memory that holds up to ``capacity_bytes`` and costs ``access_j`` per 64-bit access.
+
+    Example:
+        >>> select_memory_level(20 * 1024).name
+        'sram-32kb'
+    """
+
+    name: str
+    capacity_bytes: float
+    access_j: float  # joules per 64-bit access
+
+
+MEMORY_LEVELS: tuple[MemoryLevel, ...] = (
+    MemoryLevel("sram-8kb", 8 * 1024, 10 * PJ),
+    MemoryLevel("sram-32kb", 32 * 1024, 20 * PJ),
+    MemoryLevel("sram-1mb", 1024**2, 100 * PJ),
+    MemoryLevel("dram", math.inf, 1.3e-9),  # Horowitz gives 1.3-2.6 nJ; the low end is used
+)
+WORD_BITS = 64
+
+
+def get_memory_level(name: str) -> MemoryLevel:
+    """The memory level called ``name``; ``ValueError`` lists the allowed names."""
+    for level in MEMORY_LEVELS:
+        if level.name == name:
+            return level
+    raise ValueError(f"memory_level={name!r} is not allowed; allowed: {', '.join(m.name for m in MEMORY_LEVELS)}")
+
+
+def select_memory_level(weight_bytes: float) -> MemoryLevel:
+    """The smallest memory in ``MEMORY_LEVELS`` that holds ``weight_bytes`` of weights."""
+    if not weight_bytes >= 0:
+        raise ValueError(f"weight_bytes={weight_bytes!r} must be >= 0")
+    return next(level for level in MEMORY_LEVELS if weight_bytes <= level.capacity_bytes)
+
+
+def memory_energy(bits: float, level: MemoryLevel) -> float:
+    """Joules to move ``bits`` through ``level``: ``bits / 64`` accesses (partial words pro rata).
+
+    Example:
+        >>> memory_energy(128, get_memory_level("sram-8kb")) == 2 * 10e-12
+        True
+    """
+    if not bits >= 0:
+        raise ValueError(f"bits={bits!r} must be >= 0")
+    return bits / WORD_BITS * level.access_j
+
+
+# ------------------------------------------------------------------------------- elementwise ops
+# MAC-equivalents per element for non-linear layers that run on real values (counted as MACs).
+ELEMENTWISE_MACS: dict[str, float] = {
+    "layernorm": 4.0,  # mean, variance, normalize, affine
+    "groupnorm": 4.0,
+    "rmsnorm": 3.0,
+    "softmax": 3.0,  # exp (as one MAC), sum, divide
+    "gelu": 4.0,
+    "silu": 4.0,
+    "sigmoid": 4.0,
+    "tanh": 4.0,
+}

@@ -1,0 +1,556 @@
+"""Operation and memory-traffic counting with forward hooks, one counter per module type.
+
+Each counter matches a module type, hooks it, and adds what one forward call costs to a
+:class:`LayerTally`: MACs and ACs for the whole batch, the time steps the layer ran per sample
+(its weights are read once per step), and activation/spike/membrane traffic in bits. Counters
+are chosen through the ``COUNTERS`` registry, first match wins, in registration order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hstlab.energy.constants import ELEMENTWISE_MACS
+from hstlab.registry import Registry
+
+Hook = Callable[..., None]
+
+
+@dataclass
+class LayerTally:
+    """Everything counted for one module over the measuring forward (whole batch unless noted)."""
+
+    name: str
+    kind: str
+    weight_bits: int | None = None  # quantized width of the weights (None: the preset's)
+    params: int = 0  # weight elements read once per time step
+    calls: int = 0
+    macs: float = 0.0
+    acs: float = 0.0
+    in_numel: float = 0.0
+    in_nnz: float = 0.0
+    out_numel: float = 0.0
+    out_nnz: float = 0.0
+    binary_calls: int = 0
+    real_calls: int = 0
+    steps: float = 0.0  # time steps run, per sample
+    act_bits: float = 0.0  # activation, spike and membrane traffic (reads + writes)
+    folded: bool = False
+    is_neuron: bool = False
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        """"neuron", "folded", "spiking" (every input binary), "standard" (none) or "mixed"."""
+        if self.is_neuron:
+            return "neuron"
+        if self.folded:
+            return "folded"
+        if self.binary_calls and self.real_calls:
+            return "mixed"
+        return "spiking" if self.binary_calls else "standard"
+
+    def add(self, key: str, value: float) -> None:
+        self.breakdown[key] = self.breakdown.get(key, 0.0) + float(value)
+
+
+@dataclass(frozen=True)
+class CountContext:
+    """What counters need to know about the run: samples in the batch and activation width."""
+
+    batch_size: int
+    act_bits: int
+
+
+# ----------------------------------------------------------------------------------- helpers
+def is_binary(x: torch.Tensor) -> bool:
+    """True when every entry is 0 or 1 (an all-zero tensor counts as binary: spikes, none fired)."""
+    if x.dtype == torch.bool or x.numel() == 0:
+        return True
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def is_spike_count(x: torch.Tensor) -> bool:
+    """True when every entry is a non-negative integer: spikes, or sums/counts of spikes (SEW-ADD
+    residuals give 0/1/2, event frames give event counts). A count c on one synapse is c accumulates."""
+    if x.dtype == torch.bool or x.numel() == 0:
+        return True
+    if x.is_floating_point():
+        return bool(((x >= 0) & (x == torch.round(x))).all())
+    return bool((x >= 0).all())
+
+
+def spike_total(x: torch.Tensor) -> float:
+    """Number of spikes in a spike-count tensor (``nnz`` for binary spikes)."""
+    return float(x.sum()) if x.dtype != torch.bool else float(nnz(x))
+
+
+def nnz(x: torch.Tensor) -> int:
+    return int(torch.count_nonzero(x))
+
+
+def time_steps(x: torch.Tensor, batch_size: int) -> float:
+    """Steps a layer ran per sample: ``T`` for a time-first ``[T, B, ...]`` input (ndim >= 3 and
+    axis 1 == B), else ``x.shape[0] / B`` (time folded into the batch ``[T*B, ...]``, or ``[B, ...]``)."""
+    if x.dim() >= 3 and x.shape[1] == batch_size:
+        return float(x.shape[0])
+    if x.dim() >= 2:
+        return x.shape[0] / batch_size
+    return 1.0 / batch_size
+
+
+def read_bits(x: torch.Tensor, binary: bool, act_bits: int) -> float:
+    """Bits read to fetch ``x``: 1 per non-zero spike if binary, ``act_bits`` per entry otherwise."""
+    return float(nnz(x)) if binary else float(x.numel() * act_bits)
+
+
+def first_tensor(args: tuple, kwargs: dict, names: tuple[str, ...] = ("input", "x")) -> torch.Tensor | None:
+    for value in (*args, *(kwargs.get(n) for n in names)):
+        if isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def output_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def count_params(module: nn.Module, recurse: bool = True) -> int:
+    return sum(p.numel() for p in module.parameters(recurse=recurse))
+
+
+# ---------------------------------------------------------------------------------- counters
+class Counter:
+    """Base: ``matches`` picks modules, ``attach`` registers hooks that fill ``tallies``."""
+
+    kind = "module"
+
+    def __init__(self, ctx: CountContext, tallies: dict[str, LayerTally]) -> None:
+        self.ctx = ctx
+        self.tallies = tallies
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        raise NotImplementedError
+
+    def owned(self, module: nn.Module) -> list[nn.Module]:
+        """Submodules this counter accounts for itself (they get no hooks of their own)."""
+        return []
+
+    def attach(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        tally = self.new_tally(name, module)
+        self.tallies[name] = tally
+
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            tally.calls += 1
+            self.count(tally, mod, args, kwargs, output)
+
+        return [module.register_forward_hook(hook, with_kwargs=True)]
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        bits = getattr(module, "weight_bits", None)
+        return LayerTally(name, self.kind, weight_bits=int(bits) if bits is not None else None,
+                          params=count_params(module))
+
+    def count(self, tally: LayerTally, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        raise NotImplementedError
+
+    # shared bookkeeping for single-input layers
+    def record_io(self, tally: LayerTally, x: torch.Tensor, out: torch.Tensor | None, binary: bool) -> None:
+        tally.in_numel += x.numel()
+        tally.in_nnz += nnz(x)
+        tally.binary_calls += int(binary)
+        tally.real_calls += int(not binary)
+        tally.act_bits += read_bits(x, binary, self.ctx.act_bits)
+        if out is not None:
+            tally.out_numel += out.numel()
+            tally.out_nnz += nnz(out)
+
+
+COUNTERS: Registry[type[Counter]] = Registry("energy counter")
+
+
+def counter_for(module: nn.Module) -> type[Counter] | None:
+    """The first registered counter class whose ``matches`` accepts ``module`` (None: not counted)."""
+    for name in COUNTERS.names():
+        cls = COUNTERS.get(name)
+        if cls.matches(module):
+            return cls
+    return None
+
+
+@COUNTERS.register("attention")
+class ProtocolAttentionCounter(Counter):
+    """hstlab attention modules: Q/K/V captured at ``q_probe``/``k_probe``/``v_probe`` ([T, B, H, N, d]);
+    the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch)."""
+
+    kind = "attention"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return callable(getattr(module, "matmul_ops", None)) and isinstance(
+            getattr(module, "q_probe", None), nn.Module
+        )
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        return LayerTally(name, self.kind)  # projections are their own Linear/Conv rows
+
+    def attach(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        tally = self.new_tally(name, module)
+        self.tallies[name] = tally
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for role in ("q", "k", "v"):
+            probe = getattr(module, f"{role}_probe", None)
+            if isinstance(probe, nn.Module):
+                def grab(mod, args, output, role=role):
+                    captured[role] = output
+                handles.append(probe.register_forward_hook(grab))
+        has_softmax_module = any(isinstance(m, nn.Softmax) for m in module.modules())
+
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            tally.calls += 1
+            q, k, v = captured.pop("q", None), captured.pop("k", None), captured.pop("v", None)
+            if q is None or k is None:
+                return
+            macs, acs = mod.matmul_ops(q, k, v)
+            tally.macs += float(macs)
+            tally.acs += float(acs)
+            tally.add("products_macs", macs)
+            tally.add("products_acs", acs)
+            operands = [t for t in (q, k, v) if t is not None]
+            flags = [is_binary(t) for t in operands]
+            binary = all(flags)
+            tally.binary_calls += int(binary)
+            tally.real_calls += int(not binary)
+            for t, flag in zip(operands, flags):
+                tally.in_numel += t.numel()
+                tally.in_nnz += nnz(t)
+                tally.act_bits += read_bits(t, flag, self.ctx.act_bits)
+            tally.act_bits += q.numel() * self.ctx.act_bits  # product result ~ the shape of Q
+            tally.steps += time_steps(q, self.ctx.batch_size)
+            out = output_tensor(output)
+            if out is not None:
+                tally.out_numel += out.numel()
+                tally.out_nnz += nnz(out)
+            if getattr(mod, "attention_kind", None) == "softmax" and not has_softmax_module:
+                scores = math.prod(q.shape[:-1]) * k.shape[-2]  # T*B*H*N*M attention entries
+                tally.macs += ELEMENTWISE_MACS["softmax"] * scores
+                tally.add("softmax_macs", ELEMENTWISE_MACS["softmax"] * scores)
+                tally.act_bits += 4 * scores * self.ctx.act_bits  # scores and probabilities, written+read
+
+        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        return handles
+
+
+@COUNTERS.register("neuron")
+class NeuronCounter(Counter):
+    """Spiking neurons (``is_spiking_neuron = True``): one update (a multiply and two adds =
+    1 MAC + 1 AC) per neuron per step; membrane read + written per update; spikes written as 1 bit."""
+
+    kind = "neuron"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return getattr(module, "is_spiking_neuron", False) is True
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        bits = getattr(module, "membrane_bits", None)
+        return LayerTally(name, self.kind, weight_bits=int(bits) if bits is not None else None,
+                          params=count_params(module), is_neuron=True)
+
+    def count(self, tally, module, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None:
+            return
+        updates = x.numel()
+        tally.macs += updates
+        tally.acs += updates
+        tally.add("updates", updates)
+        self.record_io(tally, x, out, is_binary(x))
+        mem_bits = tally.weight_bits or self.ctx.act_bits
+        tally.act_bits += 2 * updates * mem_bits  # membrane read + write
+        if out is not None:
+            tally.act_bits += nnz(out)  # spikes out, 1 bit each, only where fired
+        tally.steps += time_steps(x, self.ctx.batch_size)
+
+
+@COUNTERS.register("mha")
+class MultiheadAttentionCounter(Counter):
+    """``nn.MultiheadAttention`` in closed form: in-projections (as Linear), ``Q Kᵀ`` and ``A V``
+    (``batch·H·L·S·d`` MACs each), softmax; ``out_proj`` becomes its own Linear row."""
+
+    kind = "mha"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.MultiheadAttention)
+
+    def owned(self, module: nn.Module) -> list[nn.Module]:
+        return [module.out_proj]
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        own = count_params(module) - count_params(module.out_proj)
+        return LayerTally(name, self.kind, weight_bits=getattr(module, "weight_bits", None), params=own)
+
+    def attach(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        handles = super().attach(name, module)
+        proj = module.out_proj
+        self.tallies[f"{name}.out_proj"] = LayerTally(
+            f"{name}.out_proj", "linear", weight_bits=getattr(proj, "weight_bits", None),
+            params=count_params(proj),
+        )
+        return handles
+
+    def count(self, tally, module: nn.MultiheadAttention, args, kwargs, output) -> None:
+        names = ("query", "key", "value")
+        q, k, v = (args[i] if len(args) > i else kwargs.get(n) for i, n in enumerate(names))
+        if q.dim() == 2:  # unbatched [L, E]
+            q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+        elif module.batch_first:  # [Nb, L, E] -> [L, Nb, E]
+            q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+        length, batch, embed = q.shape
+        source = k.shape[0]
+        heads = module.num_heads
+        act = self.ctx.act_bits
+        flags = []
+        for name, t in (("q", q), ("k", k), ("v", v)):
+            binary = is_binary(t)
+            flags.append(binary)
+            if binary:
+                tally.acs += nnz(t) * embed
+                tally.add(f"in_proj_{name}_acs", nnz(t) * embed)
+            else:
+                tally.macs += t.numel() * embed
+                tally.add(f"in_proj_{name}_macs", t.numel() * embed)
+            tally.in_numel += t.numel()
+            tally.in_nnz += nnz(t)
+            tally.act_bits += read_bits(t, binary, act)
+        tally.binary_calls += int(all(flags))
+        tally.real_calls += int(not all(flags))
+        products = 2 * batch * heads * length * source * (embed // heads)  # Q Kᵀ and A V
+        scores = batch * heads * length * source
+        tally.macs += products + ELEMENTWISE_MACS["softmax"] * scores
+        tally.add("products_macs", products)
+        tally.add("softmax_macs", ELEMENTWISE_MACS["softmax"] * scores)
+        # Q, K, V written and read; scores/probabilities written and read; context written
+        tally.act_bits += act * (2 * (length + 2 * source) * batch * embed + 4 * scores + length * batch * embed)
+        steps = batch / self.ctx.batch_size
+        tally.steps += steps
+        out = output_tensor(output)
+        if out is not None:
+            tally.out_numel += out.numel()
+            tally.out_nnz += nnz(out)
+        proj = self.tallies[f"{tally.name}.out_proj"]
+        proj.calls += 1
+        proj.real_calls += 1
+        proj.macs += length * batch * embed * module.out_proj.out_features
+        proj.in_numel += length * batch * embed
+        proj.in_nnz += length * batch * embed
+        proj.act_bits += act * length * batch * (embed + module.out_proj.out_features)
+        proj.steps += steps
+        if out is not None:
+            proj.out_numel += out.numel()
+            proj.out_nnz += nnz(out)
+
+
+@COUNTERS.register("conv")
+class ConvCounter(Counter):
+    """Conv1d/2d/3d (and transposed): MACs = out_numel · (C_in/groups) · prod(kernel); a binary input
+    costs exactly as many ACs as there are (non-zero input, weight) pairs, counted by convolving the
+    spikes with an all-ones kernel (so padding and borders are exact, not ``rate × MACs``)."""
+
+    kind = "conv"
+    _conv_fns: ClassVar[dict[int, Callable[..., torch.Tensor]]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.modules.conv._ConvNd)
+
+    def count(self, tally, module, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None or out is None:
+            return
+        kernel = math.prod(module.kernel_size)
+        spatial = len(module.kernel_size)
+        binary = is_spike_count(x)
+        if module.transposed:  # each input entry scatters into (C_out/groups) * kernel outputs
+            fan_out = module.out_channels // module.groups * kernel
+            dense, sparse = x.numel() * fan_out, (spike_total(x) if binary else 0.0) * fan_out
+        else:
+            dense = out.numel() * (module.in_channels // module.groups) * kernel
+            sparse = self._spike_pairs(module, x, spatial) if binary else 0.0
+        if binary:
+            tally.acs += sparse
+        else:
+            tally.macs += dense
+        tally.add("dense_macs", dense)
+        self.record_io(tally, x, out, binary)
+        tally.act_bits += out.numel() * self.ctx.act_bits
+        batched = x.dim() == spatial + 2
+        tally.steps += (x.shape[0] if batched else 1) / self.ctx.batch_size
+
+    def _spike_pairs(self, module: nn.modules.conv._ConvNd, x: torch.Tensor, spatial: int) -> float:
+        groups = module.groups
+        ones = torch.ones(groups, module.in_channels // groups, *module.kernel_size, dtype=torch.float32,
+                          device=x.device)  # [G, C_in/G, *k]: one summed output per group
+        x = x.float()
+        padding = module.padding
+        if module.padding_mode != "zeros":
+            x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
+            padding = 0
+        fan_in = self._conv_fns[spatial](x, ones, None, module.stride, padding, module.dilation, groups)
+        return float(fan_in.sum()) * (module.out_channels // groups)
+
+
+@COUNTERS.register("linear")
+class LinearCounter(Counter):
+    """``nn.Linear`` on ``[..., in]``: MACs = rows · in · out; a binary input costs ``nnz · out`` ACs."""
+
+    kind = "linear"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.Linear)
+
+    def count(self, tally, module: nn.Linear, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None:
+            return
+        binary = is_spike_count(x)
+        rows = x.numel() // module.in_features
+        dense = rows * module.in_features * module.out_features
+        if binary:
+            tally.acs += spike_total(x) * module.out_features
+        else:
+            tally.macs += dense
+        tally.add("dense_macs", dense)
+        self.record_io(tally, x, out, binary)
+        if out is not None:
+            tally.act_bits += out.numel() * self.ctx.act_bits
+        tally.steps += time_steps(x, self.ctx.batch_size)
+
+
+@COUNTERS.register("batchnorm")
+class BatchNormCounter(Counter):
+    """BatchNorm folds into the preceding Linear/Conv at inference: no compute, no memory traffic."""
+
+    kind = "batchnorm"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        return LayerTally(name, self.kind, folded=True)
+
+    def count(self, tally, module, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None:
+            return
+        tally.in_numel += x.numel()
+        tally.in_nnz += nnz(x)
+        if out is not None:
+            tally.out_numel += out.numel()
+            tally.out_nnz += nnz(out)
+
+
+ELEMENTWISE_TYPES: dict[type[nn.Module], str] = {
+    nn.LayerNorm: "layernorm",
+    nn.GroupNorm: "groupnorm",
+    nn.Softmax: "softmax",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+}
+if hasattr(nn, "RMSNorm"):
+    ELEMENTWISE_TYPES[nn.RMSNorm] = "rmsnorm"
+
+
+@COUNTERS.register("elementwise")
+class ElementwiseCounter(Counter):
+    """LayerNorm, GroupNorm, RMSNorm, Softmax, GELU, SiLU, Sigmoid, Tanh: ``ELEMENTWISE_MACS[kind]``
+    MAC-equivalents per input element; input read and output written at activation width."""
+
+    @classmethod
+    def kind_of(cls, module: nn.Module) -> str | None:
+        for module_type, kind in ELEMENTWISE_TYPES.items():
+            if isinstance(module, module_type):
+                return kind
+        return None
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return cls.kind_of(module) is not None
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        return LayerTally(name, self.kind_of(module), params=count_params(module))
+
+    def count(self, tally, module, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None:
+            return
+        tally.macs += ELEMENTWISE_MACS[tally.kind] * x.numel()
+        self.record_io(tally, x, out, binary=False)
+        if out is not None:
+            tally.act_bits += out.numel() * self.ctx.act_bits
+        tally.steps += time_steps(x, self.ctx.batch_size)
+
+
+class OpCounter:
+    """Hooks every countable module of ``model`` while the context is open; removes them on exit.
+
+    Example:
+        >>> model = nn.Linear(4, 2)
+        >>> with OpCounter(model, CountContext(batch_size=1, act_bits=32)) as counter:
+        ...     _ = model(torch.full((3, 1, 4), 0.5))  # [T, B, in], real input
+        >>> counter.tallies[""].macs
+        24.0
+    """
+
+    def __init__(self, model: nn.Module, ctx: CountContext) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.tallies: dict[str, LayerTally] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> OpCounter:  # noqa: PYI034 - py310 has no typing.Self
+        skip: set[int] = set()
+        try:
+            for name, module in self.model.named_modules():
+                if id(module) in skip:
+                    continue
+                cls = counter_for(module)
+                if cls is None:
+                    continue
+                counter = cls(self.ctx, self.tallies)
+                skip.update(id(m) for m in counter.owned(module))
+                self._handles.extend(counter.attach(name, module))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def called(self) -> list[LayerTally]:
+        """Tallies of the modules that ran, in ``named_modules()`` order."""
+        return [t for t in self.tallies.values() if t.calls]
