@@ -29,6 +29,8 @@ _EXPORTS: dict[str, str] = {
     "PLIF": "hstlab.neurons",
     "ALIF": "hstlab.neurons",
     "reset_state": "hstlab.neurons",
+    "smoke_mode": "hstlab.runtime",
+    "pick": "hstlab.runtime",
     "energy_report": "hstlab.energy",
     "EnergyReport": "hstlab.energy",
     "energy_per_sample": "hstlab.energy",
