@@ -35,12 +35,16 @@ _EXPORTS: dict[str, str] = {
     "EnergyReport": "hstlab.energy",
     "energy_per_sample": "hstlab.energy",
     "ENERGY_PRESETS": "hstlab.energy",
+    "LiveCurves": "hstlab.viz",
 }
+_SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"hstlab.{name}")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

@@ -1,0 +1,50 @@
+"""Pure functions from hstlab objects (Recorder dicts, tensors, energy tables, trainer events)
+to HoloViews elements. No Panel here; the caller owns layout.
+
+Nothing is drawn or loaded at import time: the Bokeh backend is loaded on first use (without
+``hv.extension``), so call ``hv.extension("bokeh")`` yourself in a notebook.
+"""
+
+from hstlab.viz._util import to_numpy
+from hstlab.viz.attention import attention_dynamicmap, attention_holomap, attention_map
+from hstlab.viz.energy import (
+    ablation_waterfall,
+    energy_comparison,
+    layer_energy_bars,
+    layer_ops_bars,
+    waterfall_steps,
+)
+from hstlab.viz.events import event_cloud, event_frames
+from hstlab.viz.live import LiveCurves
+from hstlab.viz.posenc import (
+    code_image,
+    code_vs_phase,
+    phase_portrait,
+    posenc_views,
+    position_similarity,
+)
+from hstlab.viz.spikes import firing_rate_heatmap, firing_rate_table, membrane_traces, spike_raster
+
+__all__ = [
+    "LiveCurves",
+    "ablation_waterfall",
+    "attention_dynamicmap",
+    "attention_holomap",
+    "attention_map",
+    "code_image",
+    "code_vs_phase",
+    "energy_comparison",
+    "event_cloud",
+    "event_frames",
+    "firing_rate_heatmap",
+    "firing_rate_table",
+    "layer_energy_bars",
+    "layer_ops_bars",
+    "membrane_traces",
+    "phase_portrait",
+    "posenc_views",
+    "position_similarity",
+    "spike_raster",
+    "to_numpy",
+    "waterfall_steps",
+]
