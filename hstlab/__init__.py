@@ -36,6 +36,12 @@ _EXPORTS: dict[str, str] = {
     "energy_per_sample": "hstlab.energy",
     "ENERGY_PRESETS": "hstlab.energy",
     "LiveCurves": "hstlab.viz",
+    "load_dataset": "hstlab.data",
+    "dataset_info": "hstlab.data",
+    "list_datasets": "hstlab.data",
+    "spike_encode": "hstlab.data",
+    "time_first_collate": "hstlab.data",
+    "DatasetUnavailable": "hstlab.data",
 }
 _SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui")
 
