@@ -42,6 +42,12 @@ _EXPORTS: dict[str, str] = {
     "spike_encode": "hstlab.data",
     "time_first_collate": "hstlab.data",
     "DatasetUnavailable": "hstlab.data",
+    "Trainer": "hstlab.train",
+    "TrainEvent": "hstlab.train",
+    "TrainingDiverged": "hstlab.train",
+    "load_checkpoint": "hstlab.train",
+    "train_run": "hstlab.train",
+    "bits_per_spike": "hstlab.train",
 }
 _SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui")
 

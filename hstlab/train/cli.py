@@ -1,0 +1,135 @@
+"""``hstlab train`` and ``hstlab energy`` sub-commands (mounted by ``hstlab.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train`` and ``energy`` to the ``hstlab`` command line."""
+    p = subparsers.add_parser("train", help="train a preset on a dataset; writes a run directory",
+                              description="Train an HST-Net preset. Also runs data-parallel under "
+                                          "torchrun --nproc_per_node=N -m hstlab train ...")
+    p.add_argument("--preset", default="hst-small", help="model preset (hstlab presets)")
+    p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--modes", help="one letter per layer: S spiking, T standard (e.g. SSTT)")
+    p.add_argument("--schedule", metavar="EPOCH:MODES,...",
+                   help="progressive conversion, e.g. 0:TT,2:ST,4:SS (modes switch at those epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs", help="parent folder of the new run directory")
+    p.add_argument("--run-dir", help="exact run directory (default: OUT/<preset>-<dataset>-s<seed>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its run.json supplies every setting "
+                        "but --max-seconds)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
+    p.add_argument("--limit", type=int, help="first N samples per split (smoke runs)")
+    p.add_argument("--time-bins", type=int, help="T of sequence datasets (frames use the preset's num_steps)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, repeatable (e.g. neurons=16 trials=40)")
+    p.add_argument("--loss", help="loss name (default: from the dataset kind)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="mid-epoch last.pt every K steps (0: off)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("energy", help="energy report of a run's best.pt on one validation batch")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_energy)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from hstlab.train import distributed as dist_utils
+    from hstlab.train.run import train_run
+
+    metrics = train_run(
+        args.preset, args.dataset, epochs=args.epochs, modes=args.modes,
+        mode_schedule=parse_schedule(args.schedule), seed=args.seed, out=args.out,
+        run_dir=args.run_dir, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
+        max_seconds=args.max_seconds, limit=args.limit, time_bins=args.time_bins, loss=args.loss,
+        dataset_options=parse_options(args.data_option),
+        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+    )
+    if dist_utils.current_context().is_main:
+        print(summary(metrics))
+    dist_utils.shutdown()
+    return 0
+
+
+def parse_schedule(text: str | None) -> tuple[tuple[int, str], ...] | None:
+    """``"0:TT,2:ST"`` -> ``((0, "TT"), (2, "ST"))``."""
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        epoch, sep, modes = part.partition(":")
+        if not sep or not epoch.strip().isdigit():
+            raise ValueError(f"--schedule part {part!r} must be EPOCH:MODES, e.g. 0:TT")
+        out.append((int(epoch), modes.strip()))
+    return tuple(out)
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``["neurons=16", "bin_ms=5.0", "name=x"]`` -> ``{"neurons": 16, "bin_ms": 5.0, "name": "x"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--data-option {item!r} must be KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _f(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """The final lines ``hstlab train`` prints."""
+    score = "accuracy" if metrics.get("val_accuracy") is not None else "bits_per_spike"
+    lines = [
+        f"run      {metrics.get('run_dir')}",
+        (f"model    {metrics.get('preset')} modes {metrics.get('modes')} | "
+         f"dataset {metrics.get('dataset')} | seed {metrics.get('seed')} | "
+         f"world size {metrics.get('world_size')}"),
+        (f"val  {score} {_f(metrics.get('val_' + score))}  loss {_f(metrics.get('val_loss'))}  "
+         f"(best epoch {metrics.get('best_epoch')})"),
+        f"test {score} {_f(metrics.get('test_' + score))}  loss {_f(metrics.get('test_loss'))}",
+        (f"firing rate {_f(metrics.get('val_firing_rate'), '.3f')}  energy/sample "
+         f"{_f(metrics.get('energy_per_sample_j'), '.3e')} J  "
+         f"train time {metrics.get('train_seconds', 0):.1f} s ({metrics.get('steps')} steps)"),
+    ]
+    lines += [f"note     {n}" for n in metrics.get("notes", [])]
+    if metrics.get("stop_reason"):
+        lines.append(f"stopped  {metrics['stop_reason']}")
+    return "\n".join(lines)
+
+
+def cmd_energy(args: argparse.Namespace) -> int:
+    from hstlab.energy import energy_report
+    from hstlab.train.checkpoint import load_checkpoint
+    from hstlab.train.run import load_splits
+    from hstlab.train.trainer import default_collate
+
+    run_dir = Path(args.run_dir)
+    model, cfg, _meta = load_checkpoint(run_dir / "best.pt")
+    run = json.loads((run_dir / "run.json").read_text())
+    _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
+                               run.get("time_bins"))
+    x, _ = default_collate([val[i] for i in range(min(args.batch_size, len(val)))])
+    report = energy_report(model, x, preset=args.energy_preset)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(f"{run_dir / 'best.pt'}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
+        print(report.summary() if hasattr(report, "summary") else report.layers.to_string())
+    return 0

@@ -1,0 +1,212 @@
+"""One call from a preset and a dataset name to a finished run directory (used by ``hstlab train``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hstlab.config import HSTConfig
+from hstlab.registry import Registry
+from hstlab.train import checkpoint as ckpt_io
+from hstlab.train import distributed as dist_utils
+from hstlab.train.trainer import Trainer
+
+# which objective a dataset kind trains with by default
+TASK_LOSSES: Registry[str] = Registry("dataset kind")
+for _kind, _loss in (("events-vision", "cross_entropy"), ("events-audio", "cross_entropy"),
+                     ("spikes", "poisson_nll"), ("text", "cross_entropy")):
+    TASK_LOSSES.register(_kind)(_loss)
+
+COUNT_LOSSES = ("poisson_nll", "negative_binomial_nll", "masked_modelling")
+SMOKE_LIMIT = 32
+RUN_ARGS = ("dataset", "epochs", "seed", "batch_size", "lr", "limit", "time_bins", "loss", "loss_options",
+            "checkpoint_every", "dataset_options", "warmup_frac", "weight_decay", "grad_clip")
+
+
+def smoke_mode() -> bool:
+    """``HSTLAB_SMOKE=1``: shrink data and steps (notebooks, CI)."""
+    return os.environ.get("HSTLAB_SMOKE", "") not in ("", "0", "false", "False")
+
+
+def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
+                       loss: str | None = None) -> tuple[HSTConfig, list[str]]:
+    """Set the data-dependent fields of ``cfg`` from one sample ``(x [T, ...], y)``.
+
+    Frames keep the preset's tokenizer and take ``input_shape`` and ``num_classes`` from the data.
+    Sequences (spike counts, text) need ``tokenizer="linear"``, ``head="sequence"``,
+    ``seq_len = L``, and causal attention for next-bin targets (not for masked modelling, which
+    sees both sides of a hidden bin). Returns the new config and one note per changed field.
+    """
+    changes: dict[str, Any] = {}
+    if kind in ("spikes", "text"):
+        changes.update(tokenizer="linear", head="sequence", seq_len=int(x.shape[0]),
+                       input_shape=(int(x.shape[1]),) if x.dim() == 2 else (1,),
+                       causal=loss != "masked_modelling")
+        changes["num_classes"] = int(y.shape[-1]) if kind == "spikes" else int(num_classes or x.shape[-1])
+    else:
+        changes["input_shape"] = tuple(int(s) for s in x.shape[1:])
+        if num_classes is not None:
+            changes["num_classes"] = int(num_classes)
+    notes = [f"{k}: {getattr(cfg, k)!r} -> {v!r} (from the data)" for k, v in changes.items() if getattr(cfg, k) != v]
+    return dataclasses.replace(cfg, **changes), notes
+
+
+def init_rate_bias(model: torch.nn.Module, dataset: Any, max_samples: int = 256) -> str | None:
+    """Set the output bias of a count model to log(mean count per neuron) of the training targets.
+
+    The usual Poisson-GLM intercept start: the untrained model then predicts each neuron's mean
+    rate (0 bits per spike) instead of exp(0) = 1 spike per bin. Needs ``model.head``, an
+    ``nn.Linear`` with one output per neuron; returns a note, or None when nothing was changed.
+    """
+    head = getattr(model, "head", None)
+    n = min(len(dataset), max_samples)
+    counts = torch.stack([torch.as_tensor(dataset[i][1], dtype=torch.float32) for i in range(n)])  # [n, L, C]
+    if not isinstance(head, torch.nn.Linear) or head.bias is None or head.out_features != counts.shape[-1]:
+        return None
+    mean = counts.mean(dim=(0, 1)).clamp_min(1e-3)  # [C]
+    with torch.no_grad():
+        head.bias.copy_(mean.log())
+    return f"head.bias <- log mean count per neuron over {n} training samples (Poisson intercept start)"
+
+
+def _num_classes(info: dict[str, Any]) -> int | None:
+    classes = info.get("classes")
+    if isinstance(classes, (list, tuple)):
+        return len(classes)
+    if "vocab_size" in info:
+        return int(info["vocab_size"])
+    if isinstance(classes, str) and classes.split()[0].isdigit():
+        return int(classes.split()[0])
+    return None
+
+
+def load_splits(dataset: str, cfg: HSTConfig, limit: int | None, options: dict[str, Any],
+                time_bins: int | None = None) -> tuple[Any, Any, Any, dict]:
+    """Train/val/test datasets; ``time_bins`` defaults to ``cfg.input_steps`` for frames and to the
+    dataset's own default for sequence data (whose length becomes ``cfg.seq_len``)."""
+    from hstlab.data import dataset_info, load_dataset
+
+    info = dataset_info(dataset)
+    kw = dict(options)
+    if limit is not None:
+        kw["limit"] = limit
+    if time_bins is None and info["kind"] not in ("spikes", "text"):
+        time_bins = cfg.input_steps
+    parts = [load_dataset(dataset, split, time_bins=time_bins, **kw) for split in ("train", "val", "test")]
+    return (*parts, info)
+
+
+def train_run(
+    cfg: HSTConfig | str | None = None,
+    dataset_name: str | None = None,
+    *,
+    epochs: int = 5,
+    modes: str | None = None,
+    mode_schedule: tuple[tuple[int, str], ...] | None = None,
+    seed: int = 0,
+    out: str | os.PathLike = "runs",
+    run_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    max_seconds: float | None = None,
+    limit: int | None = None,
+    time_bins: int | None = None,
+    loss: str | None = None,
+    loss_options: dict[str, Any] | None = None,
+    checkpoint_every: int = 50,
+    dataset_options: dict[str, Any] | None = None,
+    callbacks: Any = None,
+    progress: bool = False,
+    **trainer_options: Any,
+) -> dict[str, Any]:
+    """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
+
+    Writes the run directory (``out/<preset>-<dataset>-s<seed>-<time>`` unless ``run_dir``),
+    with ``run.json`` holding these arguments so ``resume=RUN_DIR`` needs nothing else.
+    Runs data-parallel when started by ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32
+    samples per split and ``epochs`` at 1.
+
+    Example:
+        >>> metrics = train_run("tiny", "digits-dvs", epochs=1, limit=64)  # doctest: +SKIP
+        >>> sorted(metrics)[:3]  # doctest: +SKIP
+    """
+    from hstlab.model import build_model
+
+    ctx = dist_utils.init_from_env()
+    if resume is not None:
+        resume = Path(resume)
+        if not (resume / "run.json").is_file() or not (resume / "last.pt").is_file():
+            raise ValueError(f"resume={str(resume)!r} must be a run directory holding run.json and last.pt "
+                             "(written by train_run / hstlab train)")
+        stored = json.loads((resume / "run.json").read_text())
+        cfg = HSTConfig.from_dict(json.loads((resume / "config.json").read_text()))
+        args = {k: stored[k] for k in RUN_ARGS if k in stored}
+        run_dir = resume
+    else:
+        if dataset_name is None:
+            raise ValueError("dataset_name=None: name a dataset (see hstlab.list_datasets())")
+        if isinstance(cfg, str) or cfg is None:
+            cfg = HSTConfig.from_preset(cfg or "hst-small")
+        if modes is not None:
+            cfg = cfg.with_modes(modes)
+        if mode_schedule is not None:
+            cfg = dataclasses.replace(cfg, mode_schedule=tuple((int(e), str(m)) for e, m in mode_schedule))
+        if smoke_mode():
+            limit = min(limit or SMOKE_LIMIT, SMOKE_LIMIT)
+            epochs = min(epochs, 1)
+        args = {"dataset": dataset_name, "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
+                "limit": limit, "time_bins": time_bins, "loss": loss, "loss_options": loss_options or {},
+                "checkpoint_every": checkpoint_every, "dataset_options": dataset_options or {},
+                "warmup_frac": trainer_options.pop("warmup_frac", 0.03),
+                "weight_decay": trainer_options.pop("weight_decay", 0.01),
+                "grad_clip": trainer_options.pop("grad_clip", 1.0)}
+    train, val, test, info = load_splits(args["dataset"], cfg, args["limit"], args["dataset_options"],
+                                         args.get("time_bins"))
+    notes: list[str] = []
+    if resume is None:
+        x, y = train[0]
+        args["loss"] = args["loss"] or TASK_LOSSES.get(info["kind"])
+        cfg, notes = fit_config_to_data(cfg, torch.as_tensor(x), y, info["kind"], _num_classes(info), args["loss"])
+        if run_dir is None:
+            run_dir = dist_utils.broadcast_object(
+                ckpt_io.default_run_dir(out, cfg.name, args["dataset"], args["seed"]), ctx)
+    run_dir = Path(run_dir)
+    torch.manual_seed(args["seed"])
+    model = build_model(cfg)
+    if resume is None and args["loss"] in COUNT_LOSSES:
+        note = init_rate_bias(model, train)
+        notes += [note] if note else []
+    if ctx.is_main and resume is None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.write_json(run_dir / "run.json", {**args, "preset": cfg.name, "notes": notes})
+    cbs = list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks else [])
+    bar = None
+    if progress and ctx.is_main:
+        from hstlab.train.progress import TqdmProgress
+
+        bar = TqdmProgress()
+        cbs.append(bar)
+    trainer = Trainer(
+        model, cfg, train, val, test, epochs=args["epochs"], batch_size=args["batch_size"], lr=args["lr"],
+        loss=args["loss"], loss_options=args["loss_options"], seed=args["seed"], run_dir=run_dir,
+        resume=resume, checkpoint_every=args["checkpoint_every"], max_seconds=max_seconds,
+        warmup_frac=args.get("warmup_frac", 0.03), weight_decay=args.get("weight_decay", 0.01),
+        grad_clip=args.get("grad_clip", 1.0), callbacks=cbs, build_fn=build_model,
+        extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]}, **trainer_options,
+    )
+    if bar is not None:
+        bar.total = trainer.total_steps
+    try:
+        metrics = trainer.fit()
+    finally:
+        if bar is not None:
+            bar.close()
+    metrics["run_dir"] = str(run_dir)
+    metrics["notes"] = notes
+    return metrics

@@ -1,0 +1,99 @@
+"""``hstlab train`` / ``hstlab energy`` and ``train_run`` on tiny in-memory spike data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+from test_train_support import one_thread  # noqa: F401
+
+from hstlab.cli import main
+from hstlab.train.cli import parse_options, parse_schedule
+from hstlab.train.run import train_run
+
+pytestmark = pytest.mark.usefixtures("one_thread", "no_smoke")
+DATA = {"neurons": 6, "trials": 20}
+COMMON = ["--preset", "tiny", "--dataset", "lorenz-spikes", "--limit", "8", "--time-bins", "12",
+          "--data-option", "neurons=6", "--data-option", "trials=20", "--batch-size", "4", "--no-progress"]
+
+
+@pytest.fixture
+def no_smoke(monkeypatch):
+    monkeypatch.delenv("HSTLAB_SMOKE", raising=False)
+
+
+def test_smoke_mode_caps_epochs_and_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("HSTLAB_SMOKE", "1")
+    metrics = train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=3, limit=100, time_bins=12,
+                        batch_size=16, dataset_options=DATA)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["epochs"] == 1 and run["limit"] == 32 and metrics["epochs_completed"] == 1
+
+
+def test_cli_train_then_energy(tmp_path, capsys):
+    rc = main(["train", *COMMON, "--epochs", "2", "--schedule", "0:TT,1:SS", "--run-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert "val  bits_per_spike" in out and f"modes {metrics['modes']}" in out  # the best epoch's modes
+    with (tmp_path / "history.csv").open() as f:
+        assert [row["modes"] for row in csv.DictReader(f)] == ["TT", "SS"]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["dataset"] == "lorenz-spikes" and run["loss"] == "poisson_nll" and run["dataset_options"] == DATA
+    assert metrics["test_accuracy"] is None and isinstance(metrics["val_bits_per_spike"], float)
+    assert any(n.startswith("head.bias <- log mean count") for n in run["notes"])
+    assert [json.loads((tmp_path / "config.json").read_text())["mode_schedule"]] == [[[0, "TT"], [1, "SS"]]]
+    assert main(["energy", str(tmp_path), "--batch-size", "2"]) == 0
+    assert "Energy per sample" in capsys.readouterr().out
+
+
+def test_cli_resume_matches_uninterrupted(tmp_path, capsys):
+    kw = {"epochs": 2, "limit": 8, "time_bins": 12, "batch_size": 4, "dataset_options": DATA,
+          "checkpoint_every": 1}
+    ref = train_run("tiny", "lorenz-spikes", run_dir=tmp_path / "full", **kw)
+
+    def kill(ev):
+        if ev.kind == "step" and ev.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run("tiny", "lorenz-spikes", run_dir=tmp_path / "cut", callbacks=[kill], **kw)
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    got = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    for key in ("val_loss", "val_bits_per_spike", "test_loss", "test_bits_per_spike", "steps", "best_epoch"):
+        assert got[key] == ref[key], key
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_masked_modelling_run_with_progress_bar(tmp_path, capsys):
+    metrics = train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
+                        dataset_options=DATA, loss="masked_modelling", progress=True,
+                        loss_options={"mask_ratio": 0.3, "mask_axis": "neuron"})
+    assert metrics["loss"] == "masked_modelling" and "val_bits_per_spike" in metrics
+    assert json.loads((tmp_path / "config.json").read_text())["causal"] is False
+    assert "2/2" in capsys.readouterr().err  # tqdm: 2 of 2 steps
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    assert main(["train", *COMMON, "--schedule", "x:TT"]) == 2
+    assert "--schedule part 'x:TT'" in capsys.readouterr().err
+    assert parse_schedule("0:TT, 3:SS") == ((0, "TT"), (3, "SS"))
+    assert parse_options(["a=1", "b=x", "c=0.5"]) == {"a": 1, "b": "x", "c": 0.5}
+
+
+def test_negative_binomial_dispersion_is_trained_and_checkpointed(tmp_path):
+    train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
+              dataset_options=DATA, loss="negative_binomial_nll", loss_options={"num_neurons": 6})
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]["loss"]["raw_dispersion"]
+    start = torch.full((6,), 1.0 + math.log(-math.expm1(-1.0)))  # softplus^-1(1)
+    assert saved.shape == (6,) and not torch.allclose(saved, start)
+
+
+def test_resume_needs_a_run_directory(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
+    assert "must be a run directory holding run.json and last.pt" in capsys.readouterr().err
