@@ -17,6 +17,7 @@ from hstlab.data import digits_dvs as dd
 from hstlab.data import tonic_datasets as td
 from hstlab.data.frames import check_time_bins
 from hstlab.registry import Registry
+from hstlab.runtime import smoke_mode
 
 SPLITS = ("train", "val", "test")
 SMOKE_LIMIT = 64  # samples per split when HSTLAB_SMOKE=1 and no limit is given
@@ -98,7 +99,7 @@ def load_dataset(
         for p in inspect.signature(spec.load).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
-    if os.environ.get("HSTLAB_SMOKE") == "1" and "limit" in allowed and "limit" not in options:
+    if smoke_mode() and "limit" in allowed and "limit" not in options:
         options["limit"] = SMOKE_LIMIT  # smoke runs (notebooks, CI): a small class-balanced subset
     for key, value in options.items():
         if key not in allowed:

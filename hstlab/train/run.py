@@ -12,6 +12,7 @@ import torch
 
 from hstlab.config import HSTConfig
 from hstlab.registry import Registry
+from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.trainer import Trainer
@@ -26,11 +27,6 @@ COUNT_LOSSES = ("poisson_nll", "negative_binomial_nll", "masked_modelling")
 SMOKE_LIMIT = 32
 RUN_ARGS = ("dataset", "epochs", "seed", "batch_size", "lr", "limit", "time_bins", "loss", "loss_options",
             "checkpoint_every", "dataset_options", "warmup_frac", "weight_decay", "grad_clip")
-
-
-def smoke_mode() -> bool:
-    """``HSTLAB_SMOKE=1``: shrink data and steps (notebooks, CI)."""
-    return os.environ.get("HSTLAB_SMOKE", "") not in ("", "0", "false", "False")
 
 
 def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
