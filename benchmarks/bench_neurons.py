@@ -1,0 +1,208 @@
+"""Benchmark: multi-step LIF forward+backward, hstlab's fused kernel vs snnTorch and SpikingJelly.
+
+All implementations run the same model (tau=2 -> beta=0.5, threshold 1, hard/zero reset with a
+detached reset, input not decayed, ATan surrogate alpha=2) on the same input; the script checks
+that their spikes are identical before timing. Timings are interleaved (each repeat runs every
+implementation once, in rotating order) so machine noise hits all of them alike; medians are
+reported with ns per neuron-step and ratios measured in the same run (minimums too: on a
+shared machine the minimum is the best estimate of the uncontended cost) and the median CPU
+time of all the process's threads per call (which does not count time spent descheduled).
+
+Usage:
+    python benchmarks/bench_neurons.py [--T 16 --B 32 --N 4096 --threads 2 --repeat 25] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from hstlab.neurons import LIF, kernels
+from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
+
+TAU, THRESHOLD, ALPHA = 2.0, 1.0, 2.0
+
+
+def make_hstlab(backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """hstlab's fused LIF with the given loops ("compiled": numba, "torch": pure torch)."""
+    lif = LIF(tau=TAU, threshold=THRESHOLD, reset="hard", surrogate="atan", alpha=ALPHA,
+              detach_reset=True, decay_input=False)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        previous = kernels.set_backend(backend)  # read by the forward; the backward follows it
+        try:
+            lif.reset_state()
+            return lif(x)
+        finally:
+            kernels.set_backend(previous)
+
+    return run
+
+
+def make_snntorch() -> Callable[[torch.Tensor], torch.Tensor] | str:
+    try:
+        import snntorch as snn
+        from snntorch import surrogate
+    except ImportError:
+        return "not installed"
+    leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero",
+                      spike_grad=surrogate.atan(alpha=ALPHA))
+
+    def run(x: torch.Tensor) -> torch.Tensor:  # the documented step loop
+        mem = leaky.init_leaky()
+        spikes = []
+        for step in range(x.shape[0]):
+            spk, mem = leaky(x[step], mem)
+            spikes.append(spk)
+        return torch.stack(spikes)
+
+    return run
+
+
+def make_spikingjelly() -> Callable[[torch.Tensor], torch.Tensor] | str:
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except ImportError:
+        return "not installed"
+    node = neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
+                          surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True,
+                          step_mode="m")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(node)
+        return node(x)
+
+    return run
+
+
+def _time(fn: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all this process's threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--T", type=int, default=16)
+    parser.add_argument("--B", type=int, default=32)
+    parser.add_argument("--N", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=25)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--json", metavar="PATH", help="save the results as JSON")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error("--repeat must be >= 1 and --warmup >= 0")
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shape = (args.T, args.B, args.N)
+    x = (torch.randn(shape) * 0.8 + 0.4).requires_grad_(True)
+    grad_out = torch.randn(shape)
+    neuron_steps = args.T * args.B * args.N
+
+    impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    skipped: dict[str, str] = {}
+    if COMPILED_AVAILABLE:
+        impls["hstlab"] = make_hstlab("compiled")
+    else:
+        skipped["hstlab"] = "compiled loops need numba: not installed"
+    impls["hstlab-torch"] = make_hstlab("torch")
+    for name, factory in (("snntorch", make_snntorch), ("spikingjelly", make_spikingjelly)):
+        made = factory()
+        if isinstance(made, str):
+            skipped[name] = made
+        else:
+            impls[name] = made
+
+    # same maths: identical spikes and (to float32 rounding) identical input gradients
+    reference_spikes, reference_grad = None, None
+    checks: dict[str, dict[str, float | bool]] = {}
+    for name, run in impls.items():
+        spikes = run(x)
+        (grad,) = torch.autograd.grad(spikes, x, grad_out)
+        if reference_spikes is None:
+            reference_spikes, reference_grad = spikes.detach(), grad
+        checks[name] = {
+            "spikes_identical": bool(torch.equal(spikes.detach(), reference_spikes)),
+            "max_grad_diff": float((grad - reference_grad).abs().max()),
+        }
+
+    def fwd_bwd(run: Callable) -> Callable[[], None]:
+        def step() -> None:
+            x.grad = None
+            run(x).backward(grad_out)
+        return step
+
+    def fwd_only(run: Callable) -> Callable[[], None]:
+        def step() -> None:
+            with torch.no_grad():
+                run(x)
+        return step
+
+    results: dict[str, dict[str, float]] = {}
+    for mode, wrap in (("fwd_bwd", fwd_bwd), ("fwd", fwd_only)):
+        steps = {name: wrap(run) for name, run in impls.items()}
+        for step in steps.values():
+            for _ in range(args.warmup):
+                step()
+        samples: dict[str, list[float]] = {name: [] for name in steps}
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
+        names = list(steps)
+        for i in range(args.repeat):
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                wall, used = _time(steps[name])
+                samples[name].append(wall)
+                cpu[name].append(used)
+        for name, ts in samples.items():
+            median = statistics.median(ts)
+            entry = results.setdefault(name, {})
+            entry[f"{mode}_median_ms"] = median * 1e3
+            entry[f"{mode}_min_ms"] = min(ts) * 1e3
+            entry[f"{mode}_cpu_median_ms"] = statistics.median(cpu[name]) * 1e3
+            entry[f"{mode}_ns_per_neuron_step"] = median / neuron_steps * 1e9
+    for name, entry in results.items():
+        for mode in ("fwd_bwd", "fwd"):
+            ours = results[next(iter(results))]  # hstlab (compiled if numba is there)
+            entry[f"{mode}_speedup_of_hstlab"] = entry[f"{mode}_median_ms"] / ours[f"{mode}_median_ms"]
+            entry[f"{mode}_speedup_of_hstlab_min"] = entry[f"{mode}_min_ms"] / ours[f"{mode}_min_ms"]
+
+    print(f"LIF T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
+          f"torch {torch.__version__}, threads={torch.get_num_threads()}, repeat={args.repeat}")
+    header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
+              f"{'cpu ms':>9}{'fwd ms':>9}{'x slower':>10}  check")
+    print(header)
+    print("-" * len(header))
+    for name, e in results.items():
+        c = checks[name]
+        print(f"{name:<14}{e['fwd_bwd_median_ms']:>12.2f}{e['fwd_bwd_ns_per_neuron_step']:>11.2f}"
+              f"{e['fwd_bwd_speedup_of_hstlab']:>10.1f}{e['fwd_bwd_min_ms']:>9.2f}"
+              f"{e['fwd_bwd_speedup_of_hstlab_min']:>9.1f}{e['fwd_bwd_cpu_median_ms']:>9.2f}"
+              f"{e['fwd_median_ms']:>9.2f}{e['fwd_speedup_of_hstlab']:>10.1f}"
+              f"  spikes identical={c['spikes_identical']}, max |dgrad|={c['max_grad_diff']:.1e}")
+    for name, why in skipped.items():
+        print(f"{name:<14}{why}")
+
+    report = {
+        "config": {"T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "repeat": args.repeat,
+                   "warmup": args.warmup, "tau": TAU, "threshold": THRESHOLD, "alpha": ALPHA},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.machine(), "processor": platform.processor()},
+        "results": results, "checks": checks, "skipped": skipped,
+    }
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2)
+        print(f"saved {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

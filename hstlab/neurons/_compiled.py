@@ -1,0 +1,116 @@
+"""Optional compiled LIF loops (numba, ``cache=True``) for contiguous float32 CPU tensors.
+
+One pass over memory per direction: the forward reads X and writes S and η = H - V_r; the
+backward reads ∂L/∂S, η and S and writes ∂L/∂X with the surrogate computed on the fly. Each
+kernel is serial over one range of neurons (time loop outside, a vectorizable neuron loop
+inside); large inputs are split in ranges run on a small thread pool (``nogil``) sized by
+``torch.get_num_threads()``. No per-step dispatch at all, which also keeps the kernel fast on
+a busy machine. Without numba, :data:`AVAILABLE` is False and
+:mod:`hstlab.neurons.kernels` uses its pure-torch loops.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+AVAILABLE = importlib.util.find_spec("numba") is not None  # numba itself is imported on first use
+MIN_NUMEL = 1 << 16  # backend "auto": smaller inputs take the torch loops (no numba import/compile)
+
+# Neurons per extra thread. Below 2 * this, the calling thread does it all: at that size one
+# core runs fwd+bwd in ~2 ns per neuron-step, and a second thread would compete with torch's
+# OpenMP workers, which spin after every parallel torch op (measured: 2-8x slower on a busy box).
+_MIN_PER_THREAD = 1 << 18
+_pool: ThreadPoolExecutor | None = None
+_pool_key = (0, 0)  # (pid, workers): a forked child must not reuse the parent's (dead) threads
+_pool_lock = threading.Lock()
+
+
+@functools.cache
+def _kernels():
+    """The compiled kernels (numba is imported, and the code compiled or loaded, on first use)."""
+    from hstlab.neurons import _compiled_kernels as k
+
+    return k.lif_fwd, k.lif_bwd
+
+
+CODES = {"atan": 0, "sigmoid": 1, "fast_sigmoid": 2, "triangle": 3}  # surrogates compiled in lif_bwd
+
+
+def usable(x: Tensor) -> bool:
+    """Whether the compiled loops can take ``x``: float32 on the CPU with a time axis."""
+    return AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() >= 2
+
+
+def _ranges(m: int) -> list[tuple[int, int]]:
+    n = max(1, min(torch.get_num_threads(), m // _MIN_PER_THREAD))
+    step = -(-m // n)
+    step += -step % 16  # keep ranges 64-byte aligned
+    return [(lo, min(m, lo + step)) for lo in range(0, m, step)]
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_key
+    with _pool_lock:
+        key = (os.getpid(), workers)
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[0] == key[0]:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hstlab-lif")
+            _pool_key = key
+        return _pool
+
+
+def _run(kernel, args: tuple, m: int) -> None:
+    """Run ``kernel(*args, lo, hi)`` over [0, m) split across threads (the caller takes one range)."""
+    ranges = _ranges(m)
+    if len(ranges) == 1:
+        kernel(*args, 0, m)
+        return
+    pool = _get_pool(len(ranges) - 1)
+    futures = [pool.submit(kernel, *args, lo, hi) for lo, hi in ranges[1:]]
+    kernel(*args, *ranges[0])
+    for f in futures:
+        f.result()
+
+
+@atexit.register
+def _shutdown() -> None:  # pragma: no cover - interpreter exit
+    if _pool is not None and _pool_key[0] == os.getpid():
+        _pool.shutdown(wait=False)
+
+
+def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool):
+    """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r)."""
+    T = x.shape[0]
+    s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
+    f = np.float32
+    x2 = x.detach().reshape(T, -1).numpy()
+    args = (x2, u0.detach().reshape(-1).numpy(), f(k), f(c), f(theta), f(thr), hard,
+            s.view(T, -1).numpy(), eta.view(T, -1).numpy(), u_last.view(-1).numpy())
+    _run(_kernels()[0], args, x2.shape[1])
+    return s, eta, u_last
+
+
+def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: Tensor, k: float, c: float,
+                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float):
+    """∂L/∂X [T, ...] and ∂L/∂V_{-1} [...] in one pass."""
+    T = eta.shape[0]
+    g_x = torch.empty_like(eta)
+    g_v0 = torch.empty(eta.shape[1:], dtype=eta.dtype)
+    m = g_v0.numel()
+    gv = np.zeros(m, dtype=np.float32) if g_vlast is None else g_vlast.detach().reshape(-1).numpy()
+    f = np.float32
+    args = (g_spikes.detach().reshape(T, -1).numpy(), gv, eta.view(T, -1).numpy(), spikes.view(T, -1).numpy(),
+            f(k), f(c), f(theta), f(thr), hard, detach, code, f(alpha), g_x.view(T, -1).numpy(),
+            g_v0.view(-1).numpy())
+    _run(_kernels()[1], args, m)
+    return g_x, g_v0

@@ -1,0 +1,50 @@
+"""Build a neuron from the config: ``cfg.neuron`` picks the class from the ``NEURONS`` registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hstlab.neurons.base import SpikingNeuron
+from hstlab.neurons.lif import ALIF, LIF, PLIF
+from hstlab.registry import Registry
+
+NEURONS: Registry[Callable[[Any, dict[str, Any]], SpikingNeuron]] = Registry("neuron")
+
+
+@NEURONS.register("lif")
+def _make_lif(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
+    return LIF(**common)
+
+
+@NEURONS.register("plif")
+def _make_plif(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
+    return PLIF(**common)
+
+
+@NEURONS.register("alif")
+def _make_alif(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
+    return ALIF(**common, beta_a=cfg.alif_beta, tau_a=cfg.alif_tau)
+
+
+def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
+    """A neuron from ``cfg.neuron`` ("lif", "plif", "alif") and the config's neuron fields.
+
+    ``threshold`` overrides ``cfg.threshold`` (e.g. the 0.5 attention neuron).
+
+    Example:
+        >>> from hstlab.config import HSTConfig
+        >>> build_neuron(HSTConfig(neuron="plif"), threshold=0.5).threshold
+        0.5
+    """
+    if cfg.neuron not in NEURONS:
+        raise ValueError(f"neuron={cfg.neuron!r} is not allowed; allowed: {', '.join(NEURONS.names())}")
+    common = {
+        "tau": cfg.tau,
+        "threshold": cfg.threshold if threshold is None else threshold,
+        "reset": cfg.reset,
+        "surrogate": cfg.surrogate,
+        "alpha": cfg.surrogate_alpha,
+        "detach_reset": cfg.detach_reset,
+    }
+    return NEURONS.get(cfg.neuron)(cfg, common)
