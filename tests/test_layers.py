@@ -39,6 +39,15 @@ def test_token_batch_norm_matches_torch_batch_norm():
     torch.testing.assert_close(ours(x), ref(x.reshape(-1, 6)).view_as(x))
 
 
+def test_token_batch_norm_cumulative_average_like_torch():
+    ref, ours = nn.BatchNorm1d(4, momentum=None), TokenBatchNorm(4, momentum=None)
+    for _ in range(3):
+        x = torch.randn(10, 4) * 3 + 1
+        ref(x), ours(x)
+    torch.testing.assert_close(ours.running_mean, ref.running_mean)
+    torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
 def test_token_batch_norm_gradcheck():
     bn = TokenBatchNorm(3).double()
     x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)

@@ -62,9 +62,11 @@ class TokenBatchNorm(nn.BatchNorm1d):
         out, mean, var = _TokenBatchNormFn.apply(flat, self.weight, self.bias, self.eps)
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
+            # momentum None: cumulative average over the batches seen, as nn.BatchNorm1d does
+            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
             unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
-            self.running_mean.lerp_(mean, self.momentum)
-            self.running_var.lerp_(unbiased, self.momentum)
+            self.running_mean.lerp_(mean, factor)
+            self.running_var.lerp_(unbiased, factor)
         return out.view_as(x)
 
 
