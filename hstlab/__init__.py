@@ -52,6 +52,8 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "hstlab.train",
     "train_run": "hstlab.train",
     "bits_per_spike": "hstlab.train",
+    "ExplorerState": "hstlab.ui",
+    "create_app": "hstlab.ui",
 }
 _SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui")
 

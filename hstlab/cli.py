@@ -10,7 +10,7 @@ import sys
 import torch
 
 # each module exposes register(subparsers) and is imported only when the CLI runs
-AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli")
+AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:

@@ -1,0 +1,17 @@
+"""The hstlab explorer: ``panel serve apps/explorer.py --address 127.0.0.1`` (or ``hstlab explore``).
+
+Each browser session runs this script, so each gets its own state and training run.
+"""
+
+import panel as pn
+
+from hstlab.ui import create_app
+
+pn.extension()
+
+if __name__ == "__main__":  # python apps/explorer.py: serve on localhost
+    from hstlab.ui import serve
+
+    serve(port=5006)
+else:
+    create_app().servable(title="hstlab explorer")

@@ -1,0 +1,90 @@
+"""The explorer app: one :class:`ExplorerState` and :class:`TrainSession` per browser session."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+import param
+
+from hstlab.ui.state import ExplorerState
+from hstlab.ui.training import TrainSession
+from hstlab.ui.views import BuildView, EnergyView, InspectView, TrainView
+
+TABS = ("Build", "Inspect", "Train", "Energy")
+DEFAULT_ADDRESS = "127.0.0.1"
+
+
+def default_runs_dir() -> Path:
+    """``$HSTLAB_RUNS`` or ``runs/explorer`` (relative to the working directory)."""
+    return Path(os.environ.get("HSTLAB_RUNS", "runs/explorer"))
+
+
+class ExplorerApp(pn.viewable.Viewer):
+    """Build, Inspect, Train and Energy tabs over one state (create one per session).
+
+    Example:
+        >>> app = ExplorerApp(state=ExplorerState(preset="tiny"), session=TrainSession())
+        >>> [name for name, _ in app.tabs]  # doctest: +SKIP
+    """
+
+    state = param.ClassSelector(class_=ExplorerState)
+    session = param.ClassSelector(class_=TrainSession)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.views = {
+            "Build": BuildView(state=self.state),
+            "Inspect": InspectView(state=self.state),
+            "Train": TrainView(state=self.state, session=self.session),
+            "Energy": EnergyView(state=self.state, session=self.session),
+        }
+        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"])
+        self.tabs.param.watch(self._on_tab, "active")
+        self._on_tab()
+
+    def _on_tab(self, *_: Any) -> None:
+        """Record spikes and attention only while the Inspect tab is shown (faster rebuilds)."""
+        self.state.live_inspection = TABS[self.tabs.active] == "Inspect"
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        header = pn.pane.Markdown(
+            "## hstlab explorer\nBuild an HST-Net variant, look inside it on real input, train it and "
+            "compare its energy."
+        )
+        return pn.Column(header, self.tabs, sizing_mode="stretch_width")
+
+
+def create_app(preset: str = "hst-small", runs_dir: str | Path | None = None) -> ExplorerApp:
+    """A fresh app with its own state and training session (call once per browser session).
+
+    Runs are written under ``runs_dir / <session id>`` (default :func:`default_runs_dir`).
+    """
+    session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    state = ExplorerState(preset=preset, live_inspection=False)  # the Build tab opens first
+    app = ExplorerApp(state=state, session=TrainSession(runs_dir=root / session_id))
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
+        doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
+    return app
+
+
+def serve(
+    port: int = 5006, address: str = DEFAULT_ADDRESS, show: bool = False, **kwargs: Any
+) -> Any:
+    """Serve the explorer on ``address:port`` (localhost by default); one app per session."""
+    pn.extension()
+    return pn.serve(
+        {"explorer": create_app},
+        port=port,
+        address=address,
+        show=show,
+        websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
+        title="hstlab explorer",
+        **kwargs,
+    )

@@ -1,0 +1,95 @@
+"""Model card export for the explorer: the trainer's card when it exists, else one from library data.
+
+The fallback card only formats what the library computed (config JSON, parameter count,
+``EnergyReport.summary()`` and its assumptions, the run's ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hstlab.ui.state import ExplorerState
+
+
+def _library_writer() -> Any:
+    """``hstlab.train.card.write_model_card`` when the trainer package provides it, else None."""
+    try:
+        module = importlib.import_module("hstlab.train.card")
+    except ImportError:
+        return None
+    return getattr(module, "write_model_card", None)
+
+
+def model_card(state: ExplorerState, run_dir: str | Path | None = None) -> tuple[str, str]:
+    """``(file name, Markdown)`` of the model card.
+
+    With a finished run: ``hstlab.train.card.write_model_card(run_dir)`` (written once, then
+    reused). Without one, or when the trainer's card cannot be made, a card of the current
+    model built from library data (the reason is stated in it).
+    """
+    writer, note = _library_writer(), ""
+    if writer is not None and run_dir is not None:
+        run_dir = Path(run_dir)
+        card, best = run_dir / "model_card.md", run_dir / "best.pt"
+        try:
+            if not (
+                card.is_file() and best.is_file() and card.stat().st_mtime >= best.stat().st_mtime
+            ):
+                out = writer(run_dir)
+                card = Path(out) if isinstance(out, (str, Path)) else card
+            return card.name, card.read_text()
+        except (ValueError, OSError) as exc:
+            note = f"The trainer's card for {run_dir} could not be made: {exc}"
+    return "model_card.md", _fallback_card(state, run_dir, note)
+
+
+def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str = "") -> str:
+    cfg, report = state.cfg, state.energy
+    lines = [
+        *([f"> {note}", ""] if note else []),
+        f"# Model card: {cfg.name} ({cfg.modes})",
+        "",
+        f"- parameters: {state.n_params:,}",
+        f"- layers: {cfg.n_layer}, width {cfg.n_embd}, heads {cfg.n_head}, T = {cfg.num_steps}",
+        (
+            f"- energy per sample: {report.total_j:.4g} J (compute {report.compute_j:.4g} J, "
+            f"memory {report.memory_j:.4g} J), preset {report.preset}"
+        ),
+        f"- energy measured on: {state.sample.source}",
+        "",
+    ]
+    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        keep = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        lines += [
+            "## Training run",
+            "",
+            f"run folder: `{run_dir}`",
+            "",
+            "```json",
+            json.dumps(keep, indent=2),
+            "```",
+            "",
+        ]
+    lines += [
+        "## Energy by layer",
+        "",
+        "```",
+        report.summary(),
+        "```",
+        "",
+        "## Assumptions",
+        "",
+        *[f"- {a}" for a in report.assumptions],
+        "",
+        "## Config",
+        "",
+        "```json",
+        cfg.to_json(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

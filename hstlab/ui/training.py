@@ -1,0 +1,322 @@
+"""Background training for the explorer: one ``hstlab.Trainer`` thread per session, live curves.
+
+The trainer thread only puts events on a queue; :meth:`TrainSession.poll` (a periodic callback
+on the session's document, 4 Hz) moves them into the ``LiveCurves`` buffer and the run table,
+so every Bokeh update happens on the server's event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import param
+
+from hstlab.ui.samples import load_split
+from hstlab.ui.state import ExplorerState
+
+POLL_MS = 250  # live charts update at 4 Hz
+RUN_COLUMNS = (
+    "run",
+    "status",
+    "preset",
+    "modes",
+    "params",
+    "steps",
+    "val_accuracy",
+    "energy_per_sample_uj",
+    "seconds",
+    "checkpoint",
+)
+
+
+def request_stop(trainer: Any) -> None:
+    """Ask a running ``Trainer`` to stop after its current step (it then saves and evaluates).
+
+    Uses ``trainer.request_stop()`` when the trainer has it; otherwise sets ``max_seconds`` to 0,
+    which the trainer checks after every optimizer step (same path as a time budget: the epoch is
+    closed, ``last.pt`` / ``best.pt`` are written and ``fit`` returns its metrics).
+    """
+    stop = getattr(trainer, "request_stop", None)
+    if callable(stop):
+        stop()
+    else:
+        trainer.max_seconds = 0.0
+
+
+def write_run_json(run_dir: Path, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
+    """``run.json`` as ``hstlab.train.train_run`` writes it, so the trainer's model card can read the run."""
+    from hstlab.train.checkpoint import write_json
+    from hstlab.ui.samples import no_build_options
+
+    args = {
+        "dataset": dataset, "epochs": settings["epochs"], "seed": 0,
+        "batch_size": settings["batch_size"], "lr": settings["lr"], "limit": limit,
+        "time_bins": cfg.input_steps, "loss": "cross_entropy", "loss_options": {},
+        "checkpoint_every": 0, "dataset_options": no_build_options(dataset),
+        "warmup_frac": 0.03, "weight_decay": 0.01, "grad_clip": 1.0,
+    }  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        run_dir / "run.json", {**args, "preset": cfg.name, "notes": ["trained in the explorer"]}
+    )
+
+
+@dataclasses.dataclass
+class _Done:
+    metrics: dict[str, Any]
+    stopped: bool
+    run_dir: str
+
+
+@dataclasses.dataclass
+class _Failed:
+    message: str
+
+
+class TrainSession(param.Parameterized):
+    """At most one background training run per session; finished runs collect in :attr:`runs`.
+
+    Example:
+        >>> state = ExplorerState(preset="hst-small")
+        >>> session = TrainSession(runs_dir="runs/explorer/demo", limit=16, batch_size=8)
+        >>> session.start(state)  # doctest: +SKIP
+        True
+        >>> session.join(); session.poll(); session.runs[["run", "val_accuracy"]]  # doctest: +SKIP
+    """
+
+    limit = param.Integer(
+        default=64, label="samples per split", doc="load_dataset(limit=...) for train and val"
+    )
+    batch_size = param.Integer(default=16, label="batch size")
+    epochs = param.Integer(default=1)
+    lr = param.Number(default=1e-3, label="learning rate")
+
+    running = param.Boolean(default=False, doc="a run is in progress")
+    status = param.String(default="No run yet.", doc="progress of the current or last run")
+    message = param.String(default="", doc="why the last request was refused ('' when fine)")
+    events_received = param.Integer(default=0, doc="step/epoch events received in the current run")
+    runs = param.DataFrame(default=None, doc="one row per finished run")
+
+    def __init__(self, runs_dir: str | Path = "runs/explorer", **params: Any) -> None:
+        from hstlab.viz import LiveCurves
+
+        super().__init__(**params)
+        self.runs_dir = Path(runs_dir)
+        self.runs = pd.DataFrame(columns=list(RUN_COLUMNS))
+        self.live = LiveCurves()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._trainer: Any = None
+        self._stop = threading.Event()
+        self._periodic: Any = None
+        self._run: dict[str, Any] = {}
+        self._count = 0
+
+    # ------------------------------------------------------------------ control
+    def _check_settings(self) -> None:
+        for name in ("limit", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r} must be > 0")
+
+    def start(self, state: ExplorerState) -> bool:
+        """Train a copy of ``state.model`` on ``state.dataset`` in a background thread.
+
+        Returns False (and sets :attr:`message`) when a run is already going or the request is
+        invalid.
+        """
+        if self.running:
+            self.message = (
+                f"A training run ({self._run.get('run')}) is already running in this "
+                "session: stop it or wait for it to finish before starting another."
+            )
+            return False
+        try:
+            self._check_settings()
+            model = state.model_copy()
+        except ValueError as exc:
+            self.message = str(exc)
+            return False
+        self._count += 1
+        name = f"run-{self._count:03d}"
+        cfg = state.cfg
+        self._run = {
+            "run": name,
+            "preset": state.preset,
+            "modes": cfg.modes,
+            "params": state.n_params,
+            "run_dir": str(self.runs_dir / name),
+            "t0": time.perf_counter(),
+            "total": None,
+        }
+        self._stop.clear()
+        self._trainer = None
+        self.live.clear()
+        self.param.update(
+            running=True,
+            message="",
+            events_received=0,
+            status=f"{name}: loading {state.dataset} ...",
+        )
+        settings = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        self._thread = threading.Thread(
+            target=self._work,
+            args=(model, cfg, state.dataset, self.limit, settings),
+            name=f"hstlab-train-{name}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._ensure_polling()
+        return True
+
+    def stop(self) -> bool:
+        """Stop the current run after its current step; its checkpoint and metrics are kept."""
+        if not self.running:
+            self.message = "No training run is running in this session."
+            return False
+        self._stop.set()
+        if self._trainer is not None:
+            request_stop(self._trainer)
+        self.status = f"{self._run['run']}: stopping after the current step ..."
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the background thread (tests, scripts)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker thread
+    def _work(self, model: Any, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
+        try:
+            from hstlab.train import Trainer
+
+            train = load_split(dataset, "train", cfg.input_steps, limit)
+            val = load_split(dataset, "val", cfg.input_steps, limit)
+            x, _ = train[0]
+            if tuple(x.shape[1:]) != tuple(cfg.input_shape):
+                raise ValueError(
+                    f"{dataset} frames are {tuple(x.shape[1:])} but the model's input_shape is "
+                    f"{cfg.input_shape}; pick a preset made for {dataset} (e.g. hst-small)"
+                )
+            run_dir = Path(self._run["run_dir"])
+            write_run_json(run_dir, cfg, dataset, limit, settings)
+            trainer = Trainer(
+                model,
+                cfg,
+                train,
+                val,
+                run_dir=run_dir,
+                callbacks=[self._queue.put],
+                extra_meta={"dataset": dataset, "preset": cfg.name, "limit": limit},
+                **settings,
+            )
+            self._run["total"] = trainer.total_steps
+            self._trainer = trainer
+            if self._stop.is_set():
+                request_stop(trainer)
+            metrics = trainer.fit()
+            self._queue.put(_Done(metrics, self._stop.is_set(), self._run["run_dir"]))
+        except Exception as exc:  # noqa: BLE001 - reported in the page, the session goes on
+            self._queue.put(
+                _Failed(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}")
+            )
+
+    # ------------------------------------------------------------------ event loop side
+    def _ensure_polling(self) -> None:
+        import panel as pn
+
+        if pn.state.curdoc is None or pn.state.curdoc.session_context is None:
+            return  # not served: call poll() yourself
+        if self._periodic is None:
+            self._periodic = pn.state.add_periodic_callback(self.poll, period=POLL_MS)
+        elif not self._periodic.running:
+            self._periodic.start()
+
+    def poll(self) -> int:
+        """Move queued trainer events into the live curves, status and run table; returns how many."""
+        events, outcome = [], None
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, (_Done, _Failed)):
+                outcome = item
+            else:
+                events.append(item)
+        shown = [e for e in events if getattr(e, "kind", "") != "fit_end"]
+        for event in shown:
+            self.live.push(event)
+        if shown:
+            flush = getattr(self.live, "flush", None)
+            if callable(flush):
+                flush()
+            self.events_received += len(shown)
+            self.status = self._progress(shown[-1])
+        if outcome is not None:
+            self._finish(outcome)
+        return len(events)
+
+    def _progress(self, ev: Any) -> str:
+        total = self._run.get("total")
+        parts = [
+            f"{self._run.get('run')}: step {ev.step}" + (f"/{total}" if total else ""),
+            f"epoch {ev.epoch}",
+            f"loss {ev.loss:.4g}",
+        ]
+        if ev.accuracy is not None:
+            parts.append(f"accuracy {ev.accuracy:.3f}")
+        if ev.firing_rate is not None:
+            parts.append(f"firing rate {ev.firing_rate:.4f}")
+        if getattr(ev, "val_accuracy", None) is not None:
+            parts.append(f"val accuracy {ev.val_accuracy:.3f}")
+        return ", ".join(parts) + f" ({time.perf_counter() - self._run['t0']:.1f} s)"
+
+    def _finish(self, outcome: _Done | _Failed) -> None:
+        seconds = time.perf_counter() - self._run["t0"]
+        row = {k: self._run.get(k) for k in ("run", "preset", "modes", "params")}
+        if isinstance(outcome, _Done):
+            m = outcome.metrics
+            energy = m.get("energy_per_sample_j")
+            status = "stopped" if outcome.stopped else "finished"
+            row.update(
+                status=status,
+                steps=m.get("steps"),
+                val_accuracy=m.get("val_accuracy"),
+                energy_per_sample_uj=None if energy is None else energy * 1e6,
+                seconds=round(seconds, 2),
+                checkpoint=str(Path(outcome.run_dir) / "best.pt"),
+            )
+            text = (
+                f"{row['run']} {status} after {m.get('steps')} steps: val accuracy "
+                f"{_fmt(m.get('val_accuracy'))}, energy {_fmt(row['energy_per_sample_uj'])} µJ/sample; "
+                f"checkpoints in {outcome.run_dir}"
+            )
+        else:
+            row.update(status="failed", seconds=round(seconds, 2))
+            text = f"{row['run']} failed: {outcome.message}"
+            self.message = outcome.message
+        new = pd.DataFrame([row], columns=list(RUN_COLUMNS))
+        runs = new if self.runs.empty else pd.concat([self.runs, new], ignore_index=True)
+        self._trainer = None
+        self.param.update(runs=runs, status=text, running=False)
+        if self._periodic is not None and self._periodic.running:
+            self._periodic.stop()
+
+    @property
+    def last_run_dir(self) -> str | None:
+        """Folder of the latest finished or stopped run (None before the first)."""
+        done = self.runs[self.runs["status"].isin(["finished", "stopped"])]
+        return None if done.empty else str(Path(done.iloc[-1]["checkpoint"]).parent)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3g}"

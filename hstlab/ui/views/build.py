@@ -1,0 +1,173 @@
+"""Build tab: preset, global fields, the per-layer toggle table, size and energy at a glance."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import panel as pn
+import param
+
+from hstlab.config import ATTENTION_KINDS, MODES, RESIDUALS
+from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
+from hstlab.ui.views._common import joules
+
+INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
+CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits")
+COLUMN_LABELS = {
+    "attn_mode": "attention mode",
+    "mlp_mode": "MLP mode",
+    "attention": "attention kind",
+    "tim": "TIM",
+    "residual": "residual",
+    "mask_ratio": "masking ratio",
+}
+CELL_WIDTH = 125
+
+
+def _cell_widget(column: str, index: int) -> pn.widgets.Widget:
+    css = [f"hst-layer-{index}-{column}"]
+    options = {
+        "attn_mode": MODES,
+        "mlp_mode": MODES,
+        "attention": ATTENTION_KINDS,
+        "residual": RESIDUALS,
+    }
+    if column in options:
+        return pn.widgets.Select(options=list(options[column]), width=CELL_WIDTH, css_classes=css)
+    if column == "tim":
+        return pn.widgets.Checkbox(width=CELL_WIDTH, css_classes=css)
+    return pn.widgets.FloatInput(step=0.05, width=CELL_WIDTH, css_classes=css)
+
+
+class LayerTable(pn.viewable.Viewer):
+    """One row of toggles per layer, kept in sync with ``state.layers`` both ways.
+
+    Example:
+        >>> table = LayerTable(state=ExplorerState(preset="tiny"))
+        >>> table.widget(0, "attn_mode").value = "standard"  # rebuilds the model
+    """
+
+    state = param.ClassSelector(class_=ExplorerState)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._rows: list[dict[str, pn.widgets.Widget]] = []
+        self._syncing = False
+        self._grid = pn.GridBox(ncols=len(LAYER_COLUMNS) + 1, css_classes=["hst-layer-table"])
+        self.state.param.watch(self._sync, "layers")
+        self._sync()
+
+    def widget(self, index: int, column: str) -> pn.widgets.Widget:
+        return self._rows[index][column]
+
+    def _make_row(self, index: int) -> dict[str, pn.widgets.Widget]:
+        row = {c: _cell_widget(c, index) for c in LAYER_COLUMNS}
+        for column, w in row.items():
+            w.param.watch(functools.partial(self._edited, index, column), "value")
+        return row
+
+    def _sync(self, *_: Any) -> None:
+        table = self.state.layers
+        self._syncing = True
+        try:
+            if len(table) != len(self._rows):
+                self._rows = [self._make_row(i) for i in range(len(table))]
+                header = [pn.pane.Markdown("")] + [
+                    pn.pane.Markdown(f"**{COLUMN_LABELS[c]}**", width=CELL_WIDTH)
+                    for c in LAYER_COLUMNS
+                ]
+                cells = [
+                    pn.pane.Markdown(f"**layer {i}**", width=70) for i in range(len(self._rows))
+                ]
+                self._grid.objects = header + [
+                    w for i, row in enumerate(self._rows) for w in (cells[i], *row.values())
+                ]
+            for i, row in enumerate(self._rows):
+                for column, w in row.items():
+                    w.value = table_cell(column, table.at[i, column])
+        finally:
+            self._syncing = False
+
+    def _edited(self, index: int, column: str, event: param.parameterized.Event) -> None:
+        if not self._syncing:
+            self.state.set_layer(index, column, event.new)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._grid
+
+
+class BuildView(pn.viewable.Viewer):
+    """Preset and global fields, per-layer toggles, the inline error and the live summary.
+
+    Example:
+        >>> view = BuildView(state=ExplorerState(preset="tiny"))
+        >>> view.summary_text()[:16]
+        '**Parameters:**'
+    """
+
+    state = param.ClassSelector(class_=ExplorerState)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        s = self.state
+        self.widgets: dict[str, pn.widgets.Widget] = {
+            "preset": pn.widgets.Select.from_param(
+                s.param.preset, css_classes=["hst-preset"], width=200
+            )
+        }
+        for name in INT_FIELDS:
+            self.widgets[name] = pn.widgets.IntInput.from_param(
+                getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
+            )
+        for name in CHOICE_FIELDS:
+            self.widgets[name] = pn.widgets.Select.from_param(
+                getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
+            )
+        self.table = LayerTable(state=s)
+        self.error = pn.pane.Alert(
+            pn.bind(
+                lambda e: f"**Invalid configuration, the previous model is kept.** {e}",
+                s.param.error,
+            ),
+            alert_type="danger",
+            visible=pn.bind(bool, s.param.error),
+            css_classes=["hst-error"],
+        )
+        self.summary = pn.pane.Markdown(
+            pn.bind(
+                lambda *_: self.summary_text(),
+                s.param.n_params,
+                s.param.energy,
+                s.param.build_seconds,
+            ),
+            css_classes=["hst-summary"],
+        )
+        self.config_json = pn.pane.Markdown(
+            pn.bind(lambda cfg: f"```json\n{cfg.to_json()}\n```" if cfg else "", s.param.cfg)
+        )
+
+    def summary_text(self) -> str:
+        s = self.state
+        info = s.summary()
+        return (
+            f"**Parameters:** {info['params']:,} &nbsp; **Energy per sample:** {joules(info['energy_j'])} "
+            f"&nbsp; **Modes:** {info['modes']} &nbsp; (rebuilt in {info['build_seconds']:.2f} s; "
+            f"energy measured on {info['input']})"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        w = self.widgets
+        fields = pn.FlexBox(*[w[n] for n in (*INT_FIELDS, *CHOICE_FIELDS)])
+        return pn.Column(
+            pn.Row(
+                w["preset"],
+                pn.pane.Markdown("Pick a preset, then edit any field; the model rebuilds at once."),
+            ),
+            fields,
+            self.error,
+            self.summary,
+            pn.pane.Markdown("#### Per-layer toggles"),
+            self.table,
+            pn.Card(self.config_json, title="Config (JSON)", collapsed=True),
+        )

@@ -1,0 +1,102 @@
+"""Energy tab: per-layer breakdown, spiking vs standard vs quantized, assumptions, model card."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import panel as pn
+import param
+
+from hstlab import viz
+from hstlab.ui.card import model_card
+from hstlab.ui.state import ExplorerState
+from hstlab.ui.training import TrainSession
+from hstlab.ui.views._common import hv_pane, joules, lazy
+
+TABLE_COLUMNS = ["name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j"]
+
+
+def totals_text(report: Any) -> str:
+    if report is None:
+        return ""
+    return (
+        f"**Total per sample:** {joules(report.total_j)} (compute {joules(report.compute_j)}, "
+        f"memory {joules(report.memory_j)}) &nbsp; **MACs:** {report.macs:,.0f} &nbsp; "
+        f"**ACs:** {report.acs:,.0f} &nbsp; preset {report.preset}, memory {report.memory_level}"
+    )
+
+
+def layers_view(report: Any) -> Any:
+    active = report.layers[(report.layers["compute_j"] + report.layers["memory_j"]) > 0]
+    return pn.Column(
+        hv_pane(viz.layer_energy_bars(active)),
+        hv_pane(viz.layer_ops_bars(active)),
+        pn.pane.DataFrame(
+            active[TABLE_COLUMNS], index=False, max_rows=200, sizing_mode="stretch_width"
+        ),
+    )
+
+
+def assumptions_text(report: Any) -> str:
+    return "" if report is None else "\n".join(f"- {a}" for a in report.assumptions)
+
+
+class EnergyView(pn.viewable.Viewer):
+    """Per-layer energy of the current model and the comparison with its variants.
+
+    Example:
+        >>> view = EnergyView(state=ExplorerState(preset="tiny"), session=TrainSession())
+        >>> sorted(view.comparison_totals())[:1]
+        ['all standard']
+    """
+
+    state = param.ClassSelector(class_=ExplorerState)
+    session = param.ClassSelector(class_=TrainSession)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.download = pn.widgets.FileDownload(
+            callback=self._card,
+            filename="model_card.md",
+            label="Export model card",
+            color="primary",
+            css_classes=["hst-card"],
+        )
+
+    def comparison_totals(self) -> dict[str, float]:
+        return {name: report.total_j for name, report in self.state.energy_variants().items()}
+
+    def _comparison(self, *_: Any) -> Any:
+        totals = self.comparison_totals()
+        baseline = "all standard" if "all standard" in totals else None
+        return hv_pane(viz.energy_comparison(totals, baseline=baseline))
+
+    def _card(self) -> io.StringIO:
+        name, text = model_card(self.state, self.session.last_run_dir if self.session else None)
+        self.download.filename = name
+        return io.StringIO(text)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        s = self.state
+        return pn.Column(
+            pn.Row(
+                self.download,
+                pn.pane.Markdown(
+                    "The card holds the config, the energy table and its assumptions, and the latest "
+                    "finished run's metrics."
+                ),
+            ),
+            pn.pane.Markdown(
+                pn.bind(totals_text, s.param.energy), css_classes=["hst-energy-total"]
+            ),
+            pn.pane.Markdown("#### Spiking vs standard vs quantized (same input)"),
+            lazy(self._comparison, s.param.energy, css_classes=["hst-energy-compare"]),
+            pn.pane.Markdown("#### Per layer"),
+            lazy(layers_view, s.param.energy),
+            pn.Card(
+                pn.pane.Markdown(pn.bind(assumptions_text, s.param.energy)),
+                title="Assumptions",
+                collapsed=True,
+            ),
+        )

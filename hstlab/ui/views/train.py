@@ -1,0 +1,77 @@
+"""Train tab: start/stop a background run, live curves, the comparison table of finished runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from hstlab.ui.state import ExplorerState
+from hstlab.ui.training import TrainSession
+
+
+class TrainView(pn.viewable.Viewer):
+    """Controls of a :class:`TrainSession` over the explorer's current model.
+
+    Example:
+        >>> view = TrainView(state=ExplorerState(preset="tiny"), session=TrainSession())
+        >>> view.start_button.disabled
+        False
+    """
+
+    state = param.ClassSelector(class_=ExplorerState)
+    session = param.ClassSelector(class_=TrainSession)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        t = self.session
+        self.settings = {
+            name: pn.widgets.IntInput.from_param(
+                getattr(t.param, name), css_classes=[f"hst-{name}"], width=140
+            )
+            for name in ("limit", "batch_size", "epochs")
+        }
+        self.settings["lr"] = pn.widgets.FloatInput.from_param(t.param.lr, width=140)
+        self.start_button = pn.widgets.Button(
+            label="Start training", color="success", css_classes=["hst-start"]
+        )
+        self.stop_button = pn.widgets.Button(
+            label="Stop",
+            color="danger",
+            css_classes=["hst-stop"],
+            disabled=pn.bind(lambda r: not r, t.param.running),
+        )
+        self.start_button.on_click(lambda _: t.start(self.state))
+        self.stop_button.on_click(lambda _: t.stop())
+        self.message = pn.pane.Alert(
+            t.param.message,
+            alert_type="warning",
+            visible=pn.bind(bool, t.param.message),
+            css_classes=["hst-train-message"],
+        )
+        self.status = pn.pane.Markdown(t.param.status, css_classes=["hst-train-status"])
+        self.received = pn.pane.Markdown(
+            pn.bind(lambda n: f"Chart points received: **{n}**", t.param.events_received),
+            css_classes=["hst-points"],
+        )
+        self.curves = pn.pane.HoloViews(t.live.layout(cols=2), css_classes=["hst-live"])
+        self.runs = pn.pane.DataFrame(
+            t.param.runs, index=False, sizing_mode="stretch_width", css_classes=["hst-runs"]
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.pane.Markdown(
+                f"Trains a copy of the current model on **{self.state.dataset}** in the background "
+                "(one run per session); stopping keeps the checkpoint."
+            ),
+            pn.FlexBox(*self.settings.values()),
+            pn.Row(self.start_button, self.stop_button),
+            self.message,
+            self.status,
+            self.received,
+            self.curves,
+            pn.pane.Markdown("#### Finished runs"),
+            self.runs,
+        )

@@ -1,0 +1,270 @@
+"""The explorer end to end: ``panel serve apps/explorer.py`` driven by headless Chromium (Playwright).
+
+Skipped when no ``chromium`` is on PATH, unless ``CI`` is set (then the missing browser fails).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from hstlab.config import HSTConfig
+from hstlab.model import build_model
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 60_000
+TABS = ("Build", "Inspect", "Train", "Energy")
+
+
+def n_params(cfg: HSTConfig) -> int:
+    return sum(p.numel() for p in build_model(cfg).parameters())
+
+
+def shown_params(page) -> int:
+    text = page.locator(".hst-summary p").first.inner_text()
+    return int(re.search(r"Parameters:\s*([\d,]+)", text).group(1).replace(",", ""))
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no chromium is on PATH: the browser tests must run in CI")
+        pytest.skip("no chromium on PATH (set CI=1 to make this a failure)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """``panel serve apps/explorer.py`` on a free localhost port, with a small digits-dvs build."""
+    chromium_path()
+    from hstlab.data.digits_dvs import build_digits_dvs
+
+    data = tmp_path_factory.mktemp("explorer-data")
+    build_digits_dvs(data / "digits-dvs", seed=0, n_samples=100)
+    port = free_port()
+    env = {
+        **os.environ,
+        "HSTLAB_DATA": str(data),
+        "HSTLAB_RUNS": str(tmp_path_factory.mktemp("runs")),
+    }
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")  # noqa: SIM115 - closed below
+    cmd = [
+        sys.executable,
+        "-m",
+        "panel",
+        "serve",
+        "apps/explorer.py",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--allow-websocket-origin",
+        f"127.0.0.1:{port}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/explorer"
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # the first GET also runs one session (imports and first build warm up)
+            try:
+                with urllib.request.urlopen(url, timeout=60) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"explorer server did not start:\n{log.read()[-3000:]}")
+                time.sleep(0.5)
+        yield {"url": url, "log": log, "runs": env["HSTLAB_RUNS"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def open_app(browser, url: str, requests: list | None = None):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    page.locator(".hst-summary p", has_text="Parameters:").wait_for()
+    return page
+
+
+def click_tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=re.compile(rf"^{name}$")).first.click()
+
+
+def test_toggle_layer_updates_parameter_count_offline(browser, server, record_property):
+    from playwright.sync_api import expect
+
+    requests: list[str] = []
+    page = open_app(browser, server["url"], requests)
+    cfg = HSTConfig.from_preset("hst-small")
+    assert shown_params(page) == n_params(cfg)
+    t0 = time.perf_counter()
+    page.locator(".hst-layer-0-attn_mode select").select_option("standard")
+    expected = n_params(cfg.with_modes(attn="TS"))
+    expect(page.locator(".hst-summary p")).to_contain_text(f"{expected:,}")
+    record_property("toggle_to_update_s", round(time.perf_counter() - t0, 3))
+    expect(page.locator(".hst-summary p")).to_contain_text("Modes: HS")
+    hosts = {
+        urlsplit(u).netloc for u in requests if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+    }
+    assert hosts == {server["url"].split("/")[2]}, f"requests left localhost: {hosts}"
+    page.context.close()
+
+
+def test_bad_value_shows_message_and_keeps_model(browser, server):
+    from playwright.sync_api import expect
+
+    page = open_app(browser, server["url"])
+    before = shown_params(page)
+    heads = page.locator(".hst-n_head input")
+    heads.fill("5")
+    heads.press("Enter")
+    error = page.locator(".hst-error p")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("n_head=5")
+    assert shown_params(page) == before
+    heads.fill("8")
+    heads.press("Enter")
+    expect(error).to_be_hidden()
+    assert shown_params(page) == n_params(HSTConfig.from_preset("hst-small", n_head=8))
+    page.context.close()
+
+
+def test_two_step_training_streams_points(browser, server):
+    from playwright.sync_api import expect
+
+    page = open_app(browser, server["url"])
+    click_tab(page, "Train")
+    for name, value in (("limit", "8"), ("batch_size", "4")):
+        box = page.locator(f".hst-{name} input")
+        box.fill(value)
+        box.press("Enter")
+    start = page.locator(".hst-start button")
+    start.click()
+    expect(page.locator(".hst-train-status p")).to_contain_text("run-001")
+    expect(page.locator(".hst-train-status p")).to_contain_text("finished", timeout=120_000)
+    expect(page.locator(".hst-points p")).to_contain_text("received: 3")
+    rows = page.evaluate(
+        """() => {
+        let n = 0;
+        for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+            if (m.type !== "ColumnDataSource") continue;
+            const d = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+            if ("loss" in d) n = Math.max(n, d["loss"].length);
+        }
+        return n;
+    }"""
+    )
+    assert rows >= 2, "the loss chart did not receive the two step points"
+    expect(page.locator(".hst-runs table")).to_contain_text("run-001")
+    page.context.close()
+
+
+def test_second_run_is_refused(browser, server):
+    from playwright.sync_api import expect
+
+    page = open_app(browser, server["url"])
+    click_tab(page, "Train")
+    for name, value in (("limit", "64"), ("batch_size", "4"), ("epochs", "5")):
+        box = page.locator(f".hst-{name} input")
+        box.fill(value)
+        box.press("Enter")
+    page.locator(".hst-start button").click()
+    expect(page.locator(".hst-stop button")).to_be_enabled()
+    page.locator(".hst-start button").click(force=True)
+    expect(page.locator(".hst-train-message p")).to_contain_text("already running")
+    page.locator(".hst-stop button").click()
+    expect(page.locator(".hst-train-status p")).to_contain_text("stopped", timeout=120_000)
+    expect(page.locator(".hst-runs table")).to_contain_text("stopped")
+    page.context.close()
+
+
+def test_four_sessions_do_not_cross_talk(browser, server):
+    from playwright.sync_api import expect
+
+    pages = [open_app(browser, server["url"]) for _ in range(4)]
+    base = HSTConfig.from_preset("hst-small")
+    for depth, page in enumerate(pages, start=1):
+        box = page.locator(".hst-n_layer input")
+        box.fill(str(depth))
+        box.press("Enter")
+    for depth, page in enumerate(pages, start=1):
+        expect(page.locator(".hst-summary p")).to_contain_text(
+            f"{n_params(base.with_depth(depth)):,}"
+        )
+        expect(page.locator(".hst-layer-table select")).to_have_count(4 * depth)
+    for depth, page in enumerate(pages, start=1):  # still their own after all four changed
+        assert shown_params(page) == n_params(base.with_depth(depth))
+        page.context.close()
+
+
+def test_screenshots_of_every_tab_are_not_blank(browser, server, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    page = open_app(browser, server["url"])
+    ready = {
+        "Build": ".hst-summary p",
+        "Inspect": ".hst-inspect-content canvas",
+        "Train": ".hst-live canvas",
+        "Energy": ".hst-energy-compare canvas",
+    }
+    for tab in TABS:
+        click_tab(page, tab)
+        page.locator(ready[tab]).first.wait_for()
+        page.wait_for_timeout(1500)  # let Bokeh paint its canvases
+        path = tmp_path / f"{tab.lower()}.png"
+        page.screenshot(path=str(path), full_page=True)
+        pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+        inked = float((pixels < 200).mean())
+        assert inked > 0.01 and pixels.std() > 10, (
+            f"{tab} screenshot looks blank ({inked:.3%} inked)"
+        )
+    canvases = page.locator("canvas").count()
+    assert canvases > 0
+    page.context.close()

@@ -1,0 +1,278 @@
+"""Explorer state and views without a browser: trigger params, check config, model, plots, runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hstlab.config import HSTConfig
+from hstlab.energy import energy_report
+from hstlab.model import build_model, example_input
+from hstlab.ui import (
+    BuildView,
+    EnergyView,
+    ExplorerState,
+    InspectView,
+    LayerTable,
+    TrainSession,
+    TrainView,
+    create_app,
+)
+from hstlab.ui.card import model_card
+from hstlab.ui.samples import SampleSource
+
+SMALL = {"preset": "hst-small", "n_embd": 16, "n_head": 2}  # digits-dvs shaped, cheap to train
+
+
+def n_params(cfg: HSTConfig) -> int:
+    return sum(p.numel() for p in build_model(cfg).parameters())
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small digits-dvs build (100 of the 1,797 digits) in a temporary data folder."""
+    from hstlab.data.digits_dvs import build_digits_dvs
+
+    root = tmp_path_factory.mktemp("hstlab-data")
+    build_digits_dvs(root / "digits-dvs", seed=0, n_samples=100)
+    return root
+
+
+@pytest.fixture
+def data_env(digits_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HSTLAB_DATA", str(digits_root))
+    return digits_root
+
+
+@pytest.fixture
+def no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HSTLAB_DATA", str(tmp_path / "empty"))
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------- state
+def test_preset_fields_become_params_and_build_the_preset_model(no_data):
+    state = ExplorerState(preset="tiny")
+    preset = HSTConfig.from_preset("tiny")
+    assert (state.n_layer, state.n_embd, state.n_head, state.num_steps) == (2, 32, 2, 2)
+    assert state.cfg.resolved_layers() == preset.resolved_layers()
+    assert state.n_params == n_params(preset)
+    assert state.error == ""
+    state.preset = "hst-small"
+    assert state.n_embd == 64 and state.cfg.input_shape == (2, 34, 34)
+    assert state.n_params == n_params(HSTConfig.from_preset("hst-small"))
+
+
+def test_layer_toggle_rebuilds_with_library_count(no_data):
+    state = ExplorerState(preset="tiny")
+    before = state.n_params
+    state.set_layer(0, "attn_mode", "standard")
+    state.set_layer(0, "mlp_mode", "standard")
+    expected = HSTConfig.from_preset("tiny").with_modes("TS")
+    assert state.cfg.modes == "TS"
+    assert state.n_params == n_params(expected) != before
+    state.set_layer(1, "tim", True)
+    assert state.cfg.layer(1).tim is True
+    assert state.n_params == n_params(expected.with_layer(1, tim=True))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [("n_head", 5, "n_head=5"), ("n_layer", 0, "n_layer=0"), ("num_steps", -1, "num_steps=-1")],
+)
+def test_invalid_field_sets_error_and_keeps_model(no_data, field, value, needle):
+    state = ExplorerState(preset="tiny")
+    model, count = state.model, state.n_params
+    setattr(state, field, value)
+    assert needle in state.error
+    assert state.model is model and state.n_params == count
+    setattr(state, field, getattr(HSTConfig.from_preset("tiny"), field))
+    assert state.error == "" and state.model is not model
+
+
+def test_bad_layer_cell_names_the_layer_field(no_data):
+    state = ExplorerState(preset="tiny")
+    state.set_layer(1, "mask_ratio", 1.5)
+    assert state.error.startswith("layers[1].mask_ratio=1.5")
+    state.set_layer(1, "mask_ratio", 0.25)
+    assert state.error == "" and state.cfg.layer(1).mask_ratio == 0.25
+    with pytest.raises(ValueError, match="column='bogus'"):
+        state.set_layer(0, "bogus", 1)
+
+
+def test_depth_change_resizes_the_layer_table(no_data):
+    state = ExplorerState(preset="tiny")
+    state.set_layer(1, "attn_mode", "standard")
+    state.n_layer = 4
+    assert len(state.layers) == 4 and state.cfg.n_layer == 4
+    assert state.cfg.modes == "SHHH"  # new layers copy the last row
+    state.n_layer = 1
+    assert state.cfg.modes == "S" and len(state.layers) == 1
+
+
+def test_energy_and_recording_come_from_the_library(no_data):
+    state = ExplorerState(preset="tiny")
+    assert "not available" in state.sample.note  # no data: random input, with a reason
+    x = example_input(state.cfg, batch_size=1)
+    assert torch.equal(state.sample.x, x)
+    assert state.energy.total_j == pytest.approx(energy_report(state.model, x).total_j)
+    neurons = {n for n, m in state.model.named_modules() if getattr(m, "is_spiking_neuron", False)}
+    assert set(state.inspection.spikes) == neurons
+    attn = state.inspection.attention
+    assert attn and all(a.shape[:3] == (2, 1, 2) for a in attn.values())  # [T, B, H, N, N]
+
+
+def test_sample_from_dataset(data_env):
+    state = ExplorerState(**SMALL)
+    sample = state.sample
+    assert sample.from_data and sample.label is not None
+    assert tuple(sample.x.shape) == (state.cfg.input_steps, 1, 2, 34, 34)
+    assert sample.x.sum() > 0 and sample.events is not None
+    first = sample.x
+    state.sample_index = 3
+    assert not torch.equal(state.sample.x, first) and "sample 3" in state.sample.source
+    state.num_steps = 2  # re-binned to the new T
+    assert state.sample.x.shape[0] == 2
+
+
+def test_sample_shape_mismatch_falls_back(data_env):
+    sample = SampleSource().sample(HSTConfig.from_preset("tiny"), "digits-dvs", 0)
+    assert not sample.from_data and "input_shape" in sample.note
+
+
+def test_energy_variants_match_independent_builds(no_data):
+    state = ExplorerState(preset="tiny")
+    reports = state.energy_variants()
+    assert list(reports) == ["current (SS, 32-bit)", "all standard", "current, 8-bit weights"]
+    torch.manual_seed(0)
+    standard = build_model(state.cfg.with_modes("TT")).eval()
+    expected = energy_report(standard, state.sample.x).total_j
+    assert reports["all standard"].total_j == pytest.approx(expected)
+    assert reports["current, 8-bit weights"].total_j < reports["current (SS, 32-bit)"].total_j
+
+
+# ---------------------------------------------------------------------------------------- views
+def test_layer_table_widgets_drive_the_state(no_data):
+    state = ExplorerState(preset="tiny")
+    table = LayerTable(state=state)
+    table.widget(0, "attn_mode").value = "standard"
+    assert state.cfg.layer(0).attn_mode == "standard"
+    table.widget(1, "mask_ratio").value = 0.5
+    assert state.cfg.layer(1).mask_ratio == 0.5
+    state.n_layer = 3  # state -> widgets
+    assert len(table._rows) == 3 and table.widget(2, "mask_ratio").value == 0.5
+
+
+def test_build_view_summary_and_error(no_data):
+    state = ExplorerState(preset="tiny")
+    view = BuildView(state=state)
+    assert f"{state.n_params:,}" in view.summary_text()
+    view.widgets["n_head"].value = 3
+    assert "n_head=3" in state.error
+    assert view.error.visible
+    view.widgets["n_head"].value = 2
+    assert not view.error.visible
+
+
+@pytest.mark.slow
+def test_views_render_to_bokeh(no_data):
+    app = create_app(preset="tiny", runs_dir=no_data / "runs")
+    root = app.__panel__()
+    for i in range(len(app.tabs)):
+        app.tabs.active = i
+        model = root.get_root()
+        assert len(list(model.references())) > 10  # widgets and plots became Bokeh models
+
+
+def test_inspect_view_choices_follow_the_model(no_data):
+    state = ExplorerState(preset="tiny")
+    view = InspectView(state=state)
+    assert view.spike_layer in state.inspection.spikes
+    assert view.attention_layer in state.inspection.attention
+    state.set_layer(0, "attn_mode", "standard")  # softmax attention in layer 0
+    assert view.attention_layer in state.inspection.attention
+    assert view.param.spike_layer.objects == list(state.inspection.spikes)
+
+
+def test_energy_view_and_model_card(no_data):
+    state = ExplorerState(preset="tiny")
+    view = EnergyView(state=state, session=TrainSession(runs_dir=no_data / "runs"))
+    totals = view.comparison_totals()
+    assert totals["all standard"] > 0
+    name, text = model_card(state)
+    assert name.endswith(".md")
+    assert f"{state.n_params:,}" in text and "## Assumptions" in text
+    assert (
+        json.loads(text.split("## Config")[1].split("```json")[1].split("```")[0])["name"] == "tiny"
+    )
+    assert view._card().read() == text
+
+
+def test_sessions_do_not_share_state(no_data):
+    a, b = create_app(preset="tiny", runs_dir=no_data), create_app(preset="tiny", runs_dir=no_data)
+    a.state.n_layer = 3
+    assert b.state.n_layer == 2 and b.state.cfg.n_layer == 2
+    assert a.session is not b.session and a.session.runs_dir != b.session.runs_dir
+
+
+# ---------------------------------------------------------------------------------------- training
+@pytest.mark.slow
+def test_training_run_collects_events_and_checkpoint(data_env, tmp_path):
+    state = ExplorerState(**SMALL)
+    session = TrainSession(runs_dir=tmp_path, limit=8, batch_size=4)
+    view = TrainView(state=state, session=session)
+    assert session.start(state)
+    assert not session.start(state) and "already running" in session.message
+    session.join(60)
+    session.poll()
+    assert not session.running
+    row = session.runs.iloc[-1]
+    assert row["status"] == "finished" and row["steps"] == 2 and row["modes"] == "SS"
+    assert row["params"] == state.n_params
+    assert (tmp_path / "run-001" / "best.pt").is_file()
+    assert session.live.buffer.data["step"].tolist() == [1.0, 2.0]
+    assert session.events_received == 3  # two steps and one epoch
+    assert "Chart points received: **3**" in view.received.object
+    name, text = model_card(state, session.last_run_dir)  # the trainer's card reads our run.json
+    assert name == "model_card.md" and (tmp_path / "run-001" / name).read_text() == text
+    assert text.startswith("# Model card: hst-small on digits-dvs (modes SS)")
+
+
+def test_stop_keeps_the_checkpoint(data_env, tmp_path):
+    state = ExplorerState(**SMALL)
+    session = TrainSession(runs_dir=tmp_path, limit=32, batch_size=4, epochs=20)
+    assert session.start(state)
+    assert session.stop()
+    session.join(60)
+    session.poll()
+    row = session.runs.iloc[-1]
+    assert row["status"] == "stopped" and row["steps"] < 20 * 8
+    assert (tmp_path / "run-001" / "last.pt").is_file()
+    assert not session.stop() and "No training run" in session.message
+
+
+def test_training_without_data_reports(no_data, tmp_path):
+    state = ExplorerState(**SMALL)
+    session = TrainSession(runs_dir=tmp_path)
+    assert session.start(state)
+    session.join(30)
+    session.poll()
+    assert session.runs.iloc[-1]["status"] == "failed"
+    assert "not available" in session.message
+    session.batch_size = 0
+    assert not session.start(state) and "batch_size=0" in session.message
+
+
+def test_inspection_is_recorded_only_while_live(no_data):
+    state = ExplorerState(preset="tiny", live_inspection=False)
+    assert state.inspection is None
+    state.set_layer(0, "attn_mode", "standard")
+    assert state.inspection is None
+    state.live_inspection = True
+    assert set(state.inspection.attention) == {
+        n for n, m in state.model.named_modules() if hasattr(m, "attention_map")
+    }
+    assert torch.equal(state.inspection.sample.x, state.sample.x)
