@@ -97,6 +97,7 @@ class HSTConfig:
     tokenizer: str = "sps"
     tokenizer_mode: str | None = None  # spiking or standard stem; None follows layer 0's attn_mode
     sps_pools: tuple[bool, ...] = (False, True, True, True)  # max-pool after each of the 4 stem stages
+    sps_channels: tuple[int, ...] = ()  # widths of the first 3 stem stages; () means D/8, D/4, D/2
     patch_size: int = 4  # events tokenizer: spatial patch side
     event_subbins: int = 4  # events tokenizer: sub-bins per step for the spike-timing embedding
     seq_len: int = 32  # linear tokenizer: longest sequence (bins become tokens)
@@ -196,6 +197,10 @@ class HSTConfig:
             raise ValueError(f"input_shape={shape!r} must be (C,) for tokenizer='linear'")
         if self.tokenizer == "sps" and len(self.sps_pools) != 4:
             raise ValueError(f"sps_pools={self.sps_pools!r} must have 4 entries, one per stem stage")
+        if self.sps_channels and (len(self.sps_channels) != 3 or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.sps_channels)):
+            raise ValueError(f"sps_channels={self.sps_channels!r} must be () or 3 positive integers "
+                             "(widths of the first three stem stages; the last is n_embd)")
         if self.tokenizer == "events" and (shape[1] % self.patch_size or shape[2] % self.patch_size):
             raise ValueError(f"input_shape={shape!r}: H and W must be divisible by patch_size={self.patch_size}")
         if self.head == "sequence" and self.tokenizer != "linear":
@@ -333,6 +338,8 @@ class HSTConfig:
             values["input_shape"] = tuple(values["input_shape"])
         if "sps_pools" in values:
             values["sps_pools"] = tuple(bool(p) for p in values["sps_pools"])
+        if "sps_channels" in values:
+            values["sps_channels"] = tuple(int(c) for c in values["sps_channels"])
         if "layers" in values:
             values["layers"] = tuple(
                 spec if isinstance(spec, LayerSpec) else LayerSpec(**spec) for spec in values["layers"]

@@ -36,6 +36,7 @@ BAD_CONFIGS = [
     (dict(mode_schedule=((0, "SXS"),)), "mode_schedule"),
     (dict(head="sequence"), "head"),
     (dict(reset="sometimes"), "reset"),
+    (dict(sps_channels=(8, 16)), "sps_channels"),
 ]
 
 

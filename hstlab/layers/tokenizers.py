@@ -34,7 +34,7 @@ def _stepwise(module: nn.Module, x: torch.Tensor, steps: int) -> torch.Tensor:
 
 @TOKENIZERS.register("sps")
 class SpikingPatchSplitting(nn.Module):
-    """Four conv-BN-neuron stages (widths D/8, D/4, D/2, D) with optional max-pools, plus a
+    """Four conv-BN-neuron stages (widths ``sps_channels`` or D/8, D/4, D/2; then D) with optional max-pools, plus a
     relative-position conv branch. ``cfg.residual == "membrane"`` selects SDT's order
     (conv-BN-pool-neuron, RPE added to the pre-spike feature), otherwise Spikformer's
     (conv-BN-neuron-pool, RPE conv-BN-neuron added to the spikes).
@@ -50,7 +50,8 @@ class SpikingPatchSplitting(nn.Module):
         super().__init__()
         self.neuron_first = cfg.residual == "membrane"
         dim = cfg.n_embd
-        widths = [max(1, dim // 8), max(1, dim // 4), max(1, dim // 2), dim]
+        inner = cfg.sps_channels or (max(1, dim // 8), max(1, dim // 4), max(1, dim // 2))
+        widths = [*inner, dim]
         in_channels = [cfg.input_shape[0]] + widths[:-1]
         self.convs = nn.ModuleList(
             QuantConv2d(c_in, c_out, 3, 1, 1, bias=False, weight_bits=cfg.weight_bits)
