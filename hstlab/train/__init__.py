@@ -1,4 +1,5 @@
-"""Training: :class:`Trainer`, its events, losses, LR schedule, checkpoints and distributed helpers."""
+"""Training: :class:`Trainer`, its events, losses, LR schedule, checkpoints, distributed helpers,
+model cards (:func:`write_model_card`) and cumulative ablations (:func:`run_ablation`)."""
 
 from hstlab.train.checkpoint import load_checkpoint, read_checkpoint
 from hstlab.train.events import TrainEvent, TrainingDiverged
@@ -9,6 +10,7 @@ from hstlab.train.schedule import WarmupCosine, warmup_cosine_factor
 from hstlab.train.trainer import Trainer, default_collate
 
 __all__ = [
+    "ABLATION_STEPS",
     "LOSSES",
     "SpikeRateMeter",
     "TqdmProgress",
@@ -21,14 +23,24 @@ __all__ = [
     "default_collate",
     "load_checkpoint",
     "read_checkpoint",
+    "run_ablation",
     "train_run",
     "warmup_cosine_factor",
+    "write_model_card",
 ]
 
 
-def __getattr__(name: str):  # train_run pulls in data/model code; import it on first use
-    if name == "train_run":
-        from hstlab.train.run import train_run
+_LAZY = {  # these pull in data/model/viz code; import them on first use
+    "train_run": "hstlab.train.run",
+    "write_model_card": "hstlab.train.card",
+    "run_ablation": "hstlab.train.ablate",
+    "ABLATION_STEPS": "hstlab.train.ablate",
+}
 
-        return train_run
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hstlab.train' has no attribute {name!r}")

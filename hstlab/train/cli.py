@@ -1,4 +1,4 @@
-"""``hstlab train`` and ``hstlab energy`` sub-commands (mounted by ``hstlab.cli``)."""
+"""``hstlab train``, ``energy``, ``card`` and ``ablate`` sub-commands (mounted by ``hstlab.cli``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    """Add ``train`` and ``energy`` to the ``hstlab`` command line."""
+    """Add ``train``, ``energy``, ``card`` and ``ablate`` to the ``hstlab`` command line."""
     p = subparsers.add_parser("train", help="train a preset on a dataset; writes a run directory",
                               description="Train an HST-Net preset. Also runs data-parallel under "
                                           "torchrun --nproc_per_node=N -m hstlab train ...")
@@ -42,6 +42,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_energy)
+
+    p = subparsers.add_parser("card", help="write an energy-aware model card (Markdown + HTML) into a run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--twin", metavar="RUN_DIR", help="a trained standard-mode twin run (adds its accuracy)")
+    p.add_argument("--out", help="folder for the card files (default: RUN_DIR)")
+    p.add_argument("--energy-batch", type=int, default=32, help="samples per energy measurement")
+    p.set_defaults(func=cmd_card)
+
+    p = subparsers.add_parser("ablate", help="cumulative ablation (baseline, +cpg, +tim, ...) with a waterfall chart")
+    p.add_argument("--base", default="hst-small", help="base preset (components are switched off for the baseline)")
+    p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
+    p.add_argument("--steps", default="+cpg,+tim,+sew,+rsm",
+                   help="comma-separated cumulative steps (known: +cpg,+tim,+sew,+rsm,+sdsa,+conv,+plif,+int8)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/ablation", help="folder for the table, chart and run directories")
+    p.add_argument("--limit", type=int, help="first N samples per split")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.set_defaults(func=cmd_ablate)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -132,4 +152,26 @@ def cmd_energy(args: argparse.Namespace) -> int:
     else:
         print(f"{run_dir / 'best.pt'}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
         print(report.summary() if hasattr(report, "summary") else report.layers.to_string())
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from hstlab.train.card import write_model_card
+
+    path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from hstlab.train.ablate import check_steps, run_ablation
+
+    steps = check_steps(args.steps)
+    df = run_ablation(args.base, args.dataset, steps=steps, epochs=args.epochs, seed=args.seed, out_dir=args.out,
+                      limit=args.limit, batch_size=args.batch_size, lr=args.lr)
+    cols = ["variant", "status", "accuracy", "energy_j", "delta_accuracy", "energy_vs_baseline"]
+    print(df[cols].to_string(index=False))
+    for _, row in df[df["status"] != "ok"].iterrows():
+        print(f"failed {row['variant']}: {row['error']}")
+    print(f"wrote {Path(args.out) / 'ablation.csv'}, ablation.md, ablation.html")
     return 0

@@ -107,6 +107,12 @@ class Trainer:
     ``resume=RUN_DIR`` continues from ``RUN_DIR/last.pt`` to the same result as an
     uninterrupted run (optimizer, schedule, RNG states and data order restored).
 
+    BatchNorm running statistics are re-estimated before each end-of-epoch evaluation from
+    ``bn_recalibration_batches`` fixed training batches (train-mode forward, no gradients, RNG
+    forked): with the default momentum they still hold mostly their initial values (mean 0,
+    var 1) after a short run, while sparse spiking inputs give variances near 1e-2, so an
+    eval-mode network would fall silent (val firing rate ~0, chance accuracy). 0 turns it off.
+
     Callbacks: objects with any of ``on_step_end``, ``on_epoch_end``, ``on_fit_end``, or
     plain callables (receive every event). Under ``torchrun`` they run on rank 0 only.
 
@@ -149,10 +155,14 @@ class Trainer:
         energy_preset: str = "45nm-fp32",
         find_unused_parameters: bool = False,
         extra_meta: dict[str, Any] | None = None,
+        bn_recalibration_batches: int = 8,
     ) -> None:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if isinstance(bn_recalibration_batches, bool) or not isinstance(bn_recalibration_batches, int) \
+                or bn_recalibration_batches < 0:
+            raise ValueError(f"bn_recalibration_batches={bn_recalibration_batches!r} must be an integer >= 0 (0: off)")
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every={checkpoint_every!r} must be >= 0 (0: only at epoch ends)")
         if grad_clip is not None and not grad_clip > 0:
@@ -190,6 +200,7 @@ class Trainer:
         self.energy_preset = energy_preset
         self.find_unused_parameters = find_unused_parameters
         self.extra_meta = dict(extra_meta or {})
+        self.bn_recalibration_batches = bn_recalibration_batches
         self.progress = _Progress()
         self.totals = _EpochTotals()
         self.stop_reason: str | None = None
@@ -384,6 +395,50 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
+    def recalibrate_batchnorm(self, model: nn.Module | None = None) -> int:
+        """Re-estimate every BatchNorm's running mean/var on fixed training batches; returns batches used.
+
+        Like ``torch.optim.swa_utils.update_bn``: running stats are reset and accumulated as an
+        exact average (momentum ``1/i`` on the i-th batch) over this rank's first ``bn_recalibration_batches``
+        batches of the training split in training mode, so eval-mode normalization matches the
+        current weights. Runs under a forked, seeded RNG (training randomness and exact resume
+        are untouched); momenta and the training flag are restored. Under DDP the caller
+        broadcasts rank 0's buffers (``sync_buffers``).
+        """
+        model = model or self.model
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 and m.track_running_stats]
+        if not norms or self.bn_recalibration_batches == 0:
+            return 0
+        indices = list(range(self.ctx.rank, len(self.train_data), self.ctx.world_size))
+        batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        batches = batches[:self.bn_recalibration_batches]
+        momenta = [m.momentum for m in norms]
+        was_training = model.training
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            for m in norms:
+                m.reset_running_stats()
+            model.train()
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(self.seed + EVAL_SEED_OFFSET)
+                for i, (x, y) in enumerate(self._loader(self.train_data, batches), start=1):
+                    for m in norms:  # EMA with momentum 1/i == running average of the i batches
+                        m.momentum = 1.0 / i
+                    x, y = self._to_device(x), self._to_device(y)
+                    if hasattr(model, "reset_state"):
+                        model.reset_state()
+                    inputs, _ = self.loss_fn.prepare(x, y)
+                    model(inputs)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            model.train(was_training)
+            if hasattr(model, "reset_state"):
+                model.reset_state()
+        return len(batches)
+
+    @torch.no_grad()
     def evaluate(self, data: Dataset, model: nn.Module | None = None, max_batches: int | None = None) -> dict[str, Any]:
         """Loss, score (``accuracy`` or ``bits_per_spike``) and firing rate on ``data``.
 
@@ -524,6 +579,7 @@ class Trainer:
 
     def _end_epoch(self, t0: float) -> None:
         p = self.progress
+        self.recalibrate_batchnorm()
         dist_utils.sync_buffers(self.model, self.ctx)
         packed = torch.tensor([self.totals.loss_sum, self.totals.samples, self.totals.spikes, self.totals.neurons],
                               dtype=torch.float64)
