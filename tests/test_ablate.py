@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import json
 import re
@@ -54,7 +56,8 @@ def test_unknown_or_repeated_step_names_the_known_steps(tmp_path):
 
 def test_same_network_detects_a_step_that_changes_nothing():
     variants = {v: c for v, _, c in ablation_configs("tiny", STEPS)}
-    assert same_network(variants["+tim"], variants["+sew"])  # residual 'add' and 'sew_add' compute A + S
+    assert same_network(variants["+tim"], dataclasses.replace(variants["+tim"], name="renamed"))
+    assert not same_network(variants["+tim"], variants["+sew"])  # SN(x + branch) vs x + SN(branch)
     assert not same_network(variants["baseline"], variants["+cpg"])
     assert not same_network(variants["+sew"], variants["+rsm"])  # masking changes the gradients
 
@@ -93,7 +96,7 @@ def test_run_ablation_same_seed_and_budget_and_failures_recorded(tmp_path):
     expected_acc = [0.4 + 0.02 * n for n in (1, 2, 4, 5)]  # call 3 failed
     assert ok["accuracy"].tolist() == pytest.approx(expected_acc)
     assert df.loc[3, "delta_accuracy"] == pytest.approx(expected_acc[2] - expected_acc[1])  # skips the failed row
-    assert df.loc[3, "note"].startswith("same network")  # +sew after +tim: residual add == sew_add
+    assert not str(df.loc[3, "note"]).startswith("same network")  # +sew: SEW ADD differs from SN(x + branch)
     assert df["energy_vs_baseline"].iloc[-1] == pytest.approx(1 / 5)
     saved = pd.read_csv(tmp_path / "ablation.csv")
     assert list(saved["variant"]) == list(df["variant"]) and saved["accuracy"].tolist()[0] == pytest.approx(0.42)

@@ -104,6 +104,22 @@ def test_residual_formulas():
     assert RESIDUALS.get("sew_iand")(s, a).tolist() == [0.0, 0.0, 1.0, 0.0]
 
 
+def test_spiking_add_residual_spikes_after_the_sum_unlike_sew():
+    from hstlab.layers.block import HSTBlock
+
+    cfg = HSTConfig.from_preset("tiny")
+    x = (torch.rand(2, 3, cfg.num_tokens, cfg.n_embd) < 0.3).float()
+    plain = dataclasses.replace(cfg, residual="add")
+    torch.manual_seed(0)
+    plain_block = HSTBlock(plain, plain.layer(0)).train()
+    torch.manual_seed(0)
+    sew_block = HSTBlock(cfg, cfg.layer(0)).train()
+    plain_out, sew_out = plain_block(x), sew_block(x)
+    assert set(plain_out.unique().tolist()) <= {0.0, 1.0}  # SN(x + branch): binary stream
+    assert sew_out.max() > 1.0  # SEW ADD of spikes: counts 0/1/2/...
+    assert not torch.equal(plain_out, sew_out)
+
+
 def test_head_grad_norm_equalizes_heads():
     x = torch.ones(2, 1, 3, 4, 5, requires_grad=True)
     weights = torch.tensor([1.0, 2.0, 6.0]).view(1, 1, 3, 1, 1)

@@ -228,3 +228,16 @@ def test_max_seconds_stops_early():
     trainer = make_trainer(epochs=50, max_seconds=0.05)
     metrics = trainer.fit()
     assert metrics["stop_reason"].startswith("max_seconds") and metrics["steps"] < 50 * 6
+
+
+def test_request_stop_ends_after_the_current_step(tmp_path):
+    trainer = make_trainer(epochs=5, run_dir=tmp_path)
+
+    def stop_at_third_step(event):
+        if event.kind == "step" and event.step == 3:
+            trainer.request_stop("user pressed stop")
+
+    trainer.callbacks.append(stop_at_third_step)
+    metrics = trainer.fit()
+    assert metrics["stop_reason"] == "user pressed stop" and metrics["steps"] == 3
+    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()

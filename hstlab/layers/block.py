@@ -1,8 +1,9 @@
 """One HST-Net encoder block: an attention half and an MLP half, each spiking or standard.
 
-Spiking halves follow Spikformer (``x = g(x, SN(BN(Linear(core(x)))))``) or, with the
-membrane residual, SDT (``x = x + BN(Linear(core(SN(x))))``: neurons before the weights and
-a real-valued shortcut). Standard halves are pre-LayerNorm Transformer halves with softmax
+Spiking halves follow Spikformer with a SEW residual (``x = g(x, SN(BN(Linear(core(x)))))``),
+Spiking ResNet with ``residual="add"`` (``x = SN(x + BN(Linear(core(x))))``: the sum spikes, so
+the stream stays binary) or, with the membrane residual, SDT (``x = x + BN(Linear(core(SN(x))))``:
+neurons before the weights and a real-valued shortcut). Standard halves are pre-LayerNorm Transformer halves with softmax
 attention, a GELU MLP and a plain residual add.
 """
 
@@ -19,22 +20,27 @@ from hstlab.neurons import build_neuron
 
 
 class ResidualHalf(nn.Module):
-    """``x -> residual(x, post(branch(pre(x))))``; ``pre``/``post`` are neurons, norms or identities."""
+    """``x -> after(residual(x, post(branch(pre(x)))))``; ``pre``/``post``/``after`` are neurons,
+    norms or identities."""
 
-    def __init__(self, pre: nn.Module, branch: nn.Module, post: nn.Module, residual: str) -> None:
+    def __init__(self, pre: nn.Module, branch: nn.Module, post: nn.Module, residual: str,
+                 after: nn.Module | None = None) -> None:
         super().__init__()
         self.pre, self.branch, self.post = pre, branch, post
+        self.after = after if after is not None else nn.Identity()
         self.residual_kind = residual
         self.residual = RESIDUALS.get(residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
-        return self.residual(x, self.post(self.branch(self.pre(x))))
+        return self.after(self.residual(x, self.post(self.branch(self.pre(x)))))
 
 
 def _spiking_half(cfg: HSTConfig, branch: nn.Module, residual: str) -> ResidualHalf:
-    if residual == "membrane":
+    if residual == "membrane":  # SDT: spike first, add real values
         return ResidualHalf(build_neuron(cfg), branch, nn.Identity(), residual)
-    return ResidualHalf(nn.Identity(), branch, build_neuron(cfg), residual)
+    if residual == "add":  # Spiking ResNet: add the real branch, then spike
+        return ResidualHalf(nn.Identity(), branch, nn.Identity(), residual, after=build_neuron(cfg))
+    return ResidualHalf(nn.Identity(), branch, build_neuron(cfg), residual)  # SEW: g(x, spikes)
 
 
 def _standard_half(cfg: HSTConfig, branch: nn.Module) -> ResidualHalf:

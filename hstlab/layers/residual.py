@@ -14,7 +14,8 @@ RESIDUALS: Registry[Residual] = Registry("residual")
 
 @RESIDUALS.register("add")
 def add(identity: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-    """Standard residual ``S + A``."""
+    """Plain residual ``S + A``; in a spiking half the block puts a neuron after the sum
+    (Spiking ResNet), in a standard half this is the Transformer's residual."""
     return identity + branch
 
 

@@ -531,11 +531,20 @@ class Trainer:
                 f"(epoch {self.progress.epoch}); training stopped ({where}). "
                 "Try a lower lr, a larger warm-up, or grad_clip.")
 
-    def _out_of_time(self, t0: float) -> bool:
-        if self.max_seconds is None:
-            return False
-        over = torch.tensor([1.0 if time.perf_counter() - t0 >= self.max_seconds else 0.0], device=self.device)
-        return bool(dist_utils.all_reduce_sum(over, self.ctx).item() > 0)
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask a running :meth:`fit` (e.g. in another thread) to stop after the current step.
+
+        The epoch is closed as usual: validation, ``last.pt``/``best.pt`` and the test score.
+        """
+        self._stop_request = reason
+
+    def _should_stop(self, t0: float) -> str | None:
+        request = getattr(self, "_stop_request", None)
+        out_of_time = self.max_seconds is not None and time.perf_counter() - t0 >= self.max_seconds
+        flag = torch.tensor([1.0 if request or out_of_time else 0.0], device=self.device)
+        if dist_utils.all_reduce_sum(flag, self.ctx).item() == 0:
+            return None
+        return request or f"max_seconds={self.max_seconds} reached"
 
     def fit(self) -> dict[str, Any]:
         """Train, select on validation, evaluate the best model on test once; returns ``metrics``."""
@@ -571,8 +580,9 @@ class Trainer:
                                       accuracy=score.get("accuracy"), bits_per_spike=score.get("bits_per_spike"),
                                       firing_rate=self.meter.rate(), seconds=p.seconds, lr=self._last_lr,
                                       modes=self.cfg.modes))
-                if self._out_of_time(t0):
-                    self.stop_reason = f"max_seconds={self.max_seconds} reached"
+                reason = self._should_stop(t0)
+                if reason is not None:
+                    self.stop_reason = reason
                     break
             self._end_epoch(t0)
         return self._finish(t0)

@@ -36,17 +36,8 @@ RUN_COLUMNS = (
 
 
 def request_stop(trainer: Any) -> None:
-    """Ask a running ``Trainer`` to stop after its current step (it then saves and evaluates).
-
-    Uses ``trainer.request_stop()`` when the trainer has it; otherwise sets ``max_seconds`` to 0,
-    which the trainer checks after every optimizer step (same path as a time budget: the epoch is
-    closed, ``last.pt`` / ``best.pt`` are written and ``fit`` returns its metrics).
-    """
-    stop = getattr(trainer, "request_stop", None)
-    if callable(stop):
-        stop()
-    else:
-        trainer.max_seconds = 0.0
+    """Ask a running ``Trainer`` to stop after its current step (it then saves and evaluates)."""
+    trainer.request_stop("stopped from the explorer")
 
 
 def write_run_json(run_dir: Path, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
