@@ -4,6 +4,8 @@ VENV   ?= .venv
 # CPU build of PyTorch; installed before the package so nothing pulls a CUDA build.
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+# OpenMP threads that spin between ops stall badly on shared or CPU-limited machines
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: explore test test-fast browser clean
 

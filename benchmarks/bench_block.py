@@ -8,6 +8,10 @@ one step (T folded into the batch). Prints medians and the ratio measured in one
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see hstlab/__init__.py
+
 import argparse
 import json
 import statistics

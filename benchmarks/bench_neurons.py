@@ -14,6 +14,10 @@ Usage:
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see hstlab/__init__.py
+
 import argparse
 import json
 import platform
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
             entry[f"{mode}_min_ms"] = min(ts) * 1e3
             entry[f"{mode}_cpu_median_ms"] = statistics.median(cpu[name]) * 1e3
             entry[f"{mode}_ns_per_neuron_step"] = median / neuron_steps * 1e9
-    for name, entry in results.items():
+    for entry in results.values():
         for mode in ("fwd_bwd", "fwd"):
             ours = results[next(iter(results))]  # hstlab (compiled if numba is there)
             entry[f"{mode}_speedup_of_hstlab"] = entry[f"{mode}_median_ms"] / ours[f"{mode}_median_ms"]

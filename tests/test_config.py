@@ -88,7 +88,7 @@ def test_per_layer_none_follows_global(tiny_cfg):
 
 def test_with_modes_sets_halves(tiny_cfg):
     cfg = tiny_cfg.with_modes("ST")
-    assert [(l.attn_mode, l.mlp_mode) for l in cfg.resolved_layers()] == [
+    assert [(layer.attn_mode, layer.mlp_mode) for layer in cfg.resolved_layers()] == [
         ("spiking", "spiking"), ("standard", "standard")]
     hybrid = tiny_cfg.with_modes(attn="TS", mlp="SS")
     assert hybrid.modes == "HS"

@@ -329,7 +329,8 @@ def test_pixel_ramp_gives_contrast_over_threshold_events_at_crossing_times():
 def test_pixel_refractory_period_limits_rate():
     from hstlab.data.dvs_pixel import DVSPixelModel
 
-    fast = lambda k: np.full((1, 1, 1), 0.5 * k)  # 0.5 log units per 1 ms step
+    def fast(k):
+        return np.full((1, 1, 1), 0.5 * k)  # 0.5 log units per 1 ms step
     free = DVSPixelModel(threshold=0.2, mismatch=0.0, refractory_us=0.0, noise_hz=0.0)
     blind = DVSPixelModel(threshold=0.2, mismatch=0.0, refractory_us=5000.0, noise_hz=0.0)
     n_free = len(_run_pixels(free, fast, 100)[0])

@@ -193,7 +193,8 @@ def _fairness(d: dict[str, Any]) -> list[Block]:
     for key, (label, spec) in names.items():
         if key in gaps:
             g = gaps[key]
-            show = (lambda v, s=spec: joules(v) if s is None else num(v, s))
+            def show(v, s=spec):
+                return (joules(v) if s is None else num(v, s))
             items.append(f"largest {label} gap: **{show(g['gap'])}** ({100 * g['relative']:.1f}% of the highest) "
                          f"between class {g['low']} ({show(g['low_value'])}) and class {g['high']} "
                          f"({show(g['high_value'])})")
