@@ -1,0 +1,149 @@
+"""The training targets of the project, measured in one run on the built-in digits-dvs data.
+
+1. accuracy: the default preset (hst-small, all spiking) and its hybrid-stem variant (standard
+   conv stem, spiking blocks) trained within a time budget; the model is picked on val, test
+   is evaluated once.
+2. energy: the same budget for the standard-mode twin (same config, every layer standard, same
+   T: the stem runs on every step) and for its int8-quantized version (weight_bits=8, trained
+   quantization-aware); energy per sample of each best model on the same test batch, with
+   memory and compute-only, and the ratios.
+3. few-shot: 10 % of the training split; steps until val accuracy first reaches a target for
+   pure spiking vs hybrids (standard stem; first or last layer standard; a standard layer 0
+   also makes the stem standard).
+
+    python benchmarks/bench_targets.py --budget 120 --json runs/bench/targets.json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see hstlab/__init__.py
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+from hstlab import HSTConfig, Trainer, build_model, energy_report, load_dataset
+from hstlab.train import load_checkpoint
+
+
+def load_splits(time_bins: int):
+    return [load_dataset("digits-dvs", split=s, time_bins=time_bins, limit=None) for s in ("train", "val", "test")]
+
+
+def train(cfg: HSTConfig, data, out: Path, *, epochs: int, batch_size: int, lr: float, seed: int,
+          budget: float | None, callbacks=None) -> tuple[dict, torch.nn.Module]:
+    torch.manual_seed(seed)
+    trainer = Trainer(build_model(cfg), cfg, *data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      run_dir=out, max_seconds=budget, callbacks=callbacks, measure_energy=False)
+    metrics = trainer.fit()
+    model, _, _ = load_checkpoint(out / "best.pt")
+    return metrics, model.eval()
+
+
+def energy_of(model: torch.nn.Module, x: torch.Tensor, preset: str) -> dict:
+    full = energy_report(model, x, preset=preset, memory=True)
+    return {"total_j": full.total_j, "compute_j": full.compute_j, "memory_j": full.memory_j,
+            "macs": full.macs, "acs": full.acs}
+
+
+def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
+    test_x = torch.stack([data[2][i][0] for i in range(min(64, len(data[2])))], dim=1)  # [T, 64, C, H, W]
+    variants = {
+        "spiking": (cfg, "45nm-fp32"),
+        "hybrid-stem": (dataclasses.replace(cfg, tokenizer_mode="standard"), "45nm-fp32"),
+        "standard": (cfg.with_modes("T" * cfg.n_layer), "45nm-fp32"),
+        "standard-int8": (HSTConfig.from_dict({**cfg.with_modes("T" * cfg.n_layer).to_dict(), "weight_bits": 8}),
+                          "45nm-int8"),
+    }
+    results = {}
+    for name, (variant, preset) in variants.items():
+        t0 = time.time()
+        metrics, model = train(variant, data, out / name, epochs=args.epochs, batch_size=args.batch_size,
+                               lr=args.lr, seed=args.seed, budget=args.budget)
+        results[name] = {
+            "val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
+            "train_seconds": metrics["train_seconds"], "wall_seconds": time.time() - t0,
+            "energy_preset": preset, **energy_of(model, test_x, preset),
+        }
+        print(name, json.dumps(results[name], indent=None), flush=True)
+    for model_name in ("spiking", "hybrid-stem"):
+        s = results[model_name]
+        for twin in ("standard", "standard-int8"):
+            results[f"ratio_{twin}_over_{model_name}"] = {
+                "total": results[twin]["total_j"] / s["total_j"],
+                "compute": results[twin]["compute_j"] / s["compute_j"],
+                "accuracy_points": 100 * (results[twin]["test_accuracy"] - s["test_accuracy"]),
+            }
+    return results
+
+
+def steps_to_target(cfg: HSTConfig, data, out: Path, args) -> dict:
+    hits: dict[str, int | None] = {"step": None}
+
+    def watch(event) -> None:
+        val = getattr(event, "val_accuracy", None)
+        if event.kind == "epoch" and hits["step"] is None and val is not None and val >= args.fewshot_target:
+            hits["step"] = event.step
+
+    metrics, _ = train(cfg, data, out, epochs=args.fewshot_epochs, batch_size=16, lr=args.lr, seed=args.seed,
+                       budget=None, callbacks=[watch])
+    return {"steps_to_target": hits["step"], "best_val_accuracy": metrics["val_accuracy"],
+            "test_accuracy": metrics["test_accuracy"], "train_seconds": metrics["train_seconds"]}
+
+
+def bench_fewshot(args, cfg: HSTConfig, data, out: Path) -> dict:
+    train_split = data[0]
+    generator = torch.Generator().manual_seed(args.seed)
+    subset = Subset(train_split, torch.randperm(len(train_split), generator=generator)[: len(train_split) // 10].tolist())
+    few = (subset, data[1], data[2])
+    results = {"train_samples": len(subset), "target_val_accuracy": args.fewshot_target}
+    variants = {"spiking": cfg, "hybrid-stem": dataclasses.replace(cfg, tokenizer_mode="standard"),
+                "hybrid-TS": cfg.with_modes("T" + "S" * (cfg.n_layer - 1)),
+                "hybrid-ST": cfg.with_modes("S" * (cfg.n_layer - 1) + "T")}
+    for name, variant in variants.items():
+        results[name] = steps_to_target(variant, few, out / f"fewshot-{name}", args)
+        print("few-shot", name, results[name], flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="hst-small")
+    parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--which", default="accuracy,fewshot")
+    parser.add_argument("--fewshot-target", type=float, default=0.6)
+    parser.add_argument("--fewshot-epochs", type=int, default=30)
+    parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    os.environ.pop("HSTLAB_SMOKE", None)  # real settings
+    torch.set_num_threads(args.threads)
+    cfg = HSTConfig.from_preset(args.preset)
+    data = load_splits(cfg.input_steps)
+    out = Path(args.out)
+    results = {"preset": args.preset, "threads": args.threads, "budget_s": args.budget, "epochs": args.epochs,
+               "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "torch": torch.__version__}
+    if "accuracy" in args.which:
+        results["accuracy_energy"] = bench_accuracy_energy(args, cfg, data, out)
+    if "fewshot" in args.which:
+        results["fewshot"] = bench_fewshot(args, cfg, data, out)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
