@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "load_checkpoint": "hstlab.train",
     "train_run": "hstlab.train",
     "bits_per_spike": "hstlab.train",
+    "write_model_card": "hstlab.train",
+    "run_ablation": "hstlab.train",
     "ExplorerState": "hstlab.ui",
     "create_app": "hstlab.ui",
 }
