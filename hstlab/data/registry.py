@@ -40,6 +40,14 @@ class DatasetSpec:
     info: Callable[[Path], dict]
     on_disk: bool = True  # False: generated in memory, no folder
 
+    def allowed_options(self) -> list[str]:
+        """Keyword options of ``load``: its declared ``options``, else its keyword-only parameters."""
+        declared = getattr(self.load, "options", None)
+        if declared is not None:
+            return list(declared)
+        params = inspect.signature(self.load).parameters.values()
+        return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
@@ -94,11 +102,7 @@ def load_dataset(
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not allowed; allowed: {', '.join(SPLITS)}")
     time_bins = spec.default_time_bins if time_bins is None else check_time_bins(time_bins)
-    allowed = [
-        p.name
-        for p in inspect.signature(spec.load).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
+    allowed = spec.allowed_options()
     if smoke_mode() and "limit" in allowed and "limit" not in options:
         options["limit"] = SMOKE_LIMIT  # smoke runs (notebooks, CI): a small class-balanced subset
     for key, value in options.items():
@@ -231,70 +235,23 @@ _register(
 # ----------------------------------------------------------------------------- tonic datasets
 
 
-def _tonic_loader(make: Callable, default_window_ms: float, vision: bool) -> Callable:
-    def load(
-        folder: Path,
-        split: str,
-        time_bins: int,
-        *,
-        limit: int | None = None,
-        window_ms: float = default_window_ms,
-        cache: bool = True,
-        download: bool = False,
-        **kw,
-    ) -> Dataset:
-        source = make(
-            folder, split, limit=limit, window_ms=window_ms, cache=cache, download=download, **kw
-        )
+@dataclass(frozen=True)
+class TonicLoader:
+    """``load(folder, split, time_bins, **options)`` for a tonic dataset's frame source ``make``."""
+
+    make: Callable[..., Any]
+    default_window_ms: float
+    vision: bool  # vision datasets also take ``downsample``
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return ("limit", "window_ms", "cache", "download") + (("downsample",) if self.vision else ())
+
+    def __call__(self, folder: Path, split: str, time_bins: int, *, window_ms: float | None = None,
+                 cache: bool = True, **kw: Any) -> Dataset:
+        window = self.default_window_ms if window_ms is None else window_ms
+        source = self.make(folder, split, window_ms=window, cache=cache, **kw)
         return td.EventFrameDataset(source, split, time_bins, cache)
-
-    if vision:  # expose `downsample` as a keyword-only option
-
-        def load_vision(
-            folder: Path,
-            split: str,
-            time_bins: int,
-            *,
-            limit: int | None = None,
-            window_ms: float = default_window_ms,
-            cache: bool = True,
-            download: bool = False,
-            downsample: int = 1,
-        ) -> Dataset:
-            return load(
-                folder,
-                split,
-                time_bins,
-                limit=limit,
-                window_ms=window_ms,
-                cache=cache,
-                download=download,
-                downsample=downsample,
-            )
-
-        return load_vision
-
-    def load_plain(
-        folder: Path,
-        split: str,
-        time_bins: int,
-        *,
-        limit: int | None = None,
-        window_ms: float = default_window_ms,
-        cache: bool = True,
-        download: bool = False,
-    ) -> Dataset:
-        return load(
-            folder,
-            split,
-            time_bins,
-            limit=limit,
-            window_ms=window_ms,
-            cache=cache,
-            download=download,
-        )
-
-    return load_plain
 
 
 def _static_info(sensor, x_shape, classes, sizes, layout, note) -> Callable[[Path], dict]:
@@ -323,7 +280,7 @@ _register(
         "events-vision",
         "N-MNIST (Orchard et al. 2015), 34x34, 3 saccades",
         16,
-        _tonic_loader(lambda f, s, **kw: td.nmnist_source("nmnist", f, s, **kw), 315.0, False),
+        TonicLoader(lambda f, s, **kw: td.nmnist_source("nmnist", f, s, **kw), 315.0, False),
         _static_info(
             (34, 34, 2),
             "[T, 2, 34, 34]",
@@ -340,7 +297,7 @@ _register(
         "events-vision",
         "IBM DVS Gesture (tonic's preprocessed release), 128x128",
         16,
-        _tonic_loader(td.dvsgesture_source, 6000.0, True),
+        TonicLoader(td.dvsgesture_source, 6000.0, True),
         _static_info(
             (128, 128, 2),
             "[T, 2, 128 // downsample, 128 // downsample]",
@@ -357,7 +314,7 @@ _register(
         "events-vision",
         "CIFAR10-DVS (Li et al. 2017), 128x128, no official split",
         16,
-        _tonic_loader(td.cifar10dvs_source, 1300.0, True),
+        TonicLoader(td.cifar10dvs_source, 1300.0, True),
         _static_info(
             (128, 128, 2),
             "[T, 2, 128 // downsample, 128 // downsample]",
@@ -375,7 +332,7 @@ _register(
         "events-audio",
         "Spiking Heidelberg Digits (Cramer et al. 2020), 700 channels",
         100,
-        _tonic_loader(td.shd_source, 1000.0, False),
+        TonicLoader(td.shd_source, 1000.0, False),
         _static_info(
             (700, 1, 1),
             "[T, 700]",
