@@ -38,12 +38,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = HSTConfig.from_preset(args.preset)
     if args.modes:
         cfg = cfg.with_modes(args.modes)
-    model = build_model(cfg).eval()
+    # untrained: BatchNorm's initial running statistics would silence eval mode, so normalize
+    # with the batch's own statistics (training mode, no gradients)
+    model = build_model(cfg).train()
     x = example_input(cfg, batch_size=args.batch_size)
     with torch.no_grad(), Recorder(model) as rec:
         logits = model(x)
     params = sum(p.numel() for p in model.parameters())
-    print(f"preset {cfg.name}: {params:,} parameters, modes {cfg.modes}, input {tuple(x.shape)} -> {tuple(logits.shape)}")
+    print(f"preset {cfg.name}: {params:,} parameters, modes {cfg.modes}, input {tuple(x.shape)} -> "
+          f"{tuple(logits.shape)} (untrained, batch-statistics normalization)")
     for name, spikes in rec.spikes.items():
         print(f"  {name:45s} firing rate {spikes.mean().item():.3f}")
     return 0
