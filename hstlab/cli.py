@@ -32,21 +32,21 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Build a preset, run one forward on example input, print what is inside."""
     from hstlab.config import HSTConfig
+    from hstlab.layers.norm import calibrate_batchnorm
     from hstlab.model import build_model, example_input
     from hstlab.recorder import Recorder
 
     cfg = HSTConfig.from_preset(args.preset)
     if args.modes:
         cfg = cfg.with_modes(args.modes)
-    # untrained: BatchNorm's initial running statistics would silence eval mode, so normalize
-    # with the batch's own statistics (training mode, no gradients)
-    model = build_model(cfg).train()
+    model = build_model(cfg).eval()
     x = example_input(cfg, batch_size=args.batch_size)
+    calibrate_batchnorm(model, x)  # untrained: initial BN statistics would silence eval mode
     with torch.no_grad(), Recorder(model) as rec:
         logits = model(x)
     params = sum(p.numel() for p in model.parameters())
     print(f"preset {cfg.name}: {params:,} parameters, modes {cfg.modes}, input {tuple(x.shape)} -> "
-          f"{tuple(logits.shape)} (untrained, batch-statistics normalization)")
+          f"{tuple(logits.shape)} (untrained; BatchNorm calibrated on this input)")
     for name, spikes in rec.spikes.items():
         print(f"  {name:45s} firing rate {spikes.mean().item():.3f}")
     return 0

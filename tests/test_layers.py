@@ -48,6 +48,26 @@ def test_token_batch_norm_cumulative_average_like_torch():
     torch.testing.assert_close(ours.running_var, ref.running_var)
 
 
+def test_calibrate_batchnorm_wakes_an_untrained_network():
+    from hstlab import Recorder, build_model, example_input
+    from hstlab.layers.norm import calibrate_batchnorm
+
+    cfg = HSTConfig.from_preset("tiny")
+    model = build_model(cfg).eval()
+    x = example_input(cfg, batch_size=4, rate=0.3)
+
+    def block_rate() -> float:
+        model.reset_state()
+        with torch.no_grad(), Recorder(model, layers="blocks.*") as rec:
+            model(x)
+        return float(torch.stack([s.mean() for s in rec.spikes.values()]).mean())
+
+    assert block_rate() < 0.01  # initial running statistics: the blocks stay silent
+    assert calibrate_batchnorm(model, x) > 0
+    assert not model.training
+    assert block_rate() > 0.01
+
+
 def test_token_batch_norm_gradcheck():
     bn = TokenBatchNorm(3).double()
     x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)

@@ -73,3 +73,40 @@ class TokenBatchNorm(nn.BatchNorm1d):
 def TokenNorm(dim: int, spiking: bool) -> nn.Module:  # noqa: N802 - a factory named like the module it returns
     """BatchNorm for spiking layers (folds away at inference), LayerNorm for standard ones."""
     return TokenBatchNorm(dim) if spiking else nn.LayerNorm(dim)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> int:
+    """Set every BatchNorm's running statistics to those of the batch ``x``; returns how many.
+
+    An untrained network in eval mode normalizes with the initial statistics (mean 0, var 1),
+    which silences a spiking network beyond its first layer, so its rasters and energy say
+    little. This runs one training-mode forward without gradients (RNG forked, neuron state
+    reset before and after) and restores the mode and momenta.
+
+    Example:
+        >>> from hstlab import HSTConfig, build_model, example_input
+        >>> cfg = HSTConfig.from_preset("tiny")
+        >>> calibrate_batchnorm(build_model(cfg).eval(), example_input(cfg)) > 0
+        True
+    """
+    from hstlab.neurons import reset_state
+
+    norms = [m for m in model.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: exactly this batch's statistics
+    try:
+        with torch.random.fork_rng(devices=[]):
+            reset_state(model)
+            model.train()(x)
+    finally:
+        reset_state(model)
+        model.train(was_training)
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+    return len(norms)

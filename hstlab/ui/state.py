@@ -28,6 +28,7 @@ from hstlab.config import (
     HSTConfig,
     LayerSpec,
 )
+from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.presets import list_presets
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
 
@@ -225,6 +226,7 @@ class ExplorerState(param.Parameterized):
 
             model = _seeded_build(build_model, cfg)
             sample = self.samples.sample(cfg, self.dataset, self.sample_index)
+            calibrate_batchnorm(model, sample.x)  # untrained: normalize with real statistics
             energy = self._energy(model, sample)
             inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
@@ -250,6 +252,7 @@ class ExplorerState(param.Parameterized):
             return
         try:
             sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
+            calibrate_batchnorm(self.model, sample.x)
             energy = self._energy(self.model, sample)
             inspection = self._inspect(self.model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001
@@ -311,7 +314,9 @@ class ExplorerState(param.Parameterized):
                 if not reports:
                     reports[name] = self.energy
                 continue
-            reports[name] = self._energy(_seeded_build(build_model, variant), self.sample)
+            variant_model = _seeded_build(build_model, variant)
+            calibrate_batchnorm(variant_model, self.sample.x)
+            reports[name] = self._energy(variant_model, self.sample)
         return reports
 
     def summary(self) -> dict[str, Any]:
