@@ -20,20 +20,23 @@ ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")
 EFFECT_COLORS = {"baseline": "#7f7f7f", "better": "#2ca02c", "worse": "#d62728", "final": "#1f77b4"}
 
 
-def _layers_frame(layers: Any) -> pd.DataFrame:
-    df = getattr(layers, "layers", layers)
+def _checked_frame(df: Any, name: str, columns: tuple[str, ...], expected: str, empty: str) -> pd.DataFrame:
+    """``df`` as a DataFrame with ``columns``, or a ValueError naming ``name`` and what is allowed."""
     if not isinstance(df, pd.DataFrame):
         raise ValueError(  # noqa: TRY004 - team rule: bad input is ValueError
-            f"layers is a {type(df).__name__}; expected a DataFrame or an object with .layers"
+            f"{name} is a {type(df).__name__}; expected {expected}"
         )
-    missing = [c for c in LAYER_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"layers lacks column(s) {', '.join(missing)}; expected {', '.join(LAYER_COLUMNS)}"
-        )
+        raise ValueError(f"{name} lacks column(s) {', '.join(missing)}; expected {', '.join(columns)}")
     if df.empty:
-        raise ValueError("layers has no rows; the energy report measured no layer")
+        raise ValueError(f"{name} has no rows; {empty}")
     return df.reset_index(drop=True)
+
+
+def _layers_frame(layers: Any) -> pd.DataFrame:
+    return _checked_frame(getattr(layers, "layers", layers), "layers", LAYER_COLUMNS,
+                          "a DataFrame or an object with .layers", "the energy report measured no layer")
 
 
 def _stacked(
@@ -168,18 +171,8 @@ def energy_comparison(
 
 
 def _ablation_frame(ablation: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(ablation, pd.DataFrame):
-        raise ValueError(  # noqa: TRY004 - team rule: bad input is ValueError
-            f"ablation is a {type(ablation).__name__}; expected a DataFrame"
-        )
-    missing = [c for c in ABLATION_COLUMNS if c not in ablation.columns]
-    if missing:
-        raise ValueError(
-            f"ablation lacks column(s) {', '.join(missing)}; expected {', '.join(ABLATION_COLUMNS)}"
-        )
-    if ablation.empty:
-        raise ValueError("ablation has no rows; the first row must be the baseline")
-    return ablation.reset_index(drop=True)
+    return _checked_frame(ablation, "ablation", ABLATION_COLUMNS, "a DataFrame",
+                          "the first row must be the baseline")
 
 
 def waterfall_steps(values: np.ndarray, higher_is_better: bool) -> pd.DataFrame:
