@@ -9,6 +9,8 @@ one fused autograd node. Standard layers use LayerNorm.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 from torch import nn
 
@@ -75,38 +77,54 @@ def TokenNorm(dim: int, spiking: bool) -> nn.Module:  # noqa: N802 - a factory n
     return TokenBatchNorm(dim) if spiking else nn.LayerNorm(dim)
 
 
+def _reset_state(model: nn.Module) -> None:
+    from hstlab.neurons import reset_state
+
+    own = getattr(model, "reset_state", None)
+    own() if callable(own) else reset_state(model)
+
+
 @torch.no_grad()
-def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> int:
-    """Set every BatchNorm's running statistics to those of the batch ``x``; returns how many.
+def calibrate_batchnorm(model: nn.Module, inputs: torch.Tensor | Iterable[torch.Tensor], *,
+                        seed: int | None = None, devices: Sequence[torch.device] = ()) -> int:
+    """Set every BatchNorm's running statistics to the exact average over ``inputs`` (one batch or
+    an iterable of batches, as the model takes them); returns the number of batches used.
 
     An untrained network in eval mode normalizes with the initial statistics (mean 0, var 1),
-    which silences a spiking network beyond its first layer, so its rasters and energy say
-    little. This runs one training-mode forward without gradients (RNG forked, neuron state
-    reset before and after) and restores the mode and momenta.
+    which silences a spiking network beyond its first layer, and a short training run leaves
+    them far from the current weights' (like ``torch.optim.swa_utils.update_bn``). Runs
+    training-mode forwards without gradients under a forked RNG (seeded with ``seed`` if given;
+    ``devices``: CUDA devices whose RNG to fork), resets neuron state around each batch, and
+    restores the mode and momenta.
 
     Example:
         >>> from hstlab import HSTConfig, build_model, example_input
         >>> cfg = HSTConfig.from_preset("tiny")
-        >>> calibrate_batchnorm(build_model(cfg).eval(), example_input(cfg)) > 0
-        True
+        >>> calibrate_batchnorm(build_model(cfg).eval(), example_input(cfg))
+        1
     """
-    from hstlab.neurons import reset_state
-
     norms = [m for m in model.modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms:
         return 0
+    batches = [inputs] if isinstance(inputs, torch.Tensor) else inputs
     was_training, momenta = model.training, [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
-        norm.momentum = None  # cumulative average: exactly this batch's statistics
+        norm.momentum = None  # cumulative average over the batches seen
+    used = 0
     try:
-        with torch.random.fork_rng(devices=[]):
-            reset_state(model)
-            model.train()(x)
+        model.train()
+        with torch.random.fork_rng(devices=list(devices)):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for x in batches:
+                _reset_state(model)
+                model(x)
+                used += 1
     finally:
-        reset_state(model)
+        _reset_state(model)
         model.train(was_training)
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
-    return len(norms)
+    return used

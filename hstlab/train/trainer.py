@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from hstlab.config import HSTConfig
+from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.events import TrainEvent, TrainingDiverged, dispatch, normalize_callbacks
@@ -405,38 +406,18 @@ class Trainer:
         are untouched); momenta and the training flag are restored. Under DDP the caller
         broadcasts rank 0's buffers (``sync_buffers``).
         """
-        model = model or self.model
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                 and m.track_running_stats]
-        if not norms or self.bn_recalibration_batches == 0:
+        if self.bn_recalibration_batches == 0:
             return 0
         indices = list(range(self.ctx.rank, len(self.train_data), self.ctx.world_size))
         batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-        batches = batches[:self.bn_recalibration_batches]
-        momenta = [m.momentum for m in norms]
-        was_training = model.training
+
+        def inputs() -> Iterable[Tensor]:  # lazy: the DataLoader draws its seed inside the forked RNG
+            for x, y in self._loader(self.train_data, batches[:self.bn_recalibration_batches]):
+                yield self.loss_fn.prepare(self._to_device(x), self._to_device(y))[0]
+
         devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            for m in norms:
-                m.reset_running_stats()
-            model.train()
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed + EVAL_SEED_OFFSET)
-                for i, (x, y) in enumerate(self._loader(self.train_data, batches), start=1):
-                    for m in norms:  # EMA with momentum 1/i == running average of the i batches
-                        m.momentum = 1.0 / i
-                    x, y = self._to_device(x), self._to_device(y)
-                    if hasattr(model, "reset_state"):
-                        model.reset_state()
-                    inputs, _ = self.loss_fn.prepare(x, y)
-                    model(inputs)
-        finally:
-            for m, momentum in zip(norms, momenta):
-                m.momentum = momentum
-            model.train(was_training)
-            if hasattr(model, "reset_state"):
-                model.reset_state()
-        return len(batches)
+        return calibrate_batchnorm(model or self.model, inputs(), seed=self.seed + EVAL_SEED_OFFSET,
+                                   devices=devices)
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, model: nn.Module | None = None, max_batches: int | None = None) -> dict[str, Any]:
