@@ -1,4 +1,4 @@
-"""Model card export for the explorer: the trainer's card when it exists, else one from library data.
+"""Model card export for the explorer: the trainer's card for a finished run, else one from library data.
 
 The fallback card only formats what the library computed (config JSON, parameter count,
 ``EnergyReport.summary()`` and its assumptions, the run's ``metrics.json``).
@@ -6,21 +6,10 @@ The fallback card only formats what the library computed (config JSON, parameter
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
-from typing import Any
 
 from hstlab.ui.state import ExplorerState
-
-
-def _library_writer() -> Any:
-    """``hstlab.train.card.write_model_card`` when the trainer package provides it, else None."""
-    try:
-        module = importlib.import_module("hstlab.train.card")
-    except ImportError:
-        return None
-    return getattr(module, "write_model_card", None)
 
 
 def model_card(state: ExplorerState, run_dir: str | Path | None = None) -> tuple[str, str]:
@@ -30,16 +19,17 @@ def model_card(state: ExplorerState, run_dir: str | Path | None = None) -> tuple
     reused). Without one, or when the trainer's card cannot be made, a card of the current
     model built from library data (the reason is stated in it).
     """
-    writer, note = _library_writer(), ""
-    if writer is not None and run_dir is not None:
+    note = ""
+    if run_dir is not None:
+        from hstlab.train.card import write_model_card
+
         run_dir = Path(run_dir)
         card, best = run_dir / "model_card.md", run_dir / "best.pt"
         try:
             if not (
                 card.is_file() and best.is_file() and card.stat().st_mtime >= best.stat().st_mtime
             ):
-                out = writer(run_dir)
-                card = Path(out) if isinstance(out, (str, Path)) else card
+                card = write_model_card(run_dir)
             return card.name, card.read_text()
         except (ValueError, OSError) as exc:
             note = f"The trainer's card for {run_dir} could not be made: {exc}"
