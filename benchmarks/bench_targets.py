@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Subset
 
 from hstlab import HSTConfig, Trainer, build_model, energy_report, load_dataset
+from hstlab.data.collate import spread_indices
 from hstlab.train import load_checkpoint
 
 
@@ -54,7 +55,7 @@ def energy_of(model: torch.nn.Module, x: torch.Tensor, preset: str) -> dict:
 
 
 def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
-    test_x = torch.stack([data[2][i][0] for i in range(min(64, len(data[2])))], dim=1)  # [T, 64, C, H, W]
+    test_x = torch.stack([data[2][i][0] for i in spread_indices(len(data[2]), 64)], dim=1)  # [T, 64, C, H, W]
     variants = {
         "spiking": (cfg, "45nm-fp32"),
         "hybrid-stem": (dataclasses.replace(cfg, tokenizer_mode="standard"), "45nm-fp32"),

@@ -11,6 +11,7 @@ import torch
 from test_train_support import one_thread  # noqa: F401
 
 import hstlab
+from hstlab.data import spread_indices
 from hstlab.energy import energy_report
 from hstlab.recorder import Recorder
 from hstlab.train.card import comparison, fairness, write_model_card
@@ -155,7 +156,7 @@ def test_card_of_a_trained_run(runs):
 
     rj = json.loads((run / "run.json").read_text())
     _, val, test, _ = load_splits("digits-dvs", model.cfg, rj["limit"], {}, None)
-    fresh = energy_report(model, default_collate([val[i] for i in range(8)])[0])
+    fresh = energy_report(model, default_collate([val[i] for i in spread_indices(len(val), 8)])[0])
     assert data["energy"]["val"]["total_j"] == pytest.approx(fresh.total_j, rel=1e-12)
     assert joules(fresh.total_j) in md and fresh.assumptions[0] in md
     labels = sorted({int(test[i][1]) for i in range(len(test))})

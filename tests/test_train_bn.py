@@ -81,6 +81,22 @@ def test_recalibration_uses_fixed_training_batches():
             assert torch.equal(v, first[k]), k
 
 
+def test_recalibration_batches_mix_classes_of_a_class_sorted_split():
+    """Bug: calibration took the first batches in stored order; digits-dvs is sorted by class, so
+    the statistics came from class-pure batches of the first two digits (val accuracy fell by
+    10-20 points in eval mode against batch statistics)."""
+    cfg = hstlab.HSTConfig.from_preset("tiny", num_classes=4)
+    data = sorted(spike_frames(64), key=lambda item: item[1])  # 16 of class 0, then class 1, ...
+    trainer = Trainer(hstlab.build_model(cfg), cfg, data, data[:8], epochs=1, batch_size=8,
+                      measure_energy=False, bn_recalibration_batches=3)
+    batches = trainer._calibration_batches()
+    assert [len(b) for b in batches] == [8, 8, 8]
+    for batch in batches:
+        assert len({data[i][1] for i in batch}) >= 3  # mixed, not class-pure
+    assert len({i for b in batches for i in b}) == 24  # no repeats
+    assert batches == trainer._calibration_batches()  # fixed: same batches every epoch
+
+
 def test_bad_recalibration_count_names_the_argument():
     with pytest.raises(ValueError, match="bn_recalibration_batches"):
         make_trainer(-1)

@@ -7,7 +7,7 @@ Example:
     (20, 2, 8)
 """
 
-from hstlab.data.collate import time_first_collate
+from hstlab.data.collate import spread_indices, time_first_collate
 from hstlab.data.encode import spike_encode
 from hstlab.data.errors import DatasetUnavailable, EventFileError
 from hstlab.data.registry import (
@@ -31,5 +31,6 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "spike_encode",
+    "spread_indices",
     "time_first_collate",
 ]

@@ -26,6 +26,23 @@ def time_first_collate(batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+def spread_indices(length: int, n: int) -> list[int]:
+    """``min(n, length)`` indices spread evenly over ``range(length)``, first and last included.
+
+    Splits are often stored sorted by class: the first ``n`` samples would be one or two
+    classes, which biases any per-sample estimate (energy, firing rate) made on them.
+
+    Example:
+        >>> spread_indices(10, 4), spread_indices(3, 8)
+        ([0, 3, 6, 9], [0, 1, 2])
+    """
+    if length < 1 or n < 1:
+        return []
+    if n >= length:
+        return list(range(length))
+    return np.linspace(0, length - 1, n).round().astype(int).tolist()
+
+
 def _stack_time_first(items) -> torch.Tensor:
     """[B x [T, ...]] -> [T, B, ...], contiguous. CPU tensors are stacked with numpy: torch's
     multi-threaded stack can be 50x slower on a busy machine (measured: 1 s vs 17 ms)."""

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from hstlab.config import HSTConfig
+from hstlab.data.collate import spread_indices
 from hstlab.train.checkpoint import load_checkpoint, write_json
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.trainer import default_collate
@@ -222,8 +223,8 @@ def card_data(run_dir: str | os.PathLike, twin_run_dir: str | os.PathLike | None
     info = dataset_info(run["dataset"])
     train, val, test, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                       run.get("time_bins"))
-    xv, _ = _batch(val, range(min(energy_batch, len(val))))
-    xt, _ = _batch(test, range(min(energy_batch, len(test))))
+    xv, _ = _batch(val, spread_indices(len(val), energy_batch))  # spread: splits are often class-sorted
+    xt, _ = _batch(test, spread_indices(len(test), energy_batch))
     val_report = _report(model, xv, ENERGY_PRESET)
     test_report = _report(model, xt, ENERGY_PRESET)
     classify = cfg.head == "classify"
@@ -250,8 +251,8 @@ def card_data(run_dir: str | os.PathLike, twin_run_dir: str | os.PathLike | None
                             if metrics.get(f"{split}_{k}") is not None} for split in ("val", "test")},
         "versions": metrics.get("versions", meta.get("versions", {})),
         "energy": {"val": _energy_summary(val_report), "test": _energy_summary(test_report),
-                   "val_indices": f"first {xv.shape[1]} validation samples",
-                   "test_indices": f"first {xt.shape[1]} test samples",
+                   "val_indices": f"{xv.shape[1]} validation samples spread evenly over the split",
+                   "test_indices": f"{xt.shape[1]} test samples spread evenly over the split",
                    "assumptions": list(val_report.assumptions), "baseline_note": val_report.baseline_note,
                    "top_layers": _top_layers(val_report)},
         "comparison": comparison(cfg, model, xv, Path(twin_run_dir) if twin_run_dir is not None else None,

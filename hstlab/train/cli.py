@@ -135,6 +135,7 @@ def summary(metrics: dict[str, Any]) -> str:
 
 
 def cmd_energy(args: argparse.Namespace) -> int:
+    from hstlab.data.collate import spread_indices
     from hstlab.energy import energy_report
     from hstlab.train.checkpoint import load_checkpoint
     from hstlab.train.run import load_splits
@@ -145,7 +146,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
     run = json.loads((run_dir / "run.json").read_text())
     _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                run.get("time_bins"))
-    x, _ = default_collate([val[i] for i in range(min(args.batch_size, len(val)))])
+    x, _ = default_collate([val[i] for i in spread_indices(len(val), args.batch_size)])
     report = energy_report(model, x, preset=args.energy_preset)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from hstlab.config import HSTConfig
+from hstlab.data.collate import spread_indices
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
@@ -395,24 +396,37 @@ class Trainer:
         return model, cfg
 
     # ------------------------------------------------------------------ evaluation
+    def _calibration_batches(self) -> list[list[int]]:
+        """This rank's BatchNorm calibration batches: a fixed, seeded shuffle of the training split.
+
+        Never the split in stored order: datasets are often sorted by class, and class-pure
+        batches give per-batch variances without the between-class spread (and only the first
+        classes), which silenced or saturated eval-mode spiking layers.
+        """
+        generator = torch.Generator().manual_seed(self.seed + EVAL_SEED_OFFSET)
+        order = torch.randperm(len(self.train_data), generator=generator).tolist()
+        indices = order[self.ctx.rank::self.ctx.world_size]
+        wanted = self.bn_recalibration_batches * self.batch_size
+        indices = indices[:wanted]
+        return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+
     @torch.no_grad()
     def recalibrate_batchnorm(self, model: nn.Module | None = None) -> int:
         """Re-estimate every BatchNorm's running mean/var on fixed training batches; returns batches used.
 
         Like ``torch.optim.swa_utils.update_bn``: running stats are reset and accumulated as an
-        exact average (momentum ``1/i`` on the i-th batch) over this rank's first ``bn_recalibration_batches``
-        batches of the training split in training mode, so eval-mode normalization matches the
+        exact average (momentum ``1/i`` on the i-th batch) over ``bn_recalibration_batches`` batches
+        of a fixed shuffle of the training split (see ``_calibration_batches``) in training mode, so eval-mode normalization matches the
         current weights. Runs under a forked, seeded RNG (training randomness and exact resume
         are untouched); momenta and the training flag are restored. Under DDP the caller
         broadcasts rank 0's buffers (``sync_buffers``).
         """
         if self.bn_recalibration_batches == 0:
             return 0
-        indices = list(range(self.ctx.rank, len(self.train_data), self.ctx.world_size))
-        batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        batches = self._calibration_batches()
 
         def inputs() -> Iterable[Tensor]:  # lazy: the DataLoader draws its seed inside the forked RNG
-            for x, y in self._loader(self.train_data, batches[:self.bn_recalibration_batches]):
+            for x, y in self._loader(self.train_data, batches):
                 yield self.loss_fn.prepare(self._to_device(x), self._to_device(y))[0]
 
         devices = [self.device] if self.device.type == "cuda" else []
@@ -475,7 +489,7 @@ class Trainer:
     def _energy(self, model: nn.Module) -> float | None:
         if not self.measure_energy:
             return None
-        x, y = self.collate_fn([self.val_data[i] for i in range(min(len(self.val_data), self.eval_batch_size))])
+        x, y = self.collate_fn([self.val_data[i] for i in spread_indices(len(self.val_data), self.eval_batch_size)])
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):  # masking must not disturb training randomness
             torch.manual_seed(self.seed + EVAL_SEED_OFFSET)
