@@ -98,6 +98,7 @@ class HSTConfig:
     tokenizer_mode: str | None = None  # spiking or standard stem; None follows layer 0's attn_mode
     sps_pools: tuple[bool, ...] = (False, True, True, True)  # max-pool after each of the 4 stem stages
     sps_channels: tuple[int, ...] = ()  # widths of the first 3 stem stages; () means D/8, D/4, D/2
+    sps_pool_first: bool = False  # stem stage order conv-BN-pool-neuron (pool the membrane input, not spikes)
     patch_size: int = 4  # events tokenizer: spatial patch side
     event_subbins: int = 4  # events tokenizer: sub-bins per step for the spike-timing embedding
     seq_len: int = 32  # linear tokenizer: longest sequence (bins become tokens)
@@ -201,6 +202,8 @@ class HSTConfig:
                 isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.sps_channels)):
             raise ValueError(f"sps_channels={self.sps_channels!r} must be () or 3 positive integers "
                              "(widths of the first three stem stages; the last is n_embd)")
+        if not isinstance(self.sps_pool_first, bool):
+            raise ValueError(f"sps_pool_first={self.sps_pool_first!r} must be True or False")
         if self.tokenizer == "events" and (shape[1] % self.patch_size or shape[2] % self.patch_size):
             raise ValueError(f"input_shape={shape!r}: H and W must be divisible by patch_size={self.patch_size}")
         if self.head == "sequence" and self.tokenizer != "linear":

@@ -25,10 +25,12 @@ def hst_small() -> HSTConfig:
 
     The stem is wider than Spikformer's D/8, D/4, D/2 rule: with binary activations an
     8-channel first stage starves the network (measured: 0.72 vs 0.79 val accuracy after 6
-    epochs on digits-dvs, same seed and budget).
+    epochs on digits-dvs, same seed and budget). Its stages pool before the neuron
+    (``sps_pool_first``): 0.974 vs 0.941 test accuracy after 9 epochs, 4x fewer stem neurons.
     """
     return HSTConfig(name="hst-small", n_layer=2, n_embd=64, n_head=4, mlp_ratio=2.0, num_steps=4,
                      input_shape=(2, 34, 34), sps_pools=(True, True, True, False), sps_channels=(32, 64, 64),
+                     sps_pool_first=True,
                      cpg_neurons=16,
                      attention="ssa", residual="sew_add", pos_encoding="cpg")
 

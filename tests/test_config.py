@@ -37,6 +37,7 @@ BAD_CONFIGS = [
     (dict(head="sequence"), "head"),
     (dict(reset="sometimes"), "reset"),
     (dict(sps_channels=(8, 16)), "sps_channels"),
+    (dict(sps_pool_first="yes"), "sps_pool_first"),
 ]
 
 

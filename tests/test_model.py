@@ -32,7 +32,7 @@ def test_every_parameter_gets_a_gradient(tiny_cfg, kind, modes):
 @pytest.mark.parametrize("overrides", [
     dict(tim=True), dict(residual="membrane"), dict(residual="sew_iand"), dict(residual="sew_and"),
     dict(neuron="plif"), dict(neuron="alif"), dict(pos_encoding="learned"), dict(pos_encoding="sincos"),
-    dict(weight_bits=4), dict(grad_stabilization=True), dict(tokenizer="events"),
+    dict(weight_bits=4), dict(grad_stabilization=True), dict(tokenizer="events"), dict(sps_pool_first=True),
     dict(mask_ratio=0.3), dict(mask_ratio=0.3, mask_policy="significance"),
 ])
 def test_gradients_with_components(tiny_cfg, overrides):
@@ -121,6 +121,26 @@ def test_wrong_input_raises(tiny_cfg, bad_shape, what):
     with pytest.raises(ValueError, match=what) as err:
         model(torch.zeros(bad_shape))
     assert "expects [T, B, 2, 16, 16]" in str(err.value)
+
+
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_sps_stage_order(tiny_cfg, pool_first):
+    """Pool-first neurons see the max of the BN output over each window; spike-first pools spikes."""
+    cfg = dataclasses.replace(tiny_cfg, sps_pool_first=pool_first)
+    stem = build_model(cfg).tokenizer.eval()
+    seen: dict[str, tuple] = {}
+    for name in ("norms", "acts"):
+        getattr(stem, name)[1].register_forward_hook(
+            lambda m, i, o, name=name: seen.update({name: (i[0].detach(), o.detach())}))
+    stem(example_input(cfg, batch_size=2, rate=0.3))
+    bn_out, (act_in, spikes) = seen["norms"][1], seen["acts"]
+    t = cfg.num_steps
+    if pool_first:  # stage 1 pools (tiny: sps_pools[1]): neurons at half resolution, input = pooled BN output
+        pooled = torch.nn.functional.max_pool2d(bn_out, 3, 2, 1)
+        torch.testing.assert_close(act_in, pooled.view(t, -1, *pooled.shape[1:]))
+    else:
+        torch.testing.assert_close(act_in, bn_out.view(t, -1, *bn_out.shape[1:]))
+    assert spikes.shape[-1] == (cfg.input_shape[-1] // 2 if pool_first else cfg.input_shape[-1])
 
 
 def test_events_input_must_be_multiple_of_subbins():
