@@ -7,6 +7,7 @@ Example:
     (20, 2, 8)
 """
 
+from hstlab.data.augment import RandomShift
 from hstlab.data.collate import spread_indices, time_first_collate
 from hstlab.data.encode import spike_encode
 from hstlab.data.errors import DatasetUnavailable, EventFileError
@@ -24,6 +25,7 @@ __all__ = [
     "DATASETS",
     "DatasetUnavailable",
     "EventFileError",
+    "RandomShift",
     "data_dir",
     "dataset_folder",
     "dataset_info",

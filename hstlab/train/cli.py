@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
                    help="dataset option, repeatable (e.g. neurons=16 trials=40)")
     p.add_argument("--loss", help="loss name (default: from the dataset kind)")
     p.add_argument("--checkpoint-every", type=int, default=50, help="mid-epoch last.pt every K steps (0: off)")
+    p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS",
+                   help="move each training sample by up to PIXELS (event frames only; 0: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -74,7 +76,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir=args.run_dir, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
         max_seconds=args.max_seconds, limit=args.limit, time_bins=args.time_bins, loss=args.loss,
         dataset_options=parse_options(args.data_option),
-        checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        checkpoint_every=args.checkpoint_every, progress=not args.no_progress, augment_shift=args.augment_shift,
     )
     if dist_utils.current_context().is_main:
         print(summary(metrics))

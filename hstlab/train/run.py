@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from hstlab.config import HSTConfig
+from hstlab.data.augment import RandomShift
 from hstlab.registry import Registry
 from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
@@ -26,7 +27,7 @@ for _kind, _loss in (("events-vision", "cross_entropy"), ("events-audio", "cross
 COUNT_LOSSES = ("poisson_nll", "negative_binomial_nll", "masked_modelling")
 SMOKE_LIMIT = 32
 RUN_ARGS = ("dataset", "epochs", "seed", "batch_size", "lr", "limit", "time_bins", "loss", "loss_options",
-            "checkpoint_every", "dataset_options", "warmup_frac", "weight_decay", "grad_clip")
+            "checkpoint_every", "dataset_options", "warmup_frac", "weight_decay", "grad_clip", "augment_shift")
 
 
 def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
@@ -119,13 +120,15 @@ def train_run(
     dataset_options: dict[str, Any] | None = None,
     callbacks: Any = None,
     progress: bool = False,
+    augment_shift: int = 0,
     **trainer_options: Any,
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
 
     Writes the run directory (``out/<preset>-<dataset>-s<seed>-<time>`` unless ``run_dir``),
     with ``run.json`` holding these arguments so ``resume=RUN_DIR`` needs nothing else.
-    Runs data-parallel when started by ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32
+    ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
+    pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32
     samples per split and ``epochs`` at 1.
 
     Example:
@@ -161,9 +164,15 @@ def train_run(
                 "checkpoint_every": checkpoint_every, "dataset_options": dataset_options or {},
                 "warmup_frac": trainer_options.pop("warmup_frac", 0.03),
                 "weight_decay": trainer_options.pop("weight_decay", 0.01),
-                "grad_clip": trainer_options.pop("grad_clip", 1.0)}
+                "grad_clip": trainer_options.pop("grad_clip", 1.0), "augment_shift": augment_shift}
     train, val, test, info = load_splits(args["dataset"], cfg, args["limit"], args["dataset_options"],
                                          args.get("time_bins"))
+    shift = args.get("augment_shift", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"augment_shift={shift!r} must be an integer >= 0 (pixels; 0: off)")
+    if shift and info["kind"] != "events-vision":
+        raise ValueError(f"augment_shift={shift!r} needs frames (an events-vision dataset); "
+                         f"{args['dataset']!r} is {info['kind']!r}: use 0")
     notes: list[str] = []
     if resume is None:
         x, y = train[0]
@@ -194,7 +203,8 @@ def train_run(
         resume=resume, checkpoint_every=args["checkpoint_every"], max_seconds=max_seconds,
         warmup_frac=args.get("warmup_frac", 0.03), weight_decay=args.get("weight_decay", 0.01),
         grad_clip=args.get("grad_clip", 1.0), callbacks=cbs, build_fn=build_model,
-        extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]}, **trainer_options,
+        extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]},
+        augment=RandomShift(shift) if shift else None, **trainer_options,
     )
     if bar is not None:
         bar.total = trainer.total_steps

@@ -115,6 +115,9 @@ class Trainer:
     var 1) after a short run, while sparse spiking inputs give variances near 1e-2, so an
     eval-mode network would fall silent (val firing rate ~0, chance accuracy). 0 turns it off.
 
+    ``augment`` (e.g. :class:`hstlab.data.augment.RandomShift`) transforms each training batch
+    before the forward pass; validation, test, calibration and energy batches are never augmented.
+
     Callbacks: objects with any of ``on_step_end``, ``on_epoch_end``, ``on_fit_end``, or
     plain callables (receive every event). Under ``torchrun`` they run on rank 0 only.
 
@@ -158,6 +161,7 @@ class Trainer:
         find_unused_parameters: bool = False,
         extra_meta: dict[str, Any] | None = None,
         bn_recalibration_batches: int = 8,
+        augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -165,6 +169,8 @@ class Trainer:
         if isinstance(bn_recalibration_batches, bool) or not isinstance(bn_recalibration_batches, int) \
                 or bn_recalibration_batches < 0:
             raise ValueError(f"bn_recalibration_batches={bn_recalibration_batches!r} must be an integer >= 0 (0: off)")
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment={augment!r} must be a callable on training inputs (e.g. RandomShift(2)) or None")
         if checkpoint_every < 0:
             raise ValueError(f"checkpoint_every={checkpoint_every!r} must be >= 0 (0: only at epoch ends)")
         if grad_clip is not None and not grad_clip > 0:
@@ -203,6 +209,7 @@ class Trainer:
         self.find_unused_parameters = find_unused_parameters
         self.extra_meta = dict(extra_meta or {})
         self.bn_recalibration_batches = bn_recalibration_batches
+        self.augment = augment
         self.progress = _Progress()
         self.totals = _EpochTotals()
         self.stop_reason: str | None = None
@@ -256,8 +263,11 @@ class Trainer:
     def _loader(self, dataset: Dataset, batches: list[list[int]]) -> Iterable[tuple[Tensor, Any]]:
         if not batches:
             return []
+        # Its own generator: a DataLoader otherwise draws its base seed from the global RNG when
+        # iterated, which would shift every later draw (augmentation, masking) after a mid-epoch resume.
+        generator = torch.Generator().manual_seed(self.seed)
         return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate_fn,
-                                           num_workers=self.num_workers)
+                                           num_workers=self.num_workers, generator=generator)
 
     def _to_device(self, value: Any) -> Any:
         if isinstance(value, Tensor):
@@ -345,6 +355,7 @@ class Trainer:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
                 "weight_decay": self.weight_decay, "warmup_frac": self.warmup_frac,
                 "grad_clip": self.grad_clip, "seed": self.seed, "loss": self.loss_name,
+                "augment": repr(self.augment) if self.augment is not None else None,
                 "world_size": self.ctx.world_size}
 
     def _load_resume(self) -> None:
@@ -500,6 +511,8 @@ class Trainer:
     def _train_step(self, x: Tensor, y: Any) -> tuple[float, dict[str, Tensor]]:
         self.model.train()
         self._reset()
+        if self.augment is not None:
+            x = self.augment(x)
         inputs, targets = self.loss_fn.prepare(x, y)
         lr = self.scheduler.apply()
         out = self.ddp_model(inputs)
