@@ -268,3 +268,34 @@ def test_screenshots_of_every_tab_are_not_blank(browser, server, tmp_path):
     canvases = page.locator("canvas").count()
     assert canvases > 0
     page.context.close()
+
+
+def test_load_run_shows_trained_weights_in_inspect(browser, server, tmp_path):
+    from playwright.sync_api import expect
+
+    from hstlab.train.checkpoint import atomic_save, make_checkpoint, write_json
+
+    cfg = HSTConfig.from_preset("hst-small", n_embd=16, n_head=2)  # digits-dvs shaped
+    run = tmp_path / "trained-run"
+    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), run / "best.pt")
+    write_json(run / "metrics.json", {"val_accuracy": 0.5})
+    page = open_app(browser, server["url"])
+    box = page.locator(".hst-run-dir input")
+    box.fill(str(tmp_path))  # no best.pt there
+    box.press("Enter")
+    page.locator(".hst-load-run button").click()
+    error = page.locator(".hst-error p")
+    expect(error).to_contain_text("holds no best.pt")
+    box.fill(str(run))
+    box.press("Enter")
+    page.locator(".hst-load-run button").click()
+    expect(page.locator(".hst-weights p")).to_contain_text(f"trained: {run}")
+    expect(error).to_be_hidden()
+    expect(page.locator(".hst-summary p")).to_contain_text(f"Parameters: {n_params(cfg):,}")
+    expect(page.locator(".hst-n_embd input")).to_have_value("16")  # the fields show the run
+    click_tab(page, "Inspect")
+    expect(page.locator(".hst-inspect-weights p")).to_contain_text(
+        f"trained: {run} (val accuracy 0.5)"
+    )
+    page.locator(".hst-inspect-content canvas").first.wait_for()
+    page.context.close()

@@ -45,11 +45,17 @@ class ExplorerApp(pn.viewable.Viewer):
         }
         self.tabs = pn.Tabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"])
         self.tabs.param.watch(self._on_tab, "active")
+        self.views["Train"].inspect_button.on_click(self._show_inspect)
         self._on_tab()
 
     def _on_tab(self, *_: Any) -> None:
         """Record spikes and attention only while the Inspect tab is shown (faster rebuilds)."""
         self.state.live_inspection = TABS[self.tabs.active] == "Inspect"
+
+    def _show_inspect(self, *_: Any) -> None:
+        """After "Inspect trained model" (which loads the run first): open the Inspect tab."""
+        if not self.state.error:
+            self.tabs.active = TABS.index("Inspect")
 
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.pane.Markdown(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -45,6 +47,8 @@ GLOBAL_FIELDS = (
 )
 INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection")  # set before the first build
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
+UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
+RUN_HINT = "pick a run directory written by hstlab train or the Train tab"
 LAYER_CHOICES: dict[str, tuple] = {
     "attn_mode": MODES,
     "mlp_mode": MODES,
@@ -66,6 +70,68 @@ def table_cell(column: str, value: Any) -> Any:
     if column == "mask_ratio":
         return float(value)
     return value.item() if hasattr(value, "item") else value
+
+
+def checkpoint_file(run_dir: str | Path) -> Path:
+    """The checkpoint ``load_run`` reads: ``run_dir/best.pt``, or ``run_dir`` itself if it is a file.
+
+    Raises ``ValueError`` naming the path and what is expected.
+    """
+    text = str(run_dir).strip()
+    if not text:
+        raise ValueError(f"run_dir={text!r} is empty: {RUN_HINT} (it holds best.pt)")
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise ValueError(f"run_dir={text!r} does not exist: {RUN_HINT} (it holds best.pt)")
+    if not (path / "best.pt").is_file():
+        raise ValueError(f"run_dir={text!r} holds no best.pt: {RUN_HINT}")
+    return path / "best.pt"
+
+
+def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]]:
+    """``hstlab.train.load_checkpoint(path)`` with any failure turned into a ``ValueError``."""
+    from hstlab.model import build_model
+    from hstlab.train import load_checkpoint
+
+    try:
+        return load_checkpoint(path, build_fn=build_model)
+    except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
+        raise ValueError(
+            f"{str(path)!r} could not be loaded as an hstlab checkpoint ({type(exc).__name__}: "
+            f"{exc}); expected the best.pt of a run: {RUN_HINT}"
+        ) from exc
+
+
+def weights_text(path: Path, meta: dict[str, Any]) -> str:
+    """``'trained: runs/x (val accuracy 0.97)'``: metrics.json of the run, else the checkpoint's meta."""
+    folder = path.parent if path.name == "best.pt" else path
+    metrics: dict[str, Any] = {}
+    try:
+        metrics = json.loads((path.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        pass
+    accuracy = metrics.get("val_accuracy") if isinstance(metrics, dict) else None
+    if accuracy is None:
+        accuracy = meta.get("val_accuracy")
+    suffix = f" (val accuracy {accuracy:.3g})" if isinstance(accuracy, (int, float)) else ""
+    return f"trained: {folder}{suffix}"
+
+
+def same_model(a: HSTConfig, b: HSTConfig) -> bool:
+    """True when ``a`` and ``b`` describe the same model, however the per-layer fields are spelled.
+
+    Example:
+        >>> cfg = HSTConfig.from_preset("tiny")
+        >>> same_model(cfg, cfg.with_modes("SS")), cfg == cfg.with_modes("SS")
+        (True, False)
+    """
+
+    def strip(cfg: HSTConfig) -> HSTConfig:
+        return dataclasses.replace(cfg, layers=())
+
+    return strip(a) == strip(b) and a.resolved_layers() == b.resolved_layers()
 
 
 def _seeded_build(build_model: Any, cfg: HSTConfig) -> torch.nn.Module:
@@ -98,7 +164,7 @@ class ExplorerState(param.Parameterized):
         >>> before = state.n_params
         >>> state.set_layer(0, "attn_mode", "standard")
         >>> state.cfg.modes, state.n_params != before
-        ('TS', True)
+        ('HS', True)
         >>> state.n_head = 5
         >>> state.error.startswith("n_embd=32 is not divisible by n_head=5")
         True
@@ -139,7 +205,13 @@ class ExplorerState(param.Parameterized):
         doc="record spikes/attention on every rebuild (the app sets it while Inspect is shown)",
     )
     error = param.String(default="", doc="why the last change was rejected ('' when valid)")
+    weights = param.String(default=UNTRAINED, doc="where the model's weights come from")
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
+
+    _quiet = False  # True while fields are set to show a config (no rebuild)
+    _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
+    _trained = False  # the model holds trained weights (keep its BatchNorm statistics)
+    _run_dir: Path | None = None  # folder of the loaded checkpoint
 
     def __init__(self, **params: Any) -> None:
         datasets = vision_datasets()
@@ -155,19 +227,33 @@ class ExplorerState(param.Parameterized):
     @param.depends("preset", watch=True)
     def _load_preset(self) -> None:
         """Copy the preset's fields into the params (one rebuild, not one per field)."""
-        base = HSTConfig.from_preset(self.preset)
-        with param.parameterized.discard_events(self):
-            self.param.update(
-                **{f: getattr(base, f) for f in GLOBAL_FIELDS}, layers=layers_frame(base)
-            )
+        if self._quiet:
+            return
+        self._base = None
+        self._show_config(HSTConfig.from_preset(self.preset))
         self.rebuild()
 
+    def _show_config(self, cfg: HSTConfig, preset: str | None = None) -> None:
+        """Set the fields (and ``preset`` if given) to ``cfg`` without rebuilding.
+
+        Watchers still run, so widgets follow; ``_quiet`` keeps the field watchers from rebuilding.
+        """
+        values: dict[str, Any] = {f: getattr(cfg, f) for f in GLOBAL_FIELDS}
+        if preset is not None:
+            values["preset"] = preset
+        self._quiet = True
+        try:
+            self.param.update(**values, layers=layers_frame(cfg))
+        finally:
+            self._quiet = False
+
     def make_config(self) -> HSTConfig:
-        """The preset with the global fields and the per-layer table applied (validated).
+        """The preset (or the loaded run's config) with the global fields and the per-layer table
+        applied (validated).
 
         Raises ``ValueError`` naming the offending field.
         """
-        base = HSTConfig.from_preset(self.preset)
+        base = self._base or HSTConfig.from_preset(self.preset)
         table = self.layers if self.layers is not None else layers_frame(base)
         specs = tuple(
             LayerSpec(**{c: table_cell(c, row[c]) for c in LAYER_COLUMNS})
@@ -210,7 +296,7 @@ class ExplorerState(param.Parameterized):
 
     @param.depends(*GLOBAL_FIELDS, "layers", watch=True)
     def _on_field(self) -> None:
-        if not self._fit_table():
+        if not self._quiet and not self._fit_table():
             self.rebuild()
 
     # ------------------------------------------------------------------ model
@@ -233,6 +319,7 @@ class ExplorerState(param.Parameterized):
             message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
             self.error = message or type(exc).__name__
             return False
+        self._trained, self._run_dir = False, None
         self.param.update(
             cfg=cfg,
             model=model,
@@ -240,19 +327,95 @@ class ExplorerState(param.Parameterized):
             sample=sample,
             energy=energy,
             inspection=inspection,
+            weights=UNTRAINED,
             error="",
             build_seconds=time.perf_counter() - t0,
         )
         return True
 
+    def load_run(self, run_dir: str | Path) -> bool:
+        """Show a trained model: ``best.pt`` of ``run_dir`` (or a ``.pt`` file), BatchNorm as trained.
+
+        The fields show the run's config (editing one builds an untrained model again) and
+        :attr:`weights` names the run. On failure ``error`` says why, the old model is kept and
+        False is returned.
+
+        Example:
+            >>> state = ExplorerState(preset="hst-small")
+            >>> state.load_run("runs/hst-small-digits-dvs-s0-20250101-000000")  # doctest: +SKIP
+            True
+            >>> state.weights  # doctest: +SKIP
+            'trained: runs/hst-small-digits-dvs-s0-20250101-000000 (val accuracy 0.97)'
+        """
+        t0 = time.perf_counter()
+        try:
+            path = checkpoint_file(run_dir)
+            model, cfg, meta = read_trained(path)
+            self._check_fits(cfg, path)
+            sample = self.samples.sample(cfg, self.dataset, self.sample_index)
+            energy = self._energy(model, sample)
+            inspection = self._inspect(model, sample) if self.live_inspection else None
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            self.error = message or type(exc).__name__
+            return False
+        preset = cfg.name if cfg.name in self.param.preset.objects else None
+        self._show_config(cfg, preset)
+        self._base, self._trained, self._run_dir = cfg, True, path.parent
+        self.param.update(
+            cfg=cfg,
+            model=model,
+            n_params=sum(p.numel() for p in model.parameters()),
+            sample=sample,
+            energy=energy,
+            inspection=inspection,
+            weights=weights_text(path, meta),
+            error="",
+            build_seconds=time.perf_counter() - t0,
+        )
+        return True
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Folder of the loaded run while the model holds its trained weights, else None."""
+        return self._run_dir
+
+    def _check_fits(self, cfg: HSTConfig, path: Path) -> None:
+        """Raise ``ValueError`` when the dataset's frames cannot feed a model of ``cfg``.
+
+        A dataset that is not on disk is no reason to refuse (the sample is then a random input).
+        """
+        if cfg.tokenizer == "linear":
+            raise ValueError(
+                f"{str(path)!r} holds a sequence model (tokenizer='linear'); the explorer feeds "
+                f"event frames of {self.dataset}: pick a run trained on {self.dataset}"
+            )
+        from hstlab.data import DatasetUnavailable
+
+        try:
+            ds = self.samples.dataset(self.dataset, cfg.input_steps)
+            shape = tuple(ds[0][0].shape[1:]) if len(ds) else None
+        except (DatasetUnavailable, ValueError, OSError):
+            return
+        if shape is not None and shape != tuple(cfg.input_shape):
+            raise ValueError(
+                f"{str(path)!r} holds a model for input_shape {tuple(cfg.input_shape)} but "
+                f"{self.dataset} frames are {shape}: pick a run trained on {self.dataset}"
+            )
+
     @param.depends("dataset", "sample_index", watch=True)
     def refresh_sample(self) -> None:
-        """Re-record the current model on the chosen sample (no rebuild)."""
+        """Re-record the current model on the chosen sample (no rebuild).
+
+        An untrained model's BatchNorm is recalibrated on the new sample; trained weights are kept
+        as they are.
+        """
         if self.model is None:
             return
         try:
             sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
-            calibrate_batchnorm(self.model, sample.x)
+            if not self._trained:
+                calibrate_batchnorm(self.model, sample.x)
             energy = self._energy(self.model, sample)
             inspection = self._inspect(self.model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001
@@ -297,10 +460,9 @@ class ExplorerState(param.Parameterized):
         """Energy reports of the current model and its spiking / standard / int8 variants.
 
         Each variant is built from the current config (``with_modes`` / ``weight_bits=8``) and
-        measured on the same input as :attr:`energy`.
+        measured on the same input as :attr:`energy`. With trained weights the 8-bit variant
+        quantizes them; the mode variants cannot reuse them and are marked "(untrained)".
         """
-        from hstlab.model import build_model
-
         cfg = self.cfg
         variants = {
             f"current ({cfg.modes}, {cfg.weight_bits}-bit)": cfg,
@@ -310,14 +472,28 @@ class ExplorerState(param.Parameterized):
         }
         reports = {}
         for name, variant in variants.items():
-            if variant == cfg:  # the current model itself, measured already (or a duplicate)
+            if same_model(variant, cfg):  # the current model itself, measured already (or a duplicate)
                 if not reports:
                     reports[name] = self.energy
                 continue
-            variant_model = _seeded_build(build_model, variant)
-            calibrate_batchnorm(variant_model, self.sample.x)
-            reports[name] = self._energy(variant_model, self.sample)
+            variant_model, trained = self._variant_model(variant)
+            label = name if trained or not self._trained else f"{name} (untrained)"
+            reports[label] = self._energy(variant_model, self.sample)
         return reports
+
+    def _variant_model(self, variant: HSTConfig) -> tuple[torch.nn.Module, bool]:
+        """``(model of variant, holds the trained weights)``: trained weights when only the weight
+        bits differ, else a seeded build calibrated on the sample."""
+        from hstlab.model import build_model
+
+        model = _seeded_build(build_model, variant)
+        if self._trained and same_model(
+            dataclasses.replace(variant, weight_bits=self.cfg.weight_bits), self.cfg
+        ):
+            model.load_state_dict(self.model.state_dict())
+            return model, True
+        calibrate_batchnorm(model, self.sample.x)
+        return model, False
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for the summary line and for tests."""

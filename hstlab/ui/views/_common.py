@@ -45,6 +45,24 @@ def lazy(fn: Callable[..., Any], *refs: Any, **kwargs: Any) -> pn.param.ParamFun
     )
 
 
+def weights_pane(state: Any, css_class: str = "hst-weights") -> pn.pane.Markdown:
+    """``**Weights:** trained: runs/x (val accuracy 0.97)``, following ``state.weights``."""
+    return pn.pane.Markdown(
+        pn.bind(lambda text: f"**Weights:** {text}", state.param.weights),
+        css_classes=[css_class],
+    )
+
+
+def error_alert(state: Any, css_class: str = "hst-error") -> pn.pane.Alert:
+    """``state.error`` inline (hidden while empty): the change was not applied."""
+    return pn.pane.Alert(
+        pn.bind(lambda e: f"**Not applied, the previous model is kept.** {e}", state.param.error),
+        alert_type="danger",
+        visible=pn.bind(bool, state.param.error),
+        css_classes=[css_class],
+    )
+
+
 def hv_pane(obj: Any, **kwargs: Any) -> Any:
     """A HoloViews object in its own pane (HoloMap widgets below; axes not linked across panes)."""
     if isinstance(obj, pn.viewable.Viewable):

@@ -10,7 +10,7 @@ import param
 
 from hstlab.config import ATTENTION_KINDS, MODES, RESIDUALS
 from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
-from hstlab.ui.views._common import joules
+from hstlab.ui.views._common import error_alert, joules, weights_pane
 
 INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
 CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits")
@@ -125,15 +125,17 @@ class BuildView(pn.viewable.Viewer):
                 getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
             )
         self.table = LayerTable(state=s)
-        self.error = pn.pane.Alert(
-            pn.bind(
-                lambda e: f"**Invalid configuration, the previous model is kept.** {e}",
-                s.param.error,
-            ),
-            alert_type="danger",
-            visible=pn.bind(bool, s.param.error),
-            css_classes=["hst-error"],
+        self.error = error_alert(s)
+        self.run_dir = pn.widgets.TextInput(
+            placeholder="run directory (holds best.pt), e.g. runs/hst-small-digits-dvs-s0-...",
+            width=460,
+            css_classes=["hst-run-dir"],
         )
+        self.load_button = pn.widgets.Button(
+            label="Load run", color="primary", css_classes=["hst-load-run"]
+        )
+        self.load_button.on_click(lambda _: s.load_run(self.run_dir.value))
+        self.weights = weights_pane(s)
         self.summary = pn.pane.Markdown(
             pn.bind(
                 lambda *_: self.summary_text(),
@@ -162,11 +164,16 @@ class BuildView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(
                 w["preset"],
-                pn.pane.Markdown("Pick a preset, then edit any field; the model rebuilds at once."),
+                pn.pane.Markdown(
+                    "Pick a preset, then edit any field; the model rebuilds at once. Or load the "
+                    "trained weights of a run directory (`hstlab train` or the Train tab)."
+                ),
             ),
             fields,
+            pn.Row(self.run_dir, self.load_button, css_classes=["hst-load"]),
             self.error,
             self.summary,
+            self.weights,
             pn.pane.Markdown("#### Per-layer toggles"),
             self.table,
             pn.Card(self.config_json, title="Config (JSON)", collapsed=True),

@@ -69,11 +69,12 @@ class EnergyView(pn.viewable.Viewer):
 
     def _comparison(self, *_: Any) -> Any:
         totals = self.comparison_totals()
-        baseline = "all standard" if "all standard" in totals else None
+        baseline = next((n for n in totals if n.startswith("all standard")), None)
         return hv_pane(viz.energy_comparison(totals, baseline=baseline))
 
     def _card(self) -> io.StringIO:
-        name, text = model_card(self.state, self.session.last_run_dir if self.session else None)
+        last = self.session.last_run_dir if self.session else None
+        name, text = model_card(self.state, self.state.run_dir or last)
         self.download.filename = name
         return io.StringIO(text)
 
@@ -83,8 +84,8 @@ class EnergyView(pn.viewable.Viewer):
             pn.Row(
                 self.download,
                 pn.pane.Markdown(
-                    "The card holds the config, the energy table and its assumptions, and the latest "
-                    "finished run's metrics."
+                    "The card holds the config, the energy table and its assumptions, and the "
+                    "metrics of the loaded run (else of the latest finished run)."
                 ),
             ),
             pn.pane.Markdown(

@@ -12,7 +12,7 @@ import param
 from hstlab import viz
 from hstlab.ui.samples import build_dataset
 from hstlab.ui.state import ExplorerState, Inspection
-from hstlab.ui.views._common import hv_pane, lazy
+from hstlab.ui.views._common import hv_pane, lazy, weights_pane
 
 SECTIONS = ("Events", "Spikes", "Attention", "Positional code")
 MAX_GRID_FRAMES = 8  # more input frames than this: a slider instead of a grid
@@ -219,6 +219,7 @@ class InspectView(pn.viewable.Viewer):
         return pn.Column(
             controls,
             self.source,
+            weights_pane(s, "hst-inspect-weights"),
             pn.widgets.RadioButtonGroup.from_param(self.param.section, css_classes=["hst-section"]),
             pn.panel(pn.bind(self._controls, self.param.section)),
             content,

@@ -9,6 +9,7 @@ import param
 
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
+from hstlab.ui.views._common import error_alert, weights_pane
 
 
 class TrainView(pn.viewable.Viewer):
@@ -42,8 +43,16 @@ class TrainView(pn.viewable.Viewer):
             css_classes=["hst-stop"],
             disabled=pn.bind(lambda r: not r, t.param.running),
         )
+        self.inspect_button = pn.widgets.Button(
+            label="Inspect trained model",
+            color="primary",
+            css_classes=["hst-inspect-trained"],
+            visible=pn.bind(lambda _: t.last_run_dir is not None, t.param.runs),
+        )
         self.start_button.on_click(lambda _: t.start(self.state))
         self.stop_button.on_click(lambda _: t.stop())
+        self.inspect_button.on_click(lambda _: self.state.load_run(t.last_run_dir))
+        self.load_error = error_alert(self.state, "hst-train-load-error")
         self.message = pn.pane.Alert(
             t.param.message,
             alert_type="warning",
@@ -67,8 +76,10 @@ class TrainView(pn.viewable.Viewer):
                 "(one run per session); stopping keeps the checkpoint."
             ),
             pn.FlexBox(*self.settings.values()),
-            pn.Row(self.start_button, self.stop_button),
+            pn.Row(self.start_button, self.stop_button, self.inspect_button),
             self.message,
+            self.load_error,
+            weights_pane(self.state, "hst-train-weights"),
             self.status,
             self.received,
             self.curves,
