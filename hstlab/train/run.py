@@ -128,8 +128,8 @@ def train_run(
     Writes the run directory (``out/<preset>-<dataset>-s<seed>-<time>`` unless ``run_dir``),
     with ``run.json`` holding these arguments so ``resume=RUN_DIR`` needs nothing else.
     ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
-    pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32
-    samples per split and ``epochs`` at 1.
+    pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by
+    ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
 
     Example:
         >>> metrics = train_run("tiny", "digits-dvs", epochs=1, limit=64)  # doctest: +SKIP

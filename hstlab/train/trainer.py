@@ -260,12 +260,13 @@ class Trainer:
         indices = list(sampler)
         return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
 
-    def _loader(self, dataset: Dataset, batches: list[list[int]]) -> Iterable[tuple[Tensor, Any]]:
+    def _loader(self, dataset: Dataset, batches: list[list[int]], epoch: int = 0) -> Iterable[tuple[Tensor, Any]]:
         if not batches:
             return []
-        # Its own generator: a DataLoader otherwise draws its base seed from the global RNG when
-        # iterated, which would shift every later draw (augmentation, masking) after a mid-epoch resume.
-        generator = torch.Generator().manual_seed(self.seed)
+        # Its own generator: a DataLoader otherwise draws its base seed (workers' seeds) from the
+        # global RNG when iterated, which would shift every later draw (augmentation, masking)
+        # after a mid-epoch resume.
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate_fn,
                                            num_workers=self.num_workers, generator=generator)
 
@@ -426,9 +427,9 @@ class Trainer:
         """Re-estimate every BatchNorm's running mean/var on fixed training batches; returns batches used.
 
         Like ``torch.optim.swa_utils.update_bn``: running stats are reset and accumulated as an
-        exact average (momentum ``1/i`` on the i-th batch) over ``bn_recalibration_batches`` batches
-        of a fixed shuffle of the training split (see ``_calibration_batches``) in training mode, so eval-mode normalization matches the
-        current weights. Runs under a forked, seeded RNG (training randomness and exact resume
+        exact average (momentum ``1/i`` on the i-th batch) over ``bn_recalibration_batches``
+        batches of a fixed shuffle of the training split (see ``_calibration_batches``) in
+        training mode, so eval-mode normalization matches the current weights. Runs under a forked, seeded RNG (training randomness and exact resume
         are untouched); momenta and the training flag are restored. Under DDP the caller
         broadcasts rank 0's buffers (``sync_buffers``).
         """
@@ -436,7 +437,7 @@ class Trainer:
             return 0
         batches = self._calibration_batches()
 
-        def inputs() -> Iterable[Tensor]:  # lazy: the DataLoader draws its seed inside the forked RNG
+        def inputs() -> Iterable[Tensor]:  # lazy: runs inside calibrate_batchnorm's forked RNG
             for x, y in self._loader(self.train_data, batches):
                 yield self.loss_fn.prepare(self._to_device(x), self._to_device(y))[0]
 
@@ -572,7 +573,7 @@ class Trainer:
             if p.pos == 0:
                 self._apply_mode_schedule(p.epoch)
             batches = self._epoch_batches(p.epoch)[p.pos:]
-            for x, y in self._loader(self.train_data, batches):
+            for x, y in self._loader(self.train_data, batches, epoch=p.epoch):
                 x, y = self._to_device(x), self._to_device(y)
                 self.meter.reset()
                 loss, stats = self._train_step(x, y)
