@@ -101,6 +101,18 @@ def test_load_run_shows_the_trained_weights(data_env, run_dir):
     assert InspectView(state=state).spike_layer in state.inspection.spikes
 
 
+def test_load_run_switches_to_the_runs_dataset(data_env, run_dir):
+    state = ExplorerState(preset="hst-small")
+    other = next(n for n in state.param.dataset.objects if n != "digits-dvs")  # not on disk here
+    state.dataset = other
+    assert not state.sample.from_data
+    assert state.load_run(run_dir)  # run.json says digits-dvs
+    assert state.dataset == "digits-dvs" and state.sample.from_data
+    assert "digits-dvs" in state.sample.source and state.weights.startswith("trained: ")
+    run_json = json.loads((run_dir / "run.json").read_text())
+    assert run_json["dataset"] == "digits-dvs"
+
+
 def test_changing_the_sample_keeps_trained_batchnorm(data_env, run_dir):
     untrained = ExplorerState(**SMALL)
     before = batchnorm_buffers(untrained.model)

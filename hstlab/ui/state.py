@@ -233,14 +233,16 @@ class ExplorerState(param.Parameterized):
         self._show_config(HSTConfig.from_preset(self.preset))
         self.rebuild()
 
-    def _show_config(self, cfg: HSTConfig, preset: str | None = None) -> None:
-        """Set the fields (and ``preset`` if given) to ``cfg`` without rebuilding.
+    def _show_config(self, cfg: HSTConfig, preset: str | None = None, dataset: str | None = None) -> None:
+        """Set the fields (and ``preset`` / ``dataset`` if given) to ``cfg`` without rebuilding.
 
         Watchers still run, so widgets follow; ``_quiet`` keeps the field watchers from rebuilding.
         """
         values: dict[str, Any] = {f: getattr(cfg, f) for f in GLOBAL_FIELDS}
         if preset is not None:
             values["preset"] = preset
+        if dataset is not None:
+            values["dataset"] = dataset
         self._quiet = True
         try:
             self.param.update(**values, layers=layers_frame(cfg))
@@ -351,8 +353,9 @@ class ExplorerState(param.Parameterized):
         try:
             path = checkpoint_file(run_dir)
             model, cfg, meta = read_trained(path)
-            self._check_fits(cfg, path)
-            sample = self.samples.sample(cfg, self.dataset, self.sample_index)
+            dataset = self._run_dataset(path)
+            self._check_fits(cfg, path, dataset)
+            sample = self.samples.sample(cfg, dataset, self.sample_index)
             energy = self._energy(model, sample)
             inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
@@ -360,7 +363,7 @@ class ExplorerState(param.Parameterized):
             self.error = message or type(exc).__name__
             return False
         preset = cfg.name if cfg.name in self.param.preset.objects else None
-        self._show_config(cfg, preset)
+        self._show_config(cfg, preset, dataset)
         self._base, self._trained, self._run_dir = cfg, True, path.parent
         self.param.update(
             cfg=cfg,
@@ -380,7 +383,16 @@ class ExplorerState(param.Parameterized):
         """Folder of the loaded run while the model holds its trained weights, else None."""
         return self._run_dir
 
-    def _check_fits(self, cfg: HSTConfig, path: Path) -> None:
+    def _run_dataset(self, path: Path) -> str:
+        """The dataset the run was trained on (its ``run.json``) if the selector offers it, else the
+        current one."""
+        try:
+            name = json.loads((path.parent / "run.json").read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        return name if name in self.param.dataset.objects else self.dataset
+
+    def _check_fits(self, cfg: HSTConfig, path: Path, dataset: str) -> None:
         """Raise ``ValueError`` when the dataset's frames cannot feed a model of ``cfg``.
 
         A dataset that is not on disk is no reason to refuse (the sample is then a random input).
@@ -388,19 +400,19 @@ class ExplorerState(param.Parameterized):
         if cfg.tokenizer == "linear":
             raise ValueError(
                 f"{str(path)!r} holds a sequence model (tokenizer='linear'); the explorer feeds "
-                f"event frames of {self.dataset}: pick a run trained on {self.dataset}"
+                f"event frames of {dataset}: pick a run trained on {dataset}"
             )
         from hstlab.data import DatasetUnavailable
 
         try:
-            ds = self.samples.dataset(self.dataset, cfg.input_steps)
+            ds = self.samples.dataset(dataset, cfg.input_steps)
             shape = tuple(ds[0][0].shape[1:]) if len(ds) else None
         except (DatasetUnavailable, ValueError, OSError):
             return
         if shape is not None and shape != tuple(cfg.input_shape):
             raise ValueError(
                 f"{str(path)!r} holds a model for input_shape {tuple(cfg.input_shape)} but "
-                f"{self.dataset} frames are {shape}: pick a run trained on {self.dataset}"
+                f"{dataset} frames are {shape}: pick a run trained on {dataset}"
             )
 
     @param.depends("dataset", "sample_index", watch=True)
@@ -410,7 +422,7 @@ class ExplorerState(param.Parameterized):
         An untrained model's BatchNorm is recalibrated on the new sample; trained weights are kept
         as they are.
         """
-        if self.model is None:
+        if self.model is None or self._quiet:  # _quiet: load_run sets the dataset with its own sample
             return
         try:
             sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
