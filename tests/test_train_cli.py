@@ -97,3 +97,8 @@ def test_negative_binomial_dispersion_is_trained_and_checkpointed(tmp_path):
 def test_resume_needs_a_run_directory(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert "must be a run directory holding run.json and last.pt" in capsys.readouterr().err
+
+
+def test_cli_augment_shift_needs_frames(tmp_path, capsys):
+    assert main(["train", *COMMON, "--epochs", "1", "--augment-shift", "2", "--run-dir", str(tmp_path)]) == 2
+    assert "augment_shift=2 needs frames" in capsys.readouterr().err
