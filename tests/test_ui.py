@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from ui_support import SMALL
 
 from hstlab.config import HSTConfig
 from hstlab.energy import energy_report
@@ -24,33 +24,11 @@ from hstlab.ui import (
 from hstlab.ui.card import model_card
 from hstlab.ui.samples import SampleSource
 
-SMALL = {"preset": "hst-small", "n_embd": 16, "n_head": 2}  # digits-dvs shaped, cheap to train
-
 
 def n_params(cfg: HSTConfig) -> int:
     return sum(p.numel() for p in build_model(cfg).parameters())
 
 
-@pytest.fixture(scope="session")
-def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small digits-dvs build (100 of the 1,797 digits) in a temporary data folder."""
-    from hstlab.data.digits_dvs import build_digits_dvs
-
-    root = tmp_path_factory.mktemp("hstlab-data")
-    build_digits_dvs(root / "digits-dvs", seed=0, n_samples=100)
-    return root
-
-
-@pytest.fixture
-def data_env(digits_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HSTLAB_DATA", str(digits_root))
-    return digits_root
-
-
-@pytest.fixture
-def no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HSTLAB_DATA", str(tmp_path / "empty"))
-    return tmp_path
 
 
 # ---------------------------------------------------------------------------------------- state

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from ui_support import SMALL
 
 from hstlab.config import HSTConfig
 from hstlab.energy import energy_report
@@ -17,18 +18,6 @@ from hstlab.train.checkpoint import atomic_save, make_checkpoint
 from hstlab.ui import BuildView, ExplorerState, InspectView, TrainSession, TrainView, create_app
 from hstlab.ui.state import UNTRAINED
 from hstlab.ui.training import RUN_COLUMNS
-
-SMALL = {"preset": "hst-small", "n_embd": 16, "n_head": 2}  # digits-dvs shaped, cheap to train
-
-
-@pytest.fixture(scope="module")
-def digits_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small digits-dvs build (100 of the 1,797 digits) in a temporary data folder."""
-    from hstlab.data.digits_dvs import build_digits_dvs
-
-    root = tmp_path_factory.mktemp("hstlab-data")
-    build_digits_dvs(root / "digits-dvs", seed=0, n_samples=100)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +34,6 @@ def run_dir(digits_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-@pytest.fixture
-def data_env(digits_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HSTLAB_DATA", str(digits_root))
-    return digits_root
-
-
-@pytest.fixture
-def no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HSTLAB_DATA", str(tmp_path / "empty"))
-    return tmp_path
 
 
 def batchnorm_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
