@@ -257,8 +257,7 @@ class Trainer:
         sampler = DistributedSampler(self.train_data, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                      shuffle=True, seed=self.seed, drop_last=False)
         sampler.set_epoch(epoch)
-        indices = list(sampler)
-        return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        return _chunks(list(sampler), self.batch_size)
 
     def _loader(self, dataset: Dataset, batches: list[list[int]], epoch: int = 0) -> Iterable[tuple[Tensor, Any]]:
         if not batches:
@@ -419,8 +418,7 @@ class Trainer:
         order = torch.randperm(len(self.train_data), generator=generator).tolist()
         indices = order[self.ctx.rank::self.ctx.world_size]
         wanted = self.bn_recalibration_batches * self.batch_size
-        indices = indices[:wanted]
-        return [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        return _chunks(indices[:wanted], self.batch_size)
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, model: nn.Module | None = None) -> int:
@@ -460,7 +458,7 @@ class Trainer:
         meter.reset()
         devices = [self.device] if self.device.type == "cuda" else []
         indices = list(range(self.ctx.rank, len(data), self.ctx.world_size))
-        batches = [indices[i:i + self.eval_batch_size] for i in range(0, len(indices), self.eval_batch_size)]
+        batches = _chunks(indices, self.eval_batch_size)
         batches = batches[:max_batches] if max_batches else batches
         loss_sum = torch.zeros((), dtype=torch.float64)
         count = torch.zeros((), dtype=torch.float64)
@@ -674,6 +672,11 @@ class Trainer:
     def _emit(self, event: TrainEvent) -> None:
         if self.ctx.is_main:
             dispatch(self.callbacks, event)
+
+
+def _chunks(indices: list[int], size: int) -> list[list[int]]:
+    """Consecutive batches of ``size`` indices (the last may be shorter)."""
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
 def _to_tuple(value: Any) -> Any:

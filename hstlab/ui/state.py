@@ -318,22 +318,9 @@ class ExplorerState(param.Parameterized):
             energy = self._energy(model, sample)
             inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
-            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            self.error = message or type(exc).__name__
-            return False
+            return self._reject(exc)
         self._trained, self._run_dir = False, None
-        self.param.update(
-            cfg=cfg,
-            model=model,
-            n_params=sum(p.numel() for p in model.parameters()),
-            sample=sample,
-            energy=energy,
-            inspection=inspection,
-            weights=UNTRAINED,
-            error="",
-            build_seconds=time.perf_counter() - t0,
-        )
-        return True
+        return self._show_model(cfg, model, sample, energy, inspection, UNTRAINED, t0)
 
     def load_run(self, run_dir: str | Path) -> bool:
         """Show a trained model: ``best.pt`` of ``run_dir`` (or a ``.pt`` file), BatchNorm as trained.
@@ -359,12 +346,21 @@ class ExplorerState(param.Parameterized):
             energy = self._energy(model, sample)
             inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
-            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            self.error = message or type(exc).__name__
-            return False
+            return self._reject(exc)
         preset = cfg.name if cfg.name in self.param.preset.objects else None
         self._show_config(cfg, preset, dataset)
         self._base, self._trained, self._run_dir = cfg, True, path.parent
+        return self._show_model(cfg, model, sample, energy, inspection, weights_text(path, meta), t0)
+
+    def _reject(self, exc: Exception) -> bool:
+        """Show why a change failed (``ValueError`` messages as they are) and keep the old model."""
+        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        self.error = message or type(exc).__name__
+        return False
+
+    def _show_model(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, energy: Any,
+                    inspection: Inspection | None, weights: str, t0: float) -> bool:
+        """Publish an accepted model and what was measured on it (one param event batch)."""
         self.param.update(
             cfg=cfg,
             model=model,
@@ -372,7 +368,7 @@ class ExplorerState(param.Parameterized):
             sample=sample,
             energy=energy,
             inspection=inspection,
-            weights=weights_text(path, meta),
+            weights=weights,
             error="",
             build_seconds=time.perf_counter() - t0,
         )
