@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_hstnet import Kill, kill_at, make, tiny_cfg
-from test_train_support import one_thread  # noqa: F401
+from test_train_hstnet import make, tiny_cfg
+from test_train_support import Kill, kill_at, one_thread  # noqa: F401
 
 from hstlab.data import RandomShift
 from hstlab.train import read_checkpoint

@@ -9,7 +9,8 @@ import math
 
 import pytest
 import torch
-from test_train_support import build_standin, one_thread, small_cfg, splits  # noqa: F401
+from test_train_support import Kill, build_standin, one_thread, small_cfg, splits  # noqa: F401
+from test_train_support import kill_at as kill_callback
 
 from hstlab.train import Trainer, TrainEvent, TrainingDiverged, load_checkpoint, read_checkpoint
 from hstlab.train.meters import SpikeRateMeter
@@ -102,23 +103,11 @@ def test_test_split_evaluated_once_at_the_end():
     assert calls.count("test") == 1 and calls[-1] == "test"
 
 
-class Kill(Exception):
-    pass
-
-
-def _killer(at_step):
-    def cb(ev):
-        if ev.kind == "step" and ev.step == at_step:
-            raise Kill
-
-    return cb
-
-
 @pytest.mark.parametrize("kill_at", [4, 9])
 def test_resume_after_kill_matches_uninterrupted(tmp_path, kill_at):
     full = make_trainer(epochs=3, run_dir=tmp_path / "full", checkpoint_every=4, loss="cross_entropy")
     ref = full.fit()
-    broken = make_trainer(epochs=3, run_dir=tmp_path / "cut", checkpoint_every=4, callbacks=_killer(kill_at))
+    broken = make_trainer(epochs=3, run_dir=tmp_path / "cut", checkpoint_every=4, callbacks=kill_callback(kill_at))
     with pytest.raises(Kill):
         broken.fit()
     state = read_checkpoint(tmp_path / "cut" / "last.pt")["train_state"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_support import one_thread, splits  # noqa: F401
+from test_train_support import Kill, kill_at, one_thread, splits  # noqa: F401
 
 import hstlab
 from hstlab.train import Trainer, load_checkpoint, read_checkpoint
@@ -23,18 +23,6 @@ def make(cfg, **kw):
     kw.setdefault("epochs", 2)
     return Trainer(model, cfg, train, val, test, batch_size=8, lr=5e-3, seed=0, build_fn=hstlab.build_model,
                    measure_energy=False, **kw)
-
-
-class Kill(Exception):
-    pass
-
-
-def kill_at(step):
-    def cb(ev):
-        if ev.kind == "step" and ev.step == step:
-            raise Kill
-
-    return cb
 
 
 def test_best_checkpoint_rebuilds_from_config_and_reproduces_val(tmp_path):

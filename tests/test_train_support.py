@@ -123,3 +123,17 @@ def synthetic_frames(n: int, seed: int, num_classes: int = 4, steps: int = 2) ->
 
 def splits(n_train: int = 48, n_val: int = 16, n_test: int = 16):
     return synthetic_frames(n_train, 1), synthetic_frames(n_val, 2), synthetic_frames(n_test, 3)
+
+
+class Kill(Exception):
+    """Raised by :func:`kill_at` to simulate a run killed mid-training."""
+
+
+def kill_at(step: int):
+    """A callback that raises :class:`Kill` after optimizer step ``step``."""
+
+    def cb(ev):
+        if ev.kind == "step" and ev.step == step:
+            raise Kill
+
+    return cb
