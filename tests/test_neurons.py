@@ -270,6 +270,30 @@ def test_compiled_forward_with_gradient_only_through_state() -> None:
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_channels_last_input_runs_in_place_with_same_results(reset: str, backend) -> None:
+    """A channels-last stem feature [T, B, C, H, W] gives the spikes, state and gradients of its
+    contiguous copy, and keeps its layout (the kernels run on a permuted view, no copy)."""
+    x = torch.randn(3, 4, 6, 5, 5, generator=torch.Generator().manual_seed(1)) * 2
+    x_cl = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
+    assert kernels.dense_time_major_order(x_cl) == (0, 1, 3, 4, 2)
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    results = []
+    for inp in (x.clone().requires_grad_(), x_cl.clone().requires_grad_()):
+        lif = LIF(reset=reset)
+        first, second = lif(inp), lif(inp)  # the second call starts from the first's state
+        ((first + 2 * second) * weights).sum().backward()
+        results.append((first, second, lif.v, inp.grad))
+    for ours, ref in zip(results[1], results[0]):
+        assert torch.equal(ours, ref)
+    spikes, _, v, grad = results[1]
+    assert spikes.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert grad.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert v.is_contiguous(memory_format=torch.channels_last)
+    assert kernels.dense_time_major_order(x) is None  # contiguous: nothing to permute
+    assert kernels.dense_time_major_order(x[:, :, :, ::2]) is None  # strided slice: not dense
+
+
 def test_set_backend_rejects_unknown() -> None:
     with pytest.raises(ValueError, match="backend='fast'.*allowed: auto, torch, compiled"):
         kernels.set_backend("fast")

@@ -31,3 +31,14 @@ def test_no_grad_and_other_settings_match():
     out, idx = MaxPool2d(3, 2, 1, return_indices=True)(x)  # falls back to torch
     ref_out, ref_idx = nn.MaxPool2d(3, 2, 1, return_indices=True)(x)
     assert torch.equal(out, ref_out) and torch.equal(idx, ref_idx)
+
+
+def test_channels_last_input_stays_channels_last():
+    x = torch.randn(2, 4, 9, 9).contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.contiguous().requires_grad_()
+    ours, ref = MaxPool2d(3, 2, 1)(a), nn.MaxPool2d(3, 2, 1)(b)
+    assert torch.equal(ours, ref) and ours.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(ref)
+    ours.backward(grad)
+    ref.backward(grad)
+    assert torch.equal(a.grad, b.grad)

@@ -2,8 +2,8 @@
 
 PyTorch's CPU ``max_pool2d`` on contiguous NCHW tensors is 4-20x slower than on channels-last
 ones (measured, torch 2.13, 2 threads, [128, 32, 34, 34]: 21 ms vs 2.8 ms forward), and the
-stem's pools took ~20 % of an hst-small training step. :class:`MaxPool2d` pools in
-channels-last and hands back NCHW outputs; its backward scatters through the same indices in
+stem's pools took ~20 % of an hst-small training step. :class:`MaxPool2d` pools NCHW inputs in
+channels-last and hands back NCHW outputs (a channels-last input is pooled as it is); its backward scatters through the same indices in
 NCHW (PyTorch's own kernel). Outputs and gradients are identical to ``nn.MaxPool2d``.
 """
 
@@ -48,8 +48,9 @@ class MaxPool2d(nn.MaxPool2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, C, H, W]
-        if x.device.type != "cpu" or x.dim() != 4 or self.return_indices:
-            return super().forward(x)
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        if x.device.type != "cpu" or x.dim() != 4 or self.return_indices or channels_last:
+            return super().forward(x)  # channels-last input: PyTorch's fast path, output stays channels-last
         args = (_pair(self.kernel_size), _pair(self.stride or self.kernel_size), _pair(self.padding),
                 _pair(self.dilation), self.ceil_mode)
         if not (torch.is_grad_enabled() and x.requires_grad):

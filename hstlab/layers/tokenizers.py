@@ -70,7 +70,9 @@ class SpikingPatchSplitting(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, C, H, W]
         t, b = x.shape[:2]
-        y = x.flatten(0, 1)  # [TB, C, H, W]
+        # channels-last through the stem (convs, BatchNorm, pools and the neurons' kernels are
+        # faster so on CPU); the final flatten/transpose to tokens is then a free view
+        y = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # [TB, C, H, W]
         last = len(self.convs) - 1
         for i, (conv, norm, act, pool) in enumerate(zip(self.convs, self.norms, self.acts, self.pools)):
             y = norm(conv(y))  # [TB, C_i, H_i, W_i]

@@ -74,6 +74,33 @@ class LIFParams:
     alpha: float
 
 
+def dense_time_major_order(x: Tensor) -> tuple[int, ...] | None:
+    """A permutation ``order`` (time axis kept first) with ``x.permute(order)`` contiguous, or None.
+
+    None when ``x`` is already contiguous or its memory is not a dense permutation. A
+    channels-last conv feature ``[T, B, C, H, W]`` gives ``(0, 1, 3, 4, 2)``: the kernels run on
+    that view (no copy) and hand back outputs and gradients in the caller's layout.
+
+    Example:
+        >>> x = torch.rand(2, 3, 4, 5, 6).permute(0, 1, 4, 2, 3)  # [T, B, C, H, W], C innermost
+        >>> dense_time_major_order(x)
+        (0, 1, 3, 4, 2)
+    """
+    if x.is_contiguous() or x.dim() < 3:
+        return None
+    order = (0, *sorted(range(1, x.dim()), key=lambda d: (-x.stride(d), d)))
+    return order if x.permute(order).is_contiguous() else None
+
+
+def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(range(len(order)), key=order.__getitem__))
+
+
+def _step_order(order: tuple[int, ...]) -> tuple[int, ...]:
+    """``order`` for one step's tensor (the time axis removed)."""
+    return tuple(d - 1 for d in order[1:])
+
+
 def _reset(eta: Tensor, s: Tensor, p: LIFParams, out: Tensor | None = None) -> Tensor:
     """u = V - V_r after the reset, from η = H - V_r and the spikes S (same shapes)."""
     if p.hard:
@@ -91,6 +118,11 @@ class LIFMultiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, v0: Tensor, r: Tensor | None, tau_inv: float, p: LIFParams):
+        # A dense non-contiguous x (channels-last conv features) runs as its contiguous permuted
+        # view; a per-channel r broadcasts on the logical last dim, so it keeps the copy.
+        ctx.order = dense_time_major_order(x) if r is None or r.numel() == 1 else None
+        if ctx.order is not None:
+            x, v0 = x.permute(ctx.order), v0.permute(_step_order(ctx.order))
         x = x.contiguous()
         theta = p.threshold - p.v_reset  # firing threshold on η
         ctx.p, ctx.tau_inv = p, tau_inv
@@ -126,10 +158,24 @@ class LIFMultiStep(torch.autograd.Function):
         ctx.save_for_backward(eta, spikes, v0, r, x if r is not None and p.decay_input else None)
         ctx.mark_non_differentiable(h)
         ctx.set_materialize_grads(False)  # unused outputs get None, not a zero-filled [T, ...]
+        if ctx.order is not None:  # back to the caller's axes (same memory)
+            back = _inverse(ctx.order)
+            return spikes.permute(back), v_last.permute(_step_order(back)), h.permute(back)
         return spikes, v_last, h
 
     @staticmethod
     def backward(ctx, g_spikes: Tensor | None, g_vlast: Tensor | None, _g_h: Tensor | None):
+        if ctx.order is None:
+            return LIFMultiStep._backward(ctx, g_spikes, g_vlast)
+        order, back = ctx.order, _inverse(ctx.order)
+        g_x, g_v0, g_r, _, _ = LIFMultiStep._backward(
+            ctx, None if g_spikes is None else g_spikes.permute(order),
+            None if g_vlast is None else g_vlast.permute(_step_order(order)))
+        return (g_x.permute(back), None if g_v0 is None else g_v0.permute(_step_order(back)), g_r, None, None)
+
+    @staticmethod
+    def _backward(ctx, g_spikes: Tensor | None, g_vlast: Tensor | None):
+        """Gradients on the (possibly permuted) axes the forward ran on."""
         eta, spikes, v0, r, x = ctx.saved_tensors
         p: LIFParams = ctx.p
         theta = p.threshold - p.v_reset

@@ -245,7 +245,10 @@ class Trainer:
         no_decay = [p for n, p in named if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas)
+        try:  # the fused kernel: one pass per step instead of ~10 ops per parameter (CPU: torch >= 2.4)
+            return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas)
 
     def _reset(self) -> None:
         if hasattr(self.model, "reset_state"):
