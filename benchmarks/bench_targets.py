@@ -7,7 +7,8 @@
    so means are reported.
 2. energy: the same budget for the standard-mode twin (same config, every layer standard, same
    T: the stem runs on every step) and for int8-quantized versions of the spiking model and of
-   the twin (weight_bits=8, trained quantization-aware, priced with the 45nm-int8 preset);
+   the twin (weight_bits=8, trained quantization-aware, priced with the 45nm-int8 preset; the
+   spiking ones also simulate 8- or 16-bit fixed-point membranes, priced at that width);
    energy per sample of each best model on the same test batch, with memory and compute-only,
    and the ratios (of the seed means). Energy is measured on 64 test
    samples spread over the class-sorted split.
@@ -71,7 +72,8 @@ def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
         "spiking": (cfg, "45nm-fp32"),
         "hybrid-stem": (dataclasses.replace(cfg, tokenizer_mode="standard"), "45nm-fp32"),
         "standard": (standard, "45nm-fp32"),
-        "spiking-int8": (dataclasses.replace(cfg, weight_bits=8), "45nm-int8"),
+        "spiking-int8": (dataclasses.replace(cfg, weight_bits=8, membrane_bits=8), "45nm-int8"),
+        "spiking-int8-m16": (dataclasses.replace(cfg, weight_bits=8, membrane_bits=16), "45nm-int8"),
         "standard-int8": (dataclasses.replace(standard, weight_bits=8), "45nm-int8"),
     }
     runs: dict[str, list[dict]] = {name: [] for name in variants}
@@ -93,7 +95,7 @@ def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
                       "energy_preset": per_seed[0]["energy_preset"], "per_seed": per_seed}
                for name, per_seed in runs.items()}
     pairs = {"spiking": ("standard", "standard-int8"), "hybrid-stem": ("standard", "standard-int8"),
-             "spiking-int8": ("standard-int8",)}  # int8 spiking only against the int8 twin: same arithmetic
+             "spiking-int8": ("standard-int8",), "spiking-int8-m16": ("standard-int8",)}  # int8 vs int8 only
     for model_name, twins in pairs.items():
         s = results[model_name]
         for twin in twins:

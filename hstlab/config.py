@@ -24,6 +24,7 @@ RESIDUALS = ("add", "sew_add", "sew_and", "sew_iand", "membrane")
 MASK_POLICIES = ("random", "significance")
 HEADS = ("classify", "sequence")
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
+ALLOWED_MEMBRANE_BITS = (4, 6, 8, 12, 16, 32)  # 32: float membranes
 
 
 def _choice(field_name: str, value: Any, allowed: tuple) -> None:
@@ -136,6 +137,7 @@ class HSTConfig:
     alif_tau: float = 20.0  # threshold relaxation time constant
     # quantization
     weight_bits: int = 32
+    membrane_bits: int = 32  # < 32: fixed-point membranes in [-4θ, 4θ), step θ / 2**(bits - 3)
     # per-layer overrides and training-time mode schedule [(epoch, "SSTT"), ...]
     layers: tuple[LayerSpec, ...] = field(default_factory=tuple)
     mode_schedule: tuple[tuple[int, str], ...] = field(default_factory=tuple)
@@ -173,6 +175,7 @@ class HSTConfig:
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("reset", self.reset, RESETS)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
+        _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
         _check_ratio("mask_ratio", self.mask_ratio)
         if not 0.0 <= self.tim_alpha <= 1.0:
             raise ValueError(f"tim_alpha={self.tim_alpha!r} must be in [0, 1]")

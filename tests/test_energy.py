@@ -296,6 +296,29 @@ def test_neuron_updates_cost_a_multiply_and_two_adds() -> None:
     assert r["compute_j"] == pytest.approx(18 * (FP32.mac_j + FP32.ac_j))
 
 
+def test_fixed_point_membranes_are_priced_at_their_width() -> None:
+    from hstlab.energy.constants import op_energy
+    from hstlab.neurons import LIF
+
+    x = torch.rand(3, 2, 4)
+    rows = {}
+    for bits in (None, 8):
+        model = nn.Sequential(nn.Linear(4, 6), LIF(membrane_bits=bits))
+        torch.manual_seed(0)
+        model[0].reset_parameters()
+        report = energy_report(model, x, memory=True)
+        rows[bits] = (row(report, "1"), report.memory_access_j)
+    (r32, access), (r8, _) = rows[None], rows[8]
+    updates = 3 * 6  # per sample: T * neurons
+    int8 = op_energy(8, "int")
+    assert r8["format"] == "int8" and r8["compute_j"] == pytest.approx(updates * (int8.mac_j + int8.ac_j))
+    current_bits = updates * 32  # the input current, a real-valued fp32 activation
+    spike_bits = r8["output_rate"] * updates  # 1 bit per spike written
+    assert r8["memory_j"] == pytest.approx((current_bits + 2 * updates * 8 + spike_bits) / 64 * access)
+    spike_bits = r32["output_rate"] * updates
+    assert r32["memory_j"] == pytest.approx((current_bits + 2 * updates * 32 + spike_bits) / 64 * access)
+
+
 def test_state_is_reset_so_reports_repeat() -> None:
     neuron = IFNeuron()
     model = nn.Sequential(nn.Linear(4, 6), neuron, nn.Linear(6, 2))

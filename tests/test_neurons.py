@@ -198,7 +198,14 @@ def test_fused_matches_reference(opts: dict, kind: str, backend) -> None:
         torch.testing.assert_close(g, rg)
 
 
-@pytest.mark.parametrize("opts", OPTION_CASES, ids=lambda o: "-".join(str(v) for v in o.values()))
+FIXED_POINT_CASES = [
+    {"reset": "soft", "detach_reset": True, "decay_input": True, "v_reset": 0.2, "surrogate": "atan", "membrane_bits": 6},
+    {"reset": "hard", "detach_reset": True, "decay_input": False, "v_reset": 0.0, "surrogate": "sigmoid",
+     "membrane_bits": 8},
+]
+
+
+@pytest.mark.parametrize("opts", OPTION_CASES + FIXED_POINT_CASES, ids=lambda o: "-".join(str(v) for v in o.values()))
 def test_compiled_matches_torch_float32(opts: dict, monkeypatch) -> None:
     if not _compiled.AVAILABLE:
         pytest.skip("numba not installed")
@@ -292,6 +299,43 @@ def test_channels_last_input_runs_in_place_with_same_results(reset: str, backend
     assert v.is_contiguous(memory_format=torch.channels_last)
     assert kernels.dense_time_major_order(x) is None  # contiguous: nothing to permute
     assert kernels.dense_time_major_order(x[:, :, :, ::2]) is None  # strided slice: not dense
+
+
+def test_fixed_point_membrane_by_hand(backend) -> None:
+    """4 bits: step 0.5. x = 0.7, tau = 2: H = 0.35 -> V = 0.5; H = 0.6 -> V = 0.5 (float: 0.35, 0.525, ...)."""
+    lif = LIF(tau=2.0, reset="soft", membrane_bits=4)
+    x = torch.full((4, 1), 0.7, requires_grad=True)
+    lif.record = True
+    assert lif(x).sum() == 0
+    assert lif.v.item() == 0.5
+    torch.testing.assert_close(lif.last_v.flatten(), torch.tensor([0.35, 0.6, 0.6, 0.6]))
+    lif.reset_state()
+    lif(x).sum().backward()  # straight-through: the gradient of the float neuron's graph
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_fixed_point_membrane_stays_on_grid_and_saturates(bits: int, backend) -> None:
+    step, top = 1.0 / 2 ** (bits - 3), 4.0
+    x = torch.randn(6, 3, 50, generator=torch.Generator().manual_seed(0)) * 3
+    x[:, :, :5] = -100.0  # driven far below: saturates at -4 θ
+    lif = LIF(tau=1.5, reset="soft", membrane_bits=bits, decay_input=False)
+    for _ in range(2):  # the second call starts from the quantized state
+        lif(x)
+    v = lif.v
+    assert torch.equal(v / step, (v / step).round())
+    assert v.min() >= -top and v.max() <= top - step
+    assert torch.equal(v[:, :5], torch.full((3, 5), -top))
+
+
+def test_membrane_bits_from_config_and_errors() -> None:
+    cfg = HSTConfig.from_preset("tiny", membrane_bits=8)
+    assert build_neuron(cfg).membrane_bits == 8
+    assert build_neuron(HSTConfig.from_preset("tiny")).membrane_bits is None
+    with pytest.raises(ValueError, match="membrane_bits=5 is not allowed; allowed: 4, 6, 8, 12, 16, 32"):
+        HSTConfig.from_preset("tiny", membrane_bits=5)
+    with pytest.raises(ValueError, match="membrane_bits=3 is not allowed; allowed: None"):
+        LIF(membrane_bits=3)
 
 
 def test_set_backend_rejects_unknown() -> None:

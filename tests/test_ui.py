@@ -57,6 +57,16 @@ def test_layer_toggle_rebuilds_with_library_count(no_data):
     assert state.n_params == n_params(expected.with_layer(1, tim=True))
 
 
+def test_membrane_bits_reach_the_neurons_and_the_energy(no_data):
+    state = ExplorerState(preset="tiny")
+    fp32_energy = state.energy.total_j
+    state.membrane_bits = 8
+    assert state.error == "" and state.cfg.membrane_bits == 8
+    neurons = [m for m in state.model.modules() if getattr(m, "is_spiking_neuron", False)]
+    assert neurons and all(n.membrane_bits == 8 for n in neurons)
+    assert state.energy.total_j < fp32_energy  # 8-bit membrane traffic and neuron arithmetic
+
+
 @pytest.mark.parametrize(
     ("field", "value", "needle"),
     [("n_head", 5, "n_head=5"), ("n_layer", 0, "n_layer=0"), ("num_steps", -1, "num_steps=-1")],

@@ -88,13 +88,15 @@ def _shutdown() -> None:  # pragma: no cover - interpreter exit
         _pool.shutdown(wait=False)
 
 
-def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool):
-    """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r)."""
+def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool,
+                qstep: float = 0.0, qlevels: int = 0):
+    """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r); ``qstep > 0``
+    rounds the state to fixed point ``qstep * [-qlevels, qlevels - 1]`` after every step."""
     T = x.shape[0]
     s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
     f = np.float32
     x2 = x.detach().reshape(T, -1).numpy()
-    args = (x2, u0.detach().reshape(-1).numpy(), f(k), f(c), f(theta), f(thr), hard,
+    args = (x2, u0.detach().reshape(-1).numpy(), f(k), f(c), f(theta), f(thr), hard, f(qstep), f(qlevels),
             s.view(T, -1).numpy(), eta.view(T, -1).numpy(), u_last.view(-1).numpy())
     _run(_kernels()[0], args, x2.shape[1])
     return s, eta, u_last

@@ -13,7 +13,8 @@ _BLOCK = 1024  # neurons per inner block: the block's rows stay in L1 while the 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lif_fwd(x, u0, k, c, theta, thr, hard, s, eta, u_out, lo, hi):  # pragma: no cover - compiled
+def lif_fwd(x, u0, k, c, theta, thr, hard, qstep, qlevels, s, eta, u_out, lo, hi):  # pragma: no cover
+    """qstep > 0: the state is rounded to the fixed-point grid ``qstep * [-qlevels, qlevels - 1]``."""
     T = x.shape[0]
     for b0 in range(lo, hi, _BLOCK):
         b1 = min(hi, b0 + _BLOCK)
@@ -35,6 +36,9 @@ def lif_fwd(x, u0, k, c, theta, thr, hard, s, eta, u_out, lo, hi):  # pragma: no
                     et[j] = e
                     st[j] = f
                     u[j] = e - thr * f
+            if qstep > 0:
+                for j in range(n):
+                    u[j] = min(max(np.rint(u[j] / qstep), -qlevels), qlevels - 1) * qstep
         u_out[b0:b1] = u
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -46,5 +46,6 @@ def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
         "surrogate": cfg.surrogate,
         "alpha": cfg.surrogate_alpha,
         "detach_reset": cfg.detach_reset,
+        "membrane_bits": None if cfg.membrane_bits >= 32 else cfg.membrane_bits,
     }
     return NEURONS.get(cfg.neuron)(cfg, common)

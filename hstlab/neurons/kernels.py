@@ -72,6 +72,7 @@ class LIFParams:
     detach_reset: bool
     surrogate: Surrogate
     alpha: float
+    membrane_bits: int | None = None  # fixed-point membranes (see quantize_membrane_); None: float
 
 
 def dense_time_major_order(x: Tensor) -> tuple[int, ...] | None:
@@ -99,6 +100,31 @@ def _inverse(order: tuple[int, ...]) -> tuple[int, ...]:
 def _step_order(order: tuple[int, ...]) -> tuple[int, ...]:
     """``order`` for one step's tensor (the time axis removed)."""
     return tuple(d - 1 for d in order[1:])
+
+
+def quantize_membrane_(u: Tensor, p: LIFParams) -> Tensor:
+    """Round ``u = V - V_r`` in place to ``p.membrane_bits``-bit fixed point (no-op when None).
+
+    Two's-complement levels ``-2**(b-1) .. 2**(b-1) - 1`` of step ``θ_r / 2**(b-3)`` with
+    ``θ_r = threshold - V_r``: the stored membrane spans ``[-4 θ_r, 4 θ_r)`` and saturates
+    outside (as neuromorphic cores do). Gradients pass straight through.
+
+    Example:
+        >>> p = LIFParams(1.0, 0.0, True, True, True, None, 2.0, membrane_bits=4)  # step 0.5
+        >>> quantize_membrane_(torch.tensor([0.3, -0.8, 9.0]), p).tolist()
+        [0.5, -1.0, 3.5]
+    """
+    if p.membrane_bits is None:
+        return u
+    step, levels = membrane_grid(p)
+    return u.div_(step).round_().clamp_(-levels, levels - 1).mul_(step)
+
+
+def membrane_grid(p: LIFParams) -> tuple[float, int]:
+    """(step, levels) of the fixed-point membrane: values ``step * [-levels, levels - 1]``; (0, 0) for float."""
+    if p.membrane_bits is None:
+        return 0.0, 0
+    return (p.threshold - p.v_reset) / 2 ** (p.membrane_bits - 3), 2 ** (p.membrane_bits - 1)
 
 
 def _reset(eta: Tensor, s: Tensor, p: LIFParams, out: Tensor | None = None) -> Tensor:
@@ -130,7 +156,8 @@ class LIFMultiStep(torch.autograd.Function):
         if ctx.compiled:
             c0 = tau_inv if p.decay_input else 1.0
             u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
-            spikes, eta, u = _compiled.lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard)
+            spikes, eta, u = _compiled.lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard,
+                                                   *membrane_grid(p))
             return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u)
         if r is None:
             k: float | Tensor = 1.0 - tau_inv
@@ -148,7 +175,7 @@ class LIFMultiStep(torch.autograd.Function):
             else:
                 torch.addcmul(cx[t], u, k, out=eta[t])
             torch.gt(eta[t], theta, out=spikes[t])
-            u = _reset(eta[t], spikes[t], p, out=u_buf)
+            u = quantize_membrane_(_reset(eta[t], spikes[t], p, out=u_buf), p)
         return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u.clone())
 
     @staticmethod
@@ -230,7 +257,7 @@ class LIFMultiStep(torch.autograd.Function):
         if r is not None and ctx.needs_input_grad[2]:
             u_prev = torch.empty_like(eta)  # u_{t-1} = V_{t-1} - V_r                 # [T, ...]
             u_prev[0] = v0 - p.v_reset
-            _reset(eta[:-1], spikes[:-1], p, out=u_prev[1:])
+            quantize_membrane_(_reset(eta[:-1], spikes[:-1], p, out=u_prev[1:]), p)
             dh_dr = torch.sub(x, u_prev) if p.decay_input else u_prev.neg_()
             g_r = _sum_to(dh_dr.mul_(g_h), r)
         c = (ctx.tau_inv if r is None else r) if p.decay_input else 1.0
@@ -278,6 +305,8 @@ class ALIFMultiStep(torch.autograd.Function):
                 v = torch.addcmul(h[t], spikes[t], h[t] - p.v_reset, value=-1.0)
             else:
                 v = torch.addcmul(h[t], spikes[t], theta[t], value=-1.0)
+            if p.membrane_bits is not None:
+                v = quantize_membrane_(v - p.v_reset, p).add_(p.v_reset)
             a = torch.add(a * q.rho, spikes[t], alpha=q.beta_a)
         ctx.q, ctx.tau_inv = q, tau_inv
         ctx.save_for_backward(h, theta, spikes)

@@ -15,6 +15,7 @@ from hstlab.neurons.kernels import ALIFMultiStep, ALIFParams, LIFMultiStep, LIFP
 from hstlab.neurons.surrogate import check_alpha, get_surrogate
 
 RESETS = ("hard", "soft")
+MEMBRANE_BITS = (4, 6, 8, 12, 16)  # fixed-point membrane widths (None: float)
 
 
 def _check_tau(name: str, tau: float) -> float:
@@ -44,6 +45,7 @@ class _LIFBase(SpikingNeuron):
         detach_reset: bool = True,
         decay_input: bool = True,
         v_reset: float = 0.0,
+        membrane_bits: int | None = None,
     ) -> None:
         super().__init__(threshold=_check_positive("threshold", threshold))
         self.tau = _check_tau("tau", tau)
@@ -59,13 +61,17 @@ class _LIFBase(SpikingNeuron):
         self.detach_reset = bool(detach_reset)
         self.decay_input = bool(decay_input)
         self.v_reset = float(v_reset)
+        if membrane_bits is not None and (isinstance(membrane_bits, bool) or membrane_bits not in MEMBRANE_BITS):
+            allowed = ", ".join(map(str, MEMBRANE_BITS))
+            raise ValueError(f"membrane_bits={membrane_bits!r} is not allowed; allowed: None (float), {allowed}")
+        self.membrane_bits = membrane_bits  # read by the energy model: membrane traffic and neuron arithmetic
         self.register_memory("v", self.v_reset)
 
     def _params(self) -> LIFParams:
         return LIFParams(
             threshold=self.threshold, v_reset=self.v_reset, decay_input=self.decay_input,
             hard=self.reset == "hard", detach_reset=self.detach_reset,
-            surrogate=get_surrogate(self.surrogate), alpha=self.alpha,
+            surrogate=get_surrogate(self.surrogate), alpha=self.alpha, membrane_bits=self.membrane_bits,
         )
 
     def extra_repr(self) -> str:
@@ -73,6 +79,7 @@ class _LIFBase(SpikingNeuron):
             f"tau={self.tau}, threshold={self.threshold}, reset={self.reset!r}, "
             f"surrogate={self.surrogate!r}, alpha={self.alpha}, detach_reset={self.detach_reset}, "
             f"decay_input={self.decay_input}, v_reset={self.v_reset}"
+            + (f", membrane_bits={self.membrane_bits}" if self.membrane_bits is not None else "")
         )
 
 
@@ -82,6 +89,8 @@ class LIF(_LIFBase):
     ``H_t = V_{t-1} + (X_t - (V_{t-1} - V_reset)) / tau`` (``decay_input=False``:
     ``H_t = V_{t-1} - (V_{t-1} - V_reset) / tau + X_t``), ``S_t = Θ(H_t - threshold)``, then a
     hard (``V_t = V_reset`` where it fired) or soft (``V_t = H_t - threshold S_t``) reset.
+    ``membrane_bits`` b stores ``V_t`` in b-bit fixed point (step ``(threshold - V_reset) / 2**(b-3)``,
+    saturating at ±4x that span; straight-through gradients).
 
     Example:
         >>> lif = LIF(tau=2.0)

@@ -20,6 +20,7 @@ import torch
 
 from hstlab.config import (
     ALLOWED_BITS,
+    ALLOWED_MEMBRANE_BITS,
     ATTENTION_KINDS,
     MODES,
     NEURONS,
@@ -44,6 +45,7 @@ GLOBAL_FIELDS = (
     "neuron",
     "surrogate",
     "weight_bits",
+    "membrane_bits",
 )
 INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection")  # set before the first build
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
@@ -184,6 +186,7 @@ class ExplorerState(param.Parameterized):
     neuron = param.Selector(default="lif", objects=list(NEURONS))
     surrogate = param.Selector(default="atan", objects=list(SURROGATES))
     weight_bits = param.Selector(default=32, objects=list(ALLOWED_BITS), label="weight bits")
+    membrane_bits = param.Selector(default=32, objects=list(ALLOWED_MEMBRANE_BITS), label="membrane bits")
     layers = param.DataFrame(default=None, columns=set(LAYER_COLUMNS), doc="per-layer toggles")
 
     dataset = param.Selector(

@@ -13,7 +13,7 @@ from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
 from hstlab.ui.views._common import error_alert, joules, weights_pane
 
 INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
-CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits")
+CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits", "membrane_bits")
 COLUMN_LABELS = {
     "attn_mode": "attention mode",
     "mlp_mode": "MLP mode",
