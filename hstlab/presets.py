@@ -33,7 +33,7 @@ def hst_small() -> HSTConfig:
       0.981 and 0.989 test accuracy (seeds 0, 1) vs 0.978 with hard reset (11 epochs, 2-pixel
       wrap-around shift, one-thread screening runs).
     With the benchmark's recipe (benchmarks/bench_targets.py: 18 epochs, lr 5e-3, batch 32,
-    2-pixel shift, ~95 s on 2 cores) the mean over seeds 0-2 is 0.985 test accuracy (0.981-0.989);
+    2-pixel shift, 90-104 s on 2 cores) the mean over seeds 0-2 is 0.985 test accuracy (0.981-0.989);
     see the README for the numbers and their spread.
     """
     return HSTConfig(name="hst-small", n_layer=2, n_embd=64, n_head=4, mlp_ratio=2.0, num_steps=4,

@@ -3,8 +3,9 @@
 PyTorch's CPU ``max_pool2d`` on contiguous NCHW tensors is 4-20x slower than on channels-last
 ones (measured, torch 2.13, 2 threads, [128, 32, 34, 34]: 21 ms vs 2.8 ms forward), and the
 stem's pools took ~20 % of an hst-small training step. :class:`MaxPool2d` pools NCHW inputs in
-channels-last and hands back NCHW outputs (a channels-last input is pooled as it is); its backward scatters through the same indices in
-NCHW (PyTorch's own kernel). Outputs and gradients are identical to ``nn.MaxPool2d``.
+channels-last and hands back NCHW outputs; its backward scatters through the same indices in
+NCHW (PyTorch's own kernel). A channels-last input (the SPS stem's) is pooled as it is. Outputs
+and gradients are identical to ``nn.MaxPool2d``.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ def _components(cfg: HSTConfig) -> dict[str, str]:
         "neuron": f"{cfg.neuron} (tau {cfg.tau:g}, threshold {cfg.threshold:g}, {cfg.reset} reset, "
                   f"surrogate {cfg.surrogate})",
         "weight bits": str(cfg.weight_bits),
+        "membrane bits": "float (32)" if cfg.membrane_bits >= 32 else f"{cfg.membrane_bits} (fixed point)",
     }
 
 

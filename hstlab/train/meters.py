@@ -15,8 +15,8 @@ _FLOAT32_EXACT = 2**24  # float32 holds every integer up to this exactly
 class SpikeRateMeter:
     """Mean firing rate over all ``SpikingNeuron`` outputs (modules with ``is_spiking_neuron``).
 
-    Forward hooks add ``spikes.sum()`` (float64 running total) and ``spikes.numel()`` into running totals (no copies,
-    no host sync until :meth:`rate` is read). ``rate()`` is ``None`` when the model has no
+    Forward hooks add ``spikes.sum()`` and ``spikes.numel()`` into running totals (float64; no
+    copies, no host sync until :meth:`rate` is read). ``rate()`` is ``None`` when the model has no
     spiking neuron or nothing ran since the last :meth:`reset`.
 
     Example:
