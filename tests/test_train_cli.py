@@ -102,3 +102,19 @@ def test_resume_needs_a_run_directory(tmp_path, capsys):
 def test_cli_augment_shift_needs_frames(tmp_path, capsys):
     assert main(["train", *COMMON, "--epochs", "1", "--augment-shift", "2", "--run-dir", str(tmp_path)]) == 2
     assert "augment_shift=2 needs frames" in capsys.readouterr().err
+
+
+def test_cli_set_overrides_config_fields(tmp_path, capsys):
+    assert main(["train", *COMMON, "--epochs", "1", "--set", "membrane_bits=8", "--set", "weight_bits=8",
+                 "--set", "sps_channels=[4,8,8]", "--run-dir", str(tmp_path)]) == 0
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert (cfg["membrane_bits"], cfg["weight_bits"], cfg["sps_channels"], cfg["name"]) == (8, 8, [4, 8, 8], "tiny")
+    capsys.readouterr()
+    assert main(["train", *COMMON, "--set", "membrane_bits=5"]) == 2
+    assert "membrane_bits=5 is not allowed; allowed: 4, 6, 8, 12, 16, 32" in capsys.readouterr().err
+    assert main(["train", *COMMON, "--set", "bogus=1"]) == 2
+    assert "unknown config field(s) ['bogus']" in capsys.readouterr().err
+    assert main(["train", *COMMON, "--set", "membrane_bits"]) == 2
+    assert "--set 'membrane_bits' must be KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path), "--set", "weight_bits=4", "--no-progress"]) == 2
+    assert "--set cannot change a resumed run" in capsys.readouterr().err

@@ -17,6 +17,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--modes", help="one letter per layer: S spiking, T standard (e.g. SSTT)")
+    p.add_argument("--set", dest="config_set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a config field of the preset, repeatable (e.g. --set weight_bits=8 "
+                        "--set membrane_bits=16; lists as JSON: --set sps_channels=[16,32,64])")
     p.add_argument("--schedule", metavar="EPOCH:MODES,...",
                    help="progressive conversion, e.g. 0:TT,2:ST,4:SS (modes switch at those epochs)")
     p.add_argument("--seed", type=int, default=0)
@@ -70,8 +73,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hstlab.train import distributed as dist_utils
     from hstlab.train.run import train_run
 
+    model: Any = args.preset
+    if args.config_set:
+        if args.resume:
+            raise ValueError("--set cannot change a resumed run: its config.json fixes every field")
+        from hstlab.config import HSTConfig
+
+        overrides = parse_options(args.config_set, flag="--set")
+        model = HSTConfig.from_dict({**HSTConfig.from_preset(args.preset).to_dict(), **overrides})
     metrics = train_run(
-        args.preset, args.dataset, epochs=args.epochs, modes=args.modes,
+        model, args.dataset, epochs=args.epochs, modes=args.modes,
         mode_schedule=parse_schedule(args.schedule), seed=args.seed, out=args.out,
         run_dir=args.run_dir, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
         max_seconds=args.max_seconds, limit=args.limit, time_bins=args.time_bins, loss=args.loss,
@@ -97,13 +108,13 @@ def parse_schedule(text: str | None) -> tuple[tuple[int, str], ...] | None:
     return tuple(out)
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
+def parse_options(items: list[str], flag: str = "--data-option") -> dict[str, Any]:
     """``["neurons=16", "bin_ms=5.0", "name=x"]`` -> ``{"neurons": 16, "bin_ms": 5.0, "name": "x"}``."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--data-option {item!r} must be KEY=VALUE")
+            raise ValueError(f"{flag} {item!r} must be KEY=VALUE")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
