@@ -238,3 +238,37 @@ def test_hst_100m_builds_and_runs():
     assert sum(p.numel() for p in model.parameters()) >= 100_000_000
     with torch.no_grad():
         assert model(example_input(cfg, batch_size=1)).shape == (1, cfg.num_classes)
+
+
+
+def test_sps_stem_runs_channels_last_and_matches_nchw_maths() -> None:
+    """The stem keeps its features channels-last (the fast CPU layout: no copies between conv,
+    BatchNorm, pool and the neurons' kernels) and computes what the same stem run in NCHW does."""
+    from hstlab.layers.tokenizers import SpikingPatchSplitting
+    from hstlab.neurons import reset_state
+
+    torch.manual_seed(0)
+    stem = SpikingPatchSplitting(HSTConfig.from_preset("hst-small"), spiking=True).eval()
+    for norm in (*stem.norms, stem.rpe_norm):  # a sharper affine map so every stage fires
+        norm.running_var.fill_(0.05)
+    layouts: list[bool] = []
+    handles = [act.register_forward_hook(lambda m, args, out: layouts.append(
+        args[0].flatten(0, 1).is_contiguous(memory_format=torch.channels_last))) for act in stem.acts]
+    x = (torch.rand(4, 2, 2, 34, 34) < 0.2).float()  # [T, B, C, H, W] events
+    with torch.no_grad():
+        tokens = stem(x)  # [T, B, N, D]
+        for h in handles:
+            h.remove()
+        reset_state(stem)
+
+        def spike(act, y):  # [TB, C, H, W] NCHW -> spikes [TB, C, H, W]
+            return act(y.reshape(4, 2, *y.shape[1:]).contiguous()).flatten(0, 1)
+
+        y = x.flatten(0, 1)  # NCHW reference of the pool-first stem
+        for conv, norm, act, pool in zip(stem.convs, stem.norms, stem.acts, stem.pools):
+            y = spike(act, pool(norm(conv(y))))
+        y = y + spike(stem.rpe_act, stem.rpe_norm(stem.rpe_conv(y)))
+    assert layouts == [True] * len(stem.acts)
+    ref = y.flatten(2).transpose(1, 2).reshape(tokens.shape)
+    assert tokens.is_contiguous() and tokens.shape == (4, 2, 25, 64) and tokens.mean() > 0
+    assert (tokens != ref).float().mean() < 1e-3  # conv rounding may differ between layouts: a rare flip
