@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--preset", default="hst-small")
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
     parser.add_argument("--epochs", type=int, default=18,
-                        help="cosine schedule length; 18 epochs of hst-small take ~95 s of the 120 s budget on 2 cores")
+                        help="cosine schedule length; 18 epochs of hst-small take 90-104 s of the 120 s budget on 2 cores")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the few-shot runs")
