@@ -10,12 +10,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from hstlab.config import ALLOWED_MEMBRANE_BITS
 from hstlab.neurons.base import SpikingNeuron
 from hstlab.neurons.kernels import ALIFMultiStep, ALIFParams, LIFMultiStep, LIFParams
 from hstlab.neurons.surrogate import check_alpha, get_surrogate
 
 RESETS = ("hard", "soft")
-MEMBRANE_BITS = (4, 6, 8, 12, 16)  # fixed-point membrane widths (None: float)
+MEMBRANE_BITS = tuple(b for b in ALLOWED_MEMBRANE_BITS if b < 32)  # fixed-point widths (None: float)
 
 
 def _check_tau(name: str, tau: float) -> float:
