@@ -430,9 +430,10 @@ class Trainer:
         Like ``torch.optim.swa_utils.update_bn``: running stats are reset and accumulated as an
         exact average (momentum ``1/i`` on the i-th batch) over ``bn_recalibration_batches``
         batches of a fixed shuffle of the training split (see ``_calibration_batches``) in
-        training mode, so eval-mode normalization matches the current weights. Runs under a forked, seeded RNG (training randomness and exact resume
-        are untouched); momenta and the training flag are restored. Under DDP the caller
-        broadcasts rank 0's buffers (``sync_buffers``).
+        training mode, so eval-mode normalization matches the current weights. Runs under a
+        forked, seeded RNG (training randomness and exact resume are untouched); momenta and the
+        training flag are restored. Under DDP the caller broadcasts rank 0's buffers
+        (``sync_buffers``).
         """
         if self.bn_recalibration_batches == 0:
             return 0
