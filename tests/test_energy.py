@@ -391,6 +391,50 @@ def test_memory_uses_preset_width_and_quantized_weight_bits() -> None:
     assert quant.weight_bytes == 136 * 4 / 8 and fp16.weight_bytes == 136 * 2
 
 
+def test_time_batched_dataflow_reads_weights_once_per_call() -> None:
+    x = spikes(4, 1, 16, rate=0.25)  # [T, B=1, in]
+    layer = nn.Linear(16, 8, bias=False)
+    report = energy_report(layer, x, memory_level="sram-8kb", dataflow="time-batched")
+    bits = 1 * 16 * 8 * 32 + int(x.count_nonzero()) * 1 + 4 * 8 * 32  # weights once + spikes + outputs
+    assert report.memory_j == pytest.approx(bits / 64 * 10e-12)
+    assert report.dataflow == "time-batched" and any("time-batched" in a for a in report.assumptions)
+    step = energy_report(layer, x, memory_level="sram-8kb")
+    assert step.dataflow == "step-major" and step.compute_j == report.compute_j
+
+    class StepByStep(nn.Module):  # a single-step loop: one call per step, so no reuse to exploit
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = layer
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, in] -> [T, B, out]
+            return torch.stack([self.fc(x_t) for x_t in x])
+
+    looped = energy_report(StepByStep(), x, memory_level="sram-8kb", dataflow="time-batched")
+    assert looped.memory_j == pytest.approx(step.memory_j)
+
+
+def test_time_batched_dataflow_keeps_membranes_in_registers() -> None:
+    from hstlab.neurons import LIF
+
+    x = torch.rand(3, 2, 4)  # [T, B, in]
+    model = nn.Sequential(nn.Linear(4, 6), LIF(membrane_bits=8))
+    reports = {flow: energy_report(model, x, memory_level="sram-8kb", dataflow=flow)
+               for flow in ("step-major", "time-batched")}
+    neuron = {flow: row(r, "1") for flow, r in reports.items()}
+    assert neuron["step-major"]["compute_j"] == neuron["time-batched"]["compute_j"]
+    # per sample: 3 steps x 6 neurons updates; the membrane moves 2x per update vs 2x per neuron per call
+    saved_bits = 2 * 3 * 6 * 8 - 2 * 6 * 8
+    saved = neuron["step-major"]["memory_j"] - neuron["time-batched"]["memory_j"]
+    assert saved == pytest.approx(saved_bits / 64 * 10e-12)
+    linear_saved = row(reports["step-major"], "0")["memory_j"] - row(reports["time-batched"], "0")["memory_j"]
+    assert linear_saved == pytest.approx((3 - 1) * 30 * 32 / 64 * 10e-12)  # 30 parameters, read 3x vs once
+
+
+def test_unknown_dataflow_names_the_allowed_values() -> None:
+    with pytest.raises(ValueError, match="dataflow='layerwise'.*step-major, time-batched"):
+        energy_report(nn.Linear(4, 2), torch.rand(2, 1, 4), dataflow="layerwise")
+
+
 def test_time_steps_rule() -> None:
     assert time_steps(torch.zeros(5, 2, 3, 4), 2) == 5  # [T, B, N, D]
     assert time_steps(torch.zeros(10, 3, 4), 2) == 5  # [T*B, N, D]
@@ -464,6 +508,22 @@ def test_tiny_spiking_vs_standard_model() -> None:
     assert "neuron" not in set(reports["TT"].layers["kind"][reports["TT"].layers["name"].str.startswith("blocks.")])
 
 
+@needs_model
+def test_time_batched_dataflow_on_an_hstlab_model() -> None:
+    from hstlab import HSTConfig, build_model, example_input
+
+    cfg = HSTConfig.from_preset("tiny")
+    model, x = build_model(cfg), example_input(cfg)
+    step = energy_report(model, x)
+    batched = energy_report(model, x, dataflow="time-batched")
+    assert batched.compute_j == pytest.approx(step.compute_j) and batched.macs == step.macs
+    neurons = batched.layers["kind"] == "neuron"
+    assert (batched.layers.loc[neurons, "memory_j"] < step.layers.loc[neurons, "memory_j"]).all()
+    assert batched.memory_j < step.memory_j
+    assert step.compare(batched)["same_dataflow"] is False
+    assert json.loads(json.dumps(batched.to_dict()))["dataflow"] == "time-batched"
+
+
 def test_cli_registers_energy_subcommand() -> None:
     import argparse
 
@@ -484,6 +544,7 @@ def test_cli_prints_summary(capsys) -> None:
     from hstlab.energy.cli import run
 
     assert run(argparse.Namespace(model="tiny", modes="SS", energy_preset="45nm-fp32", memory_level=None,
-                           no_memory=False, batch_size=1, compare="TT", json=False)) == 0
+                           no_memory=False, batch_size=1, compare="TT", json=False, dataflow="time-batched")) == 0
     out = capsys.readouterr().out
     assert "total" in out and "vs modes TT" in out and "Assumptions" in out
+    assert "Dataflow time-batched" in out

@@ -48,6 +48,8 @@ def test_cli_train_then_energy(tmp_path, capsys):
     assert [json.loads((tmp_path / "config.json").read_text())["mode_schedule"]] == [[[0, "TT"], [1, "SS"]]]
     assert main(["energy", str(tmp_path), "--batch-size", "2"]) == 0
     assert "Energy per sample" in capsys.readouterr().out
+    assert main(["energy", str(tmp_path), "--batch-size", "2", "--dataflow", "time-batched", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataflow"] == "time-batched"
 
 
 def test_cli_resume_matches_uninterrupted(tmp_path, capsys):

@@ -9,6 +9,7 @@ Example:
 """
 
 from hstlab.energy.constants import (
+    DATAFLOWS,
     ENERGY_PRESETS,
     MEMORY_LEVELS,
     EnergyPreset,
@@ -23,6 +24,7 @@ from hstlab.energy.report import EnergyReport, energy_per_sample, energy_report,
 
 __all__ = [
     "COUNTERS",
+    "DATAFLOWS",
     "ENERGY_PRESETS",
     "MEMORY_LEVELS",
     "EnergyPreset",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hstlab.energy.constants import ENERGY_PRESETS, MEMORY_LEVELS
+from hstlab.energy.constants import DATAFLOWS, ENERGY_PRESETS, MEMORY_LEVELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--energy-preset", default="45nm-fp32", choices=list(ENERGY_PRESETS))
     parser.add_argument("--memory-level", default=None, choices=[m.name for m in MEMORY_LEVELS],
                         help="override the memory chosen from the weight size")
+    parser.add_argument("--dataflow", default="step-major", choices=list(DATAFLOWS),
+                        help="weights and membranes moved every step, or once per layer call (default: step-major)")
     parser.add_argument("--no-memory", action="store_true", help="count compute only")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--compare", default=None, metavar="MODES",
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         variant = cfg.with_modes(modes) if modes else cfg
         return energy_report(build_model(variant), example_input(variant, batch_size=args.batch_size),
                              preset=args.energy_preset, memory=not args.no_memory,
-                             memory_level=args.memory_level)
+                             memory_level=args.memory_level, dataflow=args.dataflow)
 
     report = measure(args.modes)
     other = measure(args.compare) if args.compare else None

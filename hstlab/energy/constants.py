@@ -159,6 +159,30 @@ def memory_energy(bits: float, level: MemoryLevel) -> float:
     return bits / WORD_BITS * level.access_j
 
 
+# -------------------------------------------------------------------------------------- dataflow
+# How a layer's T time steps are scheduled on the accelerator; it decides how often weights and
+# membrane potentials cross the memory boundary (compute is the same under both).
+DATAFLOWS: dict[str, str] = {
+    "step-major": (
+        "the network runs one time step at a time (as a neuromorphic core does): every layer reads its "
+        "weights once per step it runs, and every neuron reads and writes its membrane every step"
+    ),
+    "time-batched": (
+        "each layer runs all T steps of its input before the next layer starts (hstlab's multi-step "
+        "execution; parallel time batching, Lee, Zhang & Li, HPCA 2022): a layer reads its weights once "
+        "per call and reuses them for every step, and a neuron keeps its membrane in a register across "
+        "the steps of one call, reading and writing it once per call"
+    ),
+}
+
+
+def check_dataflow(name: str) -> str:
+    """``name`` if it is one of ``DATAFLOWS``; else ``ValueError`` naming the allowed values."""
+    if name not in DATAFLOWS:
+        raise ValueError(f"dataflow={name!r} is not allowed; allowed: {', '.join(DATAFLOWS)}")
+    return name
+
+
 # ------------------------------------------------------------------------------- elementwise ops
 # MAC-equivalents per element for non-linear layers that run on real values (counted as MACs).
 ELEMENTWISE_MACS: dict[str, float] = {

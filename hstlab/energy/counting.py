@@ -2,7 +2,8 @@
 
 Each counter matches a module type, hooks it, and adds what one forward call costs to a
 :class:`LayerTally`: MACs and ACs for the whole batch, the time steps the layer ran per sample
-(its weights are read once per step), and activation/spike/membrane traffic in bits. Counters
+(and the calls: together they give the weight reads of each dataflow), and activation, spike and
+membrane traffic in bits. Counters
 are chosen through the ``COUNTERS`` registry, first match wins, in registration order.
 """
 
@@ -30,7 +31,7 @@ class LayerTally:
     name: str
     kind: str
     weight_bits: int | None = None  # quantized width of the weights (None: the preset's)
-    params: int = 0  # weight elements read once per time step
+    params: int = 0  # weight elements, read once per step (step-major) or per call (time-batched)
     calls: int = 0
     macs: float = 0.0
     acs: float = 0.0
@@ -41,7 +42,9 @@ class LayerTally:
     binary_calls: int = 0
     real_calls: int = 0
     steps: float = 0.0  # time steps run, per sample
-    act_bits: float = 0.0  # activation, spike and membrane traffic (reads + writes)
+    act_bits: float = 0.0  # activation and spike traffic (reads + writes)
+    membrane_step_bits: float = 0.0  # membrane traffic, read + written every step (step-major dataflow)
+    membrane_call_bits: float = 0.0  # membrane traffic, read + written once per call (time-batched)
     folded: bool = False
     is_neuron: bool = False
     breakdown: dict[str, float] = field(default_factory=dict)
@@ -257,7 +260,8 @@ class ProtocolAttentionCounter(Counter):
 @COUNTERS.register("neuron")
 class NeuronCounter(Counter):
     """Spiking neurons (``is_spiking_neuron = True``): one update (a multiply and two adds =
-    1 MAC + 1 AC) per neuron per step; membrane read + written per update; spikes written as 1 bit."""
+    1 MAC + 1 AC) per neuron per step; spikes written as 1 bit. The membrane is read + written on
+    every update (step-major) or once per call, for all the steps the call runs (time-batched)."""
 
     kind = "neuron"
 
@@ -280,10 +284,12 @@ class NeuronCounter(Counter):
         tally.add("updates", updates)
         self.record_io(tally, x, out, is_binary(x))
         mem_bits = tally.weight_bits or self.ctx.act_bits
-        tally.act_bits += 2 * updates * mem_bits  # membrane read + write
+        steps = time_steps(x, self.ctx.batch_size)
+        tally.membrane_step_bits += 2 * updates * mem_bits  # read + write on every update
+        tally.membrane_call_bits += 2 * updates / max(steps, 1.0) * mem_bits  # once per neuron per call
         if out is not None:
             tally.act_bits += nnz(out)  # spikes out, 1 bit each, only where fired
-        tally.steps += time_steps(x, self.ctx.batch_size)
+        tally.steps += steps
 
 
 @COUNTERS.register("mha")

@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 from hstlab.energy.constants import (
+    DATAFLOWS,
     ELEMENTWISE_MACS,
     INT_SCALING_RULE,
     MEMORY_LEVELS,
     EnergyPreset,
     MemoryLevel,
+    check_dataflow,
     get_memory_level,
     get_preset,
     layer_op_energy,
@@ -52,6 +54,7 @@ class EnergyReport:
     time_steps: int
     batch_size: int
     input_shape: tuple[int, ...]
+    dataflow: str = "step-major"
     assumptions: list[str] = field(default_factory=list)
     baseline_note: str = ""
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -90,6 +93,7 @@ class EnergyReport:
             "other_total_j": other.total_j,
             "same_preset": self.preset == other.preset,
             "same_time_steps": self.time_steps == other.time_steps,
+            "same_dataflow": self.dataflow == other.dataflow,
         }
         for key in ("total_j", "compute_j", "memory_j", "macs", "acs"):
             mine, theirs = getattr(self, key), getattr(other, key)
@@ -111,6 +115,7 @@ class EnergyReport:
             "time_steps": self.time_steps,
             "batch_size": self.batch_size,
             "input_shape": list(self.input_shape),
+            "dataflow": self.dataflow,
             **{key: _json_value(getattr(self, key)) for key in _SUM_FIELDS},
             "layers": records,
             "breakdown": {k: {kk: _json_value(vv) for kk, vv in v.items()} for k, v in self.breakdown.items()},
@@ -126,7 +131,8 @@ class EnergyReport:
         for col in ("compute_j", "memory_j"):
             table[col] = table[col] * 1e6
         table = table.rename(columns={"compute_j": "compute_uJ", "memory_j": "memory_uJ", "input_rate": "rate"})
-        lines = [f"Energy per sample ({self.preset}, memory={self.memory_level if self.memory else 'off'})"]
+        memory = f"{self.memory_level}, {self.dataflow}" if self.memory else "off"
+        lines = [f"Energy per sample ({self.preset}, memory={memory})"]
         if len(table):
             shown = table.head(max_rows)
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -163,13 +169,16 @@ def _json_value(value: Any) -> Any:
 
 # ----------------------------------------------------------------------------------- measuring
 def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "45nm-fp32",
-                  memory: bool = True, *, memory_level: str | None = None, seed: int | None = 0) -> EnergyReport:
+                  memory: bool = True, *, memory_level: str | None = None, dataflow: str = "step-major",
+                  seed: int | None = 0) -> EnergyReport:
     """Measure ``model`` on ``example_input`` ``[T, B, ...]`` and cost every layer per sample.
 
     One forward pass in eval mode under ``torch.no_grad`` with counting hooks (removed afterwards,
     also on errors; the training flag is restored). Neuron state is reset before and after.
     ``memory_level`` overrides the memory chosen from the weight size (one of ``MEMORY_LEVELS``);
-    ``seed`` fixes random masking during the pass without touching the global RNG (None: no seed).
+    ``dataflow`` (one of ``DATAFLOWS``) sets how often weights and membranes are moved: every step
+    ("step-major") or once per layer call, reused for all its steps ("time-batched"); compute is the
+    same under both. ``seed`` fixes random masking during the pass without touching the global RNG (None: no seed).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]
@@ -184,6 +193,7 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     if example_input.shape[0] < 1 or example_input.shape[1] < 1:
         raise ValueError(f"example_input shape {tuple(example_input.shape)} needs T >= 1 and B >= 1")
     settings = get_preset(preset)
+    check_dataflow(dataflow)
     level = get_memory_level(memory_level) if memory_level is not None else None
 
     batch = int(example_input.shape[1])
@@ -202,7 +212,7 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
 
     weight_bytes = model_weight_bytes(model, settings)
     level = level or select_memory_level(weight_bytes)
-    rows = [_row(t, settings, level, memory, batch) for t in tallies]
+    rows = [_row(t, settings, level, memory, batch, dataflow) for t in tallies]
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return EnergyReport(
         layers=table,
@@ -214,8 +224,9 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
         time_steps=int(example_input.shape[0]),
         batch_size=batch,
         input_shape=tuple(int(s) for s in example_input.shape),
-        assumptions=assumptions(settings, level, memory),
-        baseline_note=_baseline_note(model, example_input, settings, level, memory, weight_bytes),
+        dataflow=dataflow,
+        assumptions=assumptions(settings, level, memory, dataflow),
+        baseline_note=_baseline_note(model, example_input, settings, level, memory, weight_bytes, dataflow),
         breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
     )
 
@@ -236,14 +247,19 @@ def model_weight_bytes(model: nn.Module, preset: EnergyPreset) -> float:
     return total_bits / 8
 
 
-def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, batch: int) -> dict[str, Any]:
+def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, batch: int,
+         dataflow: str) -> dict[str, Any]:
     ops = layer_op_energy(preset, t.weight_bits)
     macs, acs = t.macs / batch, t.acs / batch
     compute = macs * ops.mac_j + acs * ops.ac_j
     weight_bits = t.weight_bits if t.weight_bits is not None and t.weight_bits < 32 else preset.bits
     if t.is_neuron:
         weight_bits = preset.bits  # PLIF/ALIF parameters are stored like activations
-    traffic = t.act_bits / batch + t.steps * t.params * weight_bits  # weights read once per step
+    if dataflow == "step-major":
+        weight_reads, membrane_bits = t.steps, t.membrane_step_bits  # per step
+    else:  # time-batched: once per call (a call at batch 1 runs its `steps` steps)
+        weight_reads, membrane_bits = min(t.steps, float(t.calls)), t.membrane_call_bits
+    traffic = (t.act_bits + membrane_bits) / batch + weight_reads * t.params * weight_bits
     mem = memory_energy(traffic, level) if memory and not t.folded else 0.0
     return {
         "name": t.name,
@@ -264,7 +280,7 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
     }
 
 
-def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool) -> list[str]:
+def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major") -> list[str]:
     """The modelling assumptions of a report, as sentences for model cards."""
     ops = preset.ops
     lines = [
@@ -296,10 +312,11 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool) -> list[
             (f"Memory: {level.name} at {level.access_j * 1e12:g} pJ per 64-bit access (chosen by total weight "
             f"size unless overridden; levels: {levels}; DRAM taken at the low end of 1.3-2.6 nJ); "
             "traffic is pro-rated per bit."),
-            (f"Weights are read once per time step a layer runs, per sample (batch-1 inference), at their bit "
-            f"width; activations and membrane potentials are {preset.bits}-bit words; spikes cost 1 bit and "
-            "are read or written only where non-zero; each neuron reads its input and reads + writes its "
-            "membrane every step; softmax scores/probabilities are written and read once each."),
+            f"Dataflow {dataflow}: {DATAFLOWS[dataflow]}.",
+            (f"Weights are read at their bit width, per sample (batch-1 inference); activations and membrane "
+            f"potentials are {preset.bits}-bit words (membranes at membrane_bits where set); spikes cost 1 bit "
+            "and are read or written only where non-zero; each neuron reads its input every step; "
+            "softmax scores/probabilities are written and read once each."),
             ("Time steps a layer runs: T for a [T, B, ...] input (axis 1 == B), else axis 0 / B "
             "(time folded into the batch); convolutions always axis 0 / B."),
         ]
@@ -309,10 +326,11 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool) -> list[
 
 
 def _baseline_note(model: nn.Module, x: torch.Tensor, preset: EnergyPreset, level: MemoryLevel,
-                   memory: bool, weight_bytes: float) -> str:
+                   memory: bool, weight_bytes: float, dataflow: str) -> str:
     note = (f"Measured on one forward pass of example_input {tuple(x.shape)}: T={x.shape[0]} input steps, "
             f"averaged over B={x.shape[1]} samples; preset {preset.name}; ")
-    note += (f"memory {level.name} (weights {weight_bytes / 1024:.1f} KiB)." if memory else "memory not counted.")
+    note += (f"memory {level.name} (weights {weight_bytes / 1024:.1f} KiB), {dataflow} dataflow." if memory
+             else "memory not counted.")
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "num_steps"):
         modes = getattr(cfg, "modes", "?")

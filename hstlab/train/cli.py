@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hstlab.energy.constants import DATAFLOWS
+
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``energy``, ``card`` and ``ablate`` to the ``hstlab`` command line."""
@@ -45,6 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
+    p.add_argument("--dataflow", default="step-major", choices=list(DATAFLOWS),
+                   help="weights and membranes moved every step, or once per layer call (default: step-major)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_energy)
 
@@ -160,7 +164,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
     _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                run.get("time_bins"))
     x, _ = default_collate([val[i] for i in spread_indices(len(val), args.batch_size)])
-    report = energy_report(model, x, preset=args.energy_preset)
+    report = energy_report(model, x, preset=args.energy_preset, dataflow=args.dataflow)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
