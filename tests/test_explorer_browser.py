@@ -175,6 +175,18 @@ def test_bad_value_shows_message_and_keeps_model(browser, server):
     page.context.close()
 
 
+def test_dataflow_buttons_reprice_the_energy(browser, server):
+    from playwright.sync_api import expect
+
+    page = open_app(browser, server["url"])
+    click_tab(page, "Energy")
+    total = page.locator(".hst-energy-total p")
+    expect(total).to_contain_text("step-major dataflow")
+    page.locator(".hst-dataflow button", has_text="time-batched").click()
+    expect(total).to_contain_text("time-batched dataflow")
+    page.context.close()
+
+
 def test_two_step_training_streams_points(browser, server):
     from playwright.sync_api import expect
 

@@ -113,6 +113,19 @@ def test_energy_and_recording_come_from_the_library(no_data):
     assert attn and all(a.shape[:3] == (2, 1, 2) for a in attn.values())  # [T, B, H, N, N]
 
 
+def test_dataflow_selector_remeasures_the_energy(no_data):
+    state = ExplorerState(preset="tiny")
+    step = state.energy
+    state.dataflow = "time-batched"
+    expected = energy_report(state.model, state.sample.x, dataflow="time-batched")
+    assert state.energy.dataflow == "time-batched" and state.energy.total_j == pytest.approx(expected.total_j)
+    assert state.energy.memory_j < step.memory_j and state.energy.compute_j == pytest.approx(step.compute_j)
+    variants = state.energy_variants()  # the variants follow the same dataflow
+    assert {r.dataflow for r in variants.values()} == {"time-batched"}
+    state.n_layer = 3  # a rebuild keeps the chosen dataflow
+    assert state.energy.dataflow == "time-batched" and not state.error
+
+
 def test_sample_from_dataset(data_env):
     state = ExplorerState(**SMALL)
     sample = state.sample

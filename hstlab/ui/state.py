@@ -31,6 +31,7 @@ from hstlab.config import (
     HSTConfig,
     LayerSpec,
 )
+from hstlab.energy.constants import DATAFLOWS
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.presets import list_presets
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
@@ -47,7 +48,7 @@ GLOBAL_FIELDS = (
     "weight_bits",
     "membrane_bits",
 )
-INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection")  # set before the first build
+INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow")  # set before the first build
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 RUN_HINT = "pick a run directory written by hstlab train or the Train tab"
@@ -193,6 +194,10 @@ class ExplorerState(param.Parameterized):
         default="digits-dvs", objects=["digits-dvs"], doc="event dataset for inputs"
     )
     sample_index = param.Integer(default=0, bounds=(0, None), label="sample")
+    dataflow = param.Selector(
+        default="step-major", objects=list(DATAFLOWS), label="memory dataflow",
+        doc="energy: weights and membranes moved every step, or once per layer call",
+    )
 
     # results (set by rebuild, read by the views)
     cfg = param.ClassSelector(class_=HSTConfig, default=None, doc="last valid config")
@@ -444,11 +449,19 @@ class ExplorerState(param.Parameterized):
         self.samples.forget()
         self.refresh_sample()
 
-    @staticmethod
-    def _energy(model: torch.nn.Module, sample: Sample) -> Any:
+    @param.depends("dataflow", watch=True)
+    def _on_dataflow(self) -> None:
+        if self.model is None or self.sample is None:
+            return
+        try:
+            self.energy = self._energy(self.model, self.sample)
+        except Exception as exc:  # noqa: BLE001
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _energy(self, model: torch.nn.Module, sample: Sample) -> Any:
         from hstlab.energy import energy_report
 
-        return energy_report(model, sample.x)
+        return energy_report(model, sample.x, dataflow=self.dataflow)
 
     @staticmethod
     def _inspect(model: torch.nn.Module, sample: Sample) -> Inspection:

@@ -23,7 +23,8 @@ def totals_text(report: Any) -> str:
     return (
         f"**Total per sample:** {joules(report.total_j)} (compute {joules(report.compute_j)}, "
         f"memory {joules(report.memory_j)}) &nbsp; **MACs:** {report.macs:,.0f} &nbsp; "
-        f"**ACs:** {report.acs:,.0f} &nbsp; preset {report.preset}, memory {report.memory_level}"
+        f"**ACs:** {report.acs:,.0f} &nbsp; preset {report.preset}, memory {report.memory_level}, "
+        f"{report.dataflow} dataflow"
     )
 
 
@@ -80,12 +81,23 @@ class EnergyView(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         s = self.state
+        dataflow = pn.widgets.RadioButtonGroup.from_param(
+            s.param.dataflow, name="memory dataflow", css_classes=["hst-dataflow"]
+        )
         return pn.Column(
             pn.Row(
                 self.download,
                 pn.pane.Markdown(
                     "The card holds the config, the energy table and its assumptions, and the "
                     "metrics of the loaded run (else of the latest finished run)."
+                ),
+            ),
+            pn.Row(
+                dataflow,
+                pn.pane.Markdown(
+                    "Memory dataflow: *step-major* moves weights and membranes every time step; "
+                    "*time-batched* runs each layer over all T steps, reading weights and "
+                    "membranes once. Compute is the same."
                 ),
             ),
             pn.pane.Markdown(
