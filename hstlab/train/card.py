@@ -83,10 +83,17 @@ def _build(cfg: HSTConfig, seed: int) -> nn.Module:
     return model.eval()
 
 
-def _report(model: nn.Module, x: Tensor, preset: str) -> Any:
+def _report(model: nn.Module, x: Tensor, preset: str, dataflow: str = "step-major") -> Any:
     from hstlab.energy import energy_report
 
-    return energy_report(model, x, preset=preset)
+    return energy_report(model, x, preset=preset, dataflow=dataflow)
+
+
+def _compared(model: nn.Module, x: Tensor, preset: str, report: Any = None) -> dict[str, Any]:
+    """Energy summary of ``model`` on ``x`` (``report``: its step-major report, if measured) with the
+    time-batched total beside it."""
+    report = report if report is not None else _report(model, x, preset)
+    return {**_energy_summary(report), "total_j_time_batched": _report(model, x, preset, "time-batched").total_j}
 
 
 def _energy_summary(report: Any) -> dict[str, Any]:
@@ -122,16 +129,17 @@ def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path |
     twin_cfg = standard_twin_config(cfg)
     int8_cfg = dataclasses.replace(twin_cfg, weight_bits=8)
     this = this_report if this_report is not None else _report(model, x, ENERGY_PRESET)
-    twin_a = _report(_build(twin_cfg, 0), x, ENERGY_PRESET)
+    twin_model = _build(twin_cfg, 0)
+    twin_a = _report(twin_model, x, ENERGY_PRESET)
     twin_b = _report(_build(twin_cfg, 1), x, ENERGY_PRESET)
     weight_independent = math.isclose(twin_a.total_j, twin_b.total_j, rel_tol=1e-9) and twin_a.macs == twin_b.macs
     rows = [
         {"variant": f"this model ({cfg.modes})", "modes": cfg.modes, "steps": cfg.num_steps, "bits": cfg.weight_bits,
-         "preset": ENERGY_PRESET, **_energy_summary(this)},
+         "preset": ENERGY_PRESET, **_compared(model, x, ENERGY_PRESET, this)},
         {"variant": "standard twin", "modes": twin_cfg.modes, "steps": cfg.num_steps, "bits": twin_cfg.weight_bits,
-         "preset": ENERGY_PRESET, **_energy_summary(twin_a)},
+         "preset": ENERGY_PRESET, **_compared(twin_model, x, ENERGY_PRESET, twin_a)},
         {"variant": "standard twin, int8", "modes": int8_cfg.modes, "steps": cfg.num_steps, "bits": 8,
-         "preset": INT8_PRESET, **_energy_summary(_report(_build(int8_cfg, 0), x, INT8_PRESET))},
+         "preset": INT8_PRESET, **_compared(_build(int8_cfg, 0), x, INT8_PRESET)},
     ]
     if cfg.tokenizer == "sps":  # a fully standard model may also run once on accumulated frames (design.md §2)
         x1 = _accumulated(x)
@@ -139,9 +147,11 @@ def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path |
                                  ("standard twin, int8, T=1 on accumulated frames", int8_cfg, INT8_PRESET)):
             one = dataclasses.replace(c, num_steps=1)
             rows.append({"variant": label, "modes": one.modes, "steps": 1, "bits": one.weight_bits, "preset": preset,
-                         **_energy_summary(_report(_build(one, 0), x1, preset))})
+                         **_compared(_build(one, 0), x1, preset)})
     for row in rows:
         row["ratio_to_this"] = row["total_j"] / this.total_j if this.total_j else math.nan
+        this_batched = rows[0]["total_j_time_batched"]
+        row["ratio_to_this_time_batched"] = row["total_j_time_batched"] / this_batched if this_batched else math.nan
         row["accuracy"] = None
     rows[0]["accuracy"] = accuracy
     winner = min(rows, key=lambda r: r["total_j"])
