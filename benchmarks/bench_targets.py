@@ -9,14 +9,17 @@
    T: the stem runs on every step) and for int8-quantized versions of the spiking model and of
    the twin (weight_bits=8, trained quantization-aware, priced with the 45nm-int8 preset; the
    spiking ones also simulate 8- or 16-bit fixed-point membranes, priced at that width);
-   energy per sample of each best model on the same test batch, with memory and compute-only,
-   and the ratios (of the seed means). Energy is measured on 64 test
-   samples spread over the class-sorted split.
+   energy per sample of each best model on the same test batch: compute, and compute + memory
+   under both dataflows (weights and membranes moved every step, "step-major", or once per layer
+   call, "time-batched"), and the ratios (of the seed means). Energy is measured on 64 test
+   samples spread over the class-sorted split. ``--remeasure`` re-prices the best.pt files of an
+   earlier run in ``--out`` without training.
 3. few-shot: 10 % of the training split; steps until val accuracy first reaches each of
    several targets (0.5 ... 0.9) for pure spiking vs hybrids (standard stem; first or last
    layer standard; a standard layer 0 also makes the stem standard).
 
     python benchmarks/bench_targets.py --budget 120 --json runs/bench/targets.json
+    python benchmarks/bench_targets.py --which accuracy --remeasure --json runs/bench/targets.json
 """
 
 from __future__ import annotations
@@ -56,13 +59,34 @@ def train(cfg: HSTConfig, data, out: Path, *, epochs: int, batch_size: int, lr: 
 
 
 def energy_of(model: torch.nn.Module, x: torch.Tensor, preset: str) -> dict:
-    full = energy_report(model, x, preset=preset, memory=True)
-    return {"total_j": full.total_j, "compute_j": full.compute_j, "memory_j": full.memory_j,
-            "macs": full.macs, "acs": full.acs}
+    """Energy per sample with memory under both dataflows (compute is the same under both)."""
+    step = energy_report(model, x, preset=preset, memory=True)
+    batched = energy_report(model, x, preset=preset, memory=True, dataflow="time-batched")
+    return {"total_j": step.total_j, "compute_j": step.compute_j, "memory_j": step.memory_j,
+            "total_j_time_batched": batched.total_j, "memory_j_time_batched": batched.memory_j,
+            "macs": step.macs, "acs": step.acs}
 
 
 MEAN_KEYS = ("val_accuracy", "test_accuracy", "train_seconds", "wall_seconds", "total_j", "compute_j", "memory_j",
-             "macs", "acs")
+             "total_j_time_batched", "memory_j_time_batched", "macs", "acs")
+
+
+def mean_or_none(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.mean(known) if known else None
+
+
+def trained_or_reloaded(args, variant: HSTConfig, data, run_dir: Path, seed: int) -> tuple[dict, torch.nn.Module]:
+    """Train ``variant`` into ``run_dir``, or with ``--remeasure`` reload the best.pt a previous run left there."""
+    if not args.remeasure:
+        return train(variant, data, run_dir, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
+                     budget=args.budget, shift=args.augment_shift)
+    if not (run_dir / "best.pt").is_file():
+        raise SystemExit(f"--remeasure: no {run_dir / 'best.pt'}; train it first (run without --remeasure)")
+    model, cfg, _ = load_checkpoint(run_dir / "best.pt")
+    if cfg != variant:
+        raise SystemExit(f"--remeasure: {run_dir} holds a different config than this variant")
+    return json.loads((run_dir / "metrics.json").read_text()), model.eval()
 
 
 def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
@@ -80,16 +104,15 @@ def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
     for seed in args.seeds:
         for name, (variant, preset) in variants.items():
             t0 = time.time()
-            metrics, model = train(variant, data, out / f"{name}-s{seed}", epochs=args.epochs,
-                                   batch_size=args.batch_size, lr=args.lr, seed=seed, budget=args.budget,
-                                   shift=args.augment_shift)
+            metrics, model = trained_or_reloaded(args, variant, data, out / f"{name}-s{seed}", seed)
             runs[name].append({
                 "seed": seed, "val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
-                "train_seconds": metrics["train_seconds"], "wall_seconds": time.time() - t0,
+                "train_seconds": metrics["train_seconds"],
+                "wall_seconds": None if args.remeasure else time.time() - t0,
                 "energy_preset": preset, **energy_of(model, test_x, preset),
             })
             print(name, json.dumps(runs[name][-1], indent=None), flush=True)
-    results = {name: {**{key: statistics.mean(r[key] for r in per_seed) for key in MEAN_KEYS},
+    results = {name: {**{key: mean_or_none([r[key] for r in per_seed]) for key in MEAN_KEYS},
                       "min_test_accuracy": min(r["test_accuracy"] for r in per_seed),
                       "max_test_accuracy": max(r["test_accuracy"] for r in per_seed),
                       "energy_preset": per_seed[0]["energy_preset"], "per_seed": per_seed}
@@ -101,6 +124,7 @@ def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
         for twin in twins:
             results[f"ratio_{twin}_over_{model_name}"] = {
                 "total": results[twin]["total_j"] / s["total_j"],
+                "total_time_batched": results[twin]["total_j_time_batched"] / s["total_j_time_batched"],
                 "compute": results[twin]["compute_j"] / s["compute_j"],
                 "accuracy_points": 100 * (results[twin]["test_accuracy"] - s["test_accuracy"]),
             }
@@ -157,6 +181,8 @@ def main() -> None:
                         help="val accuracies whose first-reaching step is recorded")
     parser.add_argument("--fewshot-epochs", type=int, default=30)
     parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="no training: re-measure the energy of the best.pt files a previous run left in --out")
     parser.add_argument("--json")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
