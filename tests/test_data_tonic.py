@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import h5py
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from aedat4_files import EVENT_DTYPE, write_aedat4
 
 from hstlab.data import DatasetUnavailable, EventFileError, dataset_info, load_dataset
 from hstlab.data.events_io import encode_nmnist
@@ -178,29 +180,28 @@ def test_shd_fixture(shd_root):
 # ----------------------------------------------------------------------------- CIFAR10-DVS
 
 
+def cifar_events(k: int) -> np.ndarray:
+    """40 events of recording ``k``, absolute microsecond timestamps as the DV software records them."""
+    ev = np.zeros(40, dtype=EVENT_DTYPE)
+    ev["t"] = 1_600_000_000_000_000 + k * 10_000_000 + np.arange(40) * 1000
+    ev["x"], ev["y"], ev["on"] = (np.arange(40) + k) % 128, 3 + k, np.arange(40) % 2
+    return ev
+
+
 @pytest.fixture()
 def cifar_root(tmp_path) -> Path:
-    """CIFAR10-DVS layout as tonic 1.7 reads it: CIFAR10DVS/<class>/<n>.aedat4 (20 per class)."""
+    """CIFAR10-DVS as tonic 1.7 reads it: CIFAR10DVS/<class>/<n>.aedat4 (20 per class), real AEDAT 4.0."""
     root = tmp_path / "cifar10dvs"
     for cls in ("airplane", "cat"):
         folder = root / "CIFAR10DVS" / cls
         folder.mkdir(parents=True)
         for k in range(20):
-            (folder / f"cifar10_{cls}_{k}.aedat4").write_bytes(b"#!AER-DAT4.0\r\n")
+            write_aedat4(folder / f"cifar10_{cls}_{k}.aedat4", cifar_events(k), width=128, height=128,
+                         packet_size=16)
     return root
 
 
-def _fake_aedat4(path):
-    """Stand-in for the `aedat` decoder (not installed): events with aedat's field layout."""
-    dtype = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("on", bool)])
-    ev = np.zeros(40, dtype=dtype)
-    ev["t"] = 1_600_000_000_000_000 + np.arange(40) * 1000  # absolute us, as recorded
-    ev["x"], ev["y"], ev["on"] = np.arange(40) % 128, 3, np.arange(40) % 2
-    return ev
-
-
-def test_cifar10dvs_layout_and_recorded_split(cifar_root, monkeypatch):
-    monkeypatch.setattr(tonic.datasets.cifar10dvs, "read_aedat4", _fake_aedat4)
+def test_cifar10dvs_layout_and_recorded_split(cifar_root):
     parts = {
         s: load_dataset("cifar10dvs", s, root=cifar_root, time_bins=4)
         for s in ("train", "val", "test")
@@ -209,23 +210,27 @@ def test_cifar10dvs_layout_and_recorded_split(cifar_root, monkeypatch):
     assert sizes == {"train": 32, "val": 4, "test": 4}  # 90/10 per class, val = 10 % of the rest
     assert sorted(parts["test"].targets.tolist()) == [0, 0, 3, 3]  # airplane=0, cat=3
     assert (cifar_root / "hstlab_split.json").exists()
-    x, _ = parts["train"][0]
-    assert x.shape == (4, 2, 128, 128) and x.sum().item() == 40  # clock from the first event
     ids = [set(d.source.ids) for d in parts.values()]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    x, _ = parts["train"][0]
+    assert x.shape == (4, 2, 128, 128) and x.sum().item() == 40  # clock from the first event
+    k = int(Path(parts["train"].source.ids[0]).stem.rsplit("_", 1)[1])
+    ev = cifar_events(k)  # each event lands in its bin, polarity channel and pixel
+    bins = np.minimum((ev["t"] - ev["t"][0]) * 4 // 1_300_000, 3)  # 40 ms of a 1.3 s window: bin 0
+    expected = torch.zeros(4, 2, 128, 128)
+    for b, p, x_, y_ in zip(bins, ev["on"].astype(int), ev["x"], ev["y"]):
+        expected[b, p, y_, x_] += 1
+    assert torch.equal(x, expected)
 
 
-def test_cifar10dvs_without_decoder_says_what_to_install(cifar_root):
-    pytest.importorskip("tonic")
-    try:
-        import aedat  # noqa: F401
+def test_cifar10dvs_without_decoder_says_what_to_install(cifar_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, "aedat", None)  # `import aedat` now fails as if not installed
+    with pytest.raises(ImportError, match=r"\.aedat4: tonic needs the 'aedat' package.*pip install aedat"):
+        load_dataset("cifar10dvs", "test", root=cifar_root, time_bins=2)[0]
 
-        pytest.skip("aedat is installed")
-    except ImportError:
-        pass
-    ds_err = None
-    try:
-        load_dataset("cifar10dvs", "test", root=cifar_root, time_bins=2)
-    except ImportError as err:
-        ds_err = err
-    assert ds_err is not None and "pip install aedat" in str(ds_err)
+
+def test_cifar10dvs_corrupt_file_names_the_file(cifar_root):
+    for path in cifar_root.rglob("*.aedat4"):  # every recording cut inside its last packet
+        path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(EventFileError, match=r"cifar10_(airplane|cat)_\d+\.aedat4: cannot be read"):
+        load_dataset("cifar10dvs", "test", root=cifar_root, time_bins=2)[0]

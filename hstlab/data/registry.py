@@ -322,7 +322,7 @@ _register(
             {"all": 10000},
             td.CIFAR10DVS_LAYOUT,
             "fixed recorded per-class split: test 10 %, val 10 % of the rest; "
-            "reading needs `pip install aedat`",
+            "AEDAT 4 files decoded by the `aedat` package",
         ),
     )
 )
