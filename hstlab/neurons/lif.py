@@ -10,12 +10,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hstlab.config import ALLOWED_MEMBRANE_BITS
+from hstlab.config import ALLOWED_MEMBRANE_BITS, RESETS
 from hstlab.neurons.base import SpikingNeuron
 from hstlab.neurons.kernels import ALIFMultiStep, ALIFParams, LIFMultiStep, LIFParams
 from hstlab.neurons.surrogate import check_alpha, get_surrogate
 
-RESETS = ("hard", "soft")
 MEMBRANE_BITS = tuple(b for b in ALLOWED_MEMBRANE_BITS if b < 32)  # fixed-point widths (None: float)
 
 
