@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from hstlab.cli import build_parser, main
 
@@ -11,6 +13,12 @@ def test_every_area_is_mounted():
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in ("presets", "config", "demo", "data", "train", "energy", "card", "ablate", "energy-model", "explore"):
         assert name in commands
+
+
+def test_commands_other_than_explore_do_not_import_panel():
+    code = "import sys, hstlab.cli; hstlab.cli.build_parser(); print(sorted({'panel', 'holoviews'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # Panel costs seconds of start-up and is not needed there
 
 
 def test_presets_and_config(capsys):

@@ -8,11 +8,27 @@ Example:
     'TS'
 """
 
-from hstlab.ui.app import ExplorerApp, create_app, serve
-from hstlab.ui.samples import Sample, SampleSource
-from hstlab.ui.state import ExplorerState, Inspection
-from hstlab.ui.training import TrainSession
-from hstlab.ui.views import BuildView, EnergyView, InspectView, LayerTable, TrainView
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use, so that importing hstlab.ui.cli (every `hstlab` command) does not import Panel.
+_EXPORTS = {
+    "ExplorerApp": "hstlab.ui.app",
+    "create_app": "hstlab.ui.app",
+    "serve": "hstlab.ui.app",
+    "Sample": "hstlab.ui.samples",
+    "SampleSource": "hstlab.ui.samples",
+    "ExplorerState": "hstlab.ui.state",
+    "Inspection": "hstlab.ui.state",
+    "TrainSession": "hstlab.ui.training",
+    "BuildView": "hstlab.ui.views",
+    "EnergyView": "hstlab.ui.views",
+    "InspectView": "hstlab.ui.views",
+    "LayerTable": "hstlab.ui.views",
+    "TrainView": "hstlab.ui.views",
+}
 
 __all__ = [
     "BuildView",
@@ -29,3 +45,15 @@ __all__ = [
     "create_app",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hstlab.ui' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
