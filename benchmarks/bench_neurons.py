@@ -1,5 +1,8 @@
 """Benchmark: multi-step LIF forward+backward, hstlab's fused kernel vs snnTorch and SpikingJelly.
 
+hstlab runs its compiled loops (numba on the CPU, Triton with ``--device cuda``) and, as
+"hstlab-torch", its pure-torch loops.
+
 All implementations run the same model (tau=2 -> beta=0.5, threshold 1, hard/zero reset with a
 detached reset, input not decayed, ATan surrogate alpha=2) on the same input; the script checks
 that their spikes are identical before timing. Timings are interleaved (each repeat runs every
@@ -33,10 +36,10 @@ from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
 TAU, THRESHOLD, ALPHA = 2.0, 1.0, 2.0
 
 
-def make_hstlab(backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_hstlab(backend: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """hstlab's fused LIF with the given loops ("compiled": numba, "torch": pure torch)."""
     lif = LIF(tau=TAU, threshold=THRESHOLD, reset="hard", surrogate="atan", alpha=ALPHA,
-              detach_reset=True, decay_input=False)
+              detach_reset=True, decay_input=False).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         previous = kernels.set_backend(backend)  # read by the forward; the backward follows it
@@ -49,14 +52,14 @@ def make_hstlab(backend: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return run
 
 
-def make_snntorch() -> Callable[[torch.Tensor], torch.Tensor] | str:
+def make_snntorch(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
     try:
         import snntorch as snn
         from snntorch import surrogate
     except ImportError:
         return "not installed"
     leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero",
-                      spike_grad=surrogate.atan(alpha=ALPHA))
+                      spike_grad=surrogate.atan(alpha=ALPHA)).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:  # the documented step loop
         mem = leaky.init_leaky()
@@ -69,14 +72,15 @@ def make_snntorch() -> Callable[[torch.Tensor], torch.Tensor] | str:
     return run
 
 
-def make_spikingjelly() -> Callable[[torch.Tensor], torch.Tensor] | str:
+def make_spikingjelly(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    """SpikingJelly's multi-step LIFNode (2.x picks its own CUDA/Triton kernels on a GPU)."""
     try:
         from spikingjelly.activation_based import functional, neuron, surrogate
     except ImportError:
         return "not installed"
     node = neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
                           surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True,
-                          step_mode="m")
+                          step_mode="m").to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(node)
@@ -85,10 +89,12 @@ def make_spikingjelly() -> Callable[[torch.Tensor], torch.Tensor] | str:
     return run
 
 
-def _time(fn: Callable[[], None]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of all this process's threads) of one call."""
+def _time(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all this process's threads) of one call, ``sync`` waiting for the device."""
+    sync()
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
+    sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--B", type=int, default=32)
     parser.add_argument("--N", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the numba loops are CPU-only)")
     parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--json", metavar="PATH", help="save the results as JSON")
@@ -107,20 +114,28 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     shape = (args.T, args.B, args.N)
-    x = (torch.randn(shape) * 0.8 + 0.4).requires_grad_(True)
-    grad_out = torch.randn(shape)
+    x = (torch.randn(shape) * 0.8 + 0.4).to(device).requires_grad_(True)
+    grad_out = torch.randn(shape).to(device)
     neuron_steps = args.T * args.B * args.N
 
     impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     skipped: dict[str, str] = {}
-    if COMPILED_AVAILABLE:
-        impls["hstlab"] = make_hstlab("compiled")
+    if device.type != "cpu":
+        impls["hstlab"] = make_hstlab("auto", device)  # Triton loops on CUDA when Triton is installed
+        impls["hstlab-torch"] = make_hstlab("torch", device)
+    elif COMPILED_AVAILABLE:
+        impls["hstlab"] = make_hstlab("compiled", device)
+        impls["hstlab-torch"] = make_hstlab("torch", device)
     else:
         skipped["hstlab"] = "compiled loops need numba: not installed"
-    impls["hstlab-torch"] = make_hstlab("torch")
+        impls["hstlab-torch"] = make_hstlab("torch", device)
     for name, factory in (("snntorch", make_snntorch), ("spikingjelly", make_spikingjelly)):
-        made = factory()
+        made = factory(device)
         if isinstance(made, str):
             skipped[name] = made
         else:
@@ -162,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         names = list(steps)
         for i in range(args.repeat):
             for name in names[i % len(names):] + names[: i % len(names)]:
-                wall, used = _time(steps[name])
+                wall, used = _time(steps[name], sync)
                 samples[name].append(wall)
                 cpu[name].append(used)
         for name, ts in samples.items():
@@ -178,8 +193,9 @@ def main(argv: list[str] | None = None) -> dict:
             entry[f"{mode}_speedup_of_hstlab"] = entry[f"{mode}_median_ms"] / ours[f"{mode}_median_ms"]
             entry[f"{mode}_speedup_of_hstlab_min"] = entry[f"{mode}_min_ms"] / ours[f"{mode}_min_ms"]
 
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads={torch.get_num_threads()}"
     print(f"LIF T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
-          f"torch {torch.__version__}, threads={torch.get_num_threads()}, repeat={args.repeat}")
+          f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}")
     header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
               f"{'cpu ms':>9}{'fwd ms':>9}{'x slower':>10}  check")
     print(header)
@@ -195,7 +211,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:<14}{why}")
 
     report = {
-        "config": {"T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "repeat": args.repeat,
+        "config": {"T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "device": args.device,
+                   "repeat": args.repeat,
                    "warmup": args.warmup, "tau": TAU, "threshold": THRESHOLD, "alpha": ALPHA},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine(), "processor": platform.processor()},

@@ -15,6 +15,7 @@ from hstlab.neurons import (
     PLIF,
     SpikingNeuron,
     _compiled,
+    _gpu,
     build_neuron,
     kernels,
     reset_state,
@@ -235,6 +236,48 @@ def test_compiled_matches_torch_float32(opts: dict, monkeypatch) -> None:
     assert torch.equal(s_t, s_c) and 0 < s_t.mean() < 1
     for a, b in ((h_t, h_c), (v_t, v_c), (gx_t, gx_c), (gv_t, gv_c)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _lif_run(backend: str, device: str, opts: dict, x: torch.Tensor, v0: torch.Tensor, w_out, w_v):
+    """Spikes, H, V_last and the gradients on x and v0 of one LIF run (x, v0 moved to ``device``)."""
+    previous = kernels.set_backend(backend)
+    try:
+        lif = LIF(tau=2.5, alpha=3.0, **opts).to(device)
+        lif.record = True
+        xd = x.detach().to(device).requires_grad_(True)
+        lif.v = v0.to(device).requires_grad_(True)
+        v_in = lif.v
+        spikes = lif(xd)
+        loss = (spikes * w_out.to(device)).sum() + (lif.v * w_v.to(device)).sum()
+        grads = torch.autograd.grad(loss, (xd, v_in))
+        return [t.detach().cpu() for t in (spikes, lif.last_v, lif.v, *grads)]
+    finally:
+        kernels.set_backend(previous)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("opts", OPTION_CASES + FIXED_POINT_CASES, ids=lambda o: "-".join(str(v) for v in o.values()))
+def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None:
+    if not _gpu.AVAILABLE:
+        pytest.skip("triton not installed")
+    calls = []
+    for fn in ("lif_forward", "lif_backward"):
+        original = getattr(_gpu, fn)
+        monkeypatch.setattr(_gpu, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
+    T, B, C = 9, 3, 700  # more neurons than one Triton program takes
+    x = _inputs((T, B, C), dtype=torch.float32, seed=11)
+    v0 = torch.rand(B, C, generator=torch.Generator().manual_seed(12)) * 0.5
+    w_out, w_v = torch.randn(T, B, C), torch.randn(B, C)
+    torch_loops = _lif_run("torch", "cuda", opts, x, v0, w_out, w_v)
+    assert calls == []
+    triton_loops = _lif_run("auto", "cuda", opts, x, v0, w_out, w_v)
+    assert calls == ["lif_forward", "lif_backward"]  # "auto" takes the Triton loops on CUDA
+    cpu = _lif_run("torch", "cpu", opts, x, v0, w_out, w_v)
+    assert torch.equal(torch_loops[0], triton_loops[0]) and torch.equal(cpu[0], triton_loops[0])
+    assert 0 < triton_loops[0].mean() < 1
+    for a, b, c in zip(torch_loops[1:], triton_loops[1:], cpu[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-6)
 
 
 def test_compiled_large_input_split_across_threads() -> None:

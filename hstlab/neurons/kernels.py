@@ -5,9 +5,10 @@ inside ``backward``, so a [T, ...] sequence costs one graph node instead of ~5 p
 Per step the LIF forward runs three ops writing into preallocated outputs (charge, fire,
 reset) and the backward one in-place ``addcmul_``; everything that does not depend on the
 recursion (input scaling, surrogate values, dV/dH) runs once on the whole [T, ...] tensor.
-Fixed-tau LIF on float32 CPU tensors can instead run the compiled loops of
-:mod:`hstlab.neurons._compiled` (numba; one pass over memory per direction, no per-step
-dispatch), chosen by :func:`set_backend`; both paths give the same spikes and gradients.
+Fixed-tau LIF on float32 tensors can instead run compiled loops, chosen by :func:`set_backend`:
+:mod:`hstlab.neurons._compiled` (numba) on the CPU and :mod:`hstlab.neurons._gpu` (Triton) on
+CUDA, one pass over memory per direction and no per-step dispatch; every path gives the same
+spikes and gradients.
 
 Maths (``V_r`` reset potential, ``r = 1/τ``, ``k = 1 - r``, ``c = r`` if decay_input else 1):
     charge   H_t = V_{t-1} + r (X_t - (V_{t-1} - V_r))   |  H_t = V_{t-1} - r (V_{t-1} - V_r) + X_t
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hstlab.neurons import _compiled
+from hstlab.neurons import _compiled, _gpu
 from hstlab.neurons.surrogate import Surrogate
 
 BACKENDS = ("auto", "torch", "compiled")
@@ -40,11 +41,11 @@ if _backend not in BACKENDS:
 def set_backend(name: str) -> str:
     """Choose the LIF loops: "auto", "torch" or "compiled"; returns the previous setting.
 
-    The compiled (numba) loops apply to fixed-tau LIF on float32 CPU tensors; everything else
-    (PLIF, ALIF, float64, GPU, double backward) always runs the torch loops. "auto" takes the
-    compiled loops for inputs of at least ``_compiled.MIN_NUMEL`` elements (smaller ones do not
-    pay numba's import and first-compile time). The env var HSTLAB_NEURON_BACKEND sets the
-    initial value.
+    The compiled loops apply to fixed-tau LIF on float32 tensors: numba on the CPU, Triton on
+    CUDA (when installed); everything else (PLIF, ALIF, float64, half precision, double
+    backward) always runs the torch loops. "auto" takes the compiled loops for CUDA inputs and
+    for CPU inputs of at least ``_compiled.MIN_NUMEL`` elements (smaller ones do not pay numba's
+    import and first-compile time). The env var HSTLAB_NEURON_BACKEND sets the initial value.
     """
     global _backend
     if name not in BACKENDS:
@@ -58,7 +59,14 @@ def set_backend(name: str) -> str:
 def _use_compiled(x: Tensor, r: Tensor | None, p: LIFParams) -> bool:
     if _backend == "torch" or r is not None or p.surrogate.name not in _compiled.CODES:
         return False
+    if x.is_cuda:
+        return _gpu.usable(x)
     return _compiled.usable(x) and (_backend == "compiled" or x.numel() >= _compiled.MIN_NUMEL)
+
+
+def _loops(x: Tensor):
+    """The compiled loops for ``x``'s device: Triton on CUDA, numba on the CPU."""
+    return _gpu if x.is_cuda else _compiled
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ class LIFMultiStep(torch.autograd.Function):
         if ctx.compiled:
             c0 = tau_inv if p.decay_input else 1.0
             u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
-            spikes, eta, u = _compiled.lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard,
+            spikes, eta, u = _loops(x).lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard,
                                                    *membrane_grid(p))
             return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u)
         if r is None:
@@ -209,7 +217,7 @@ class LIFMultiStep(torch.autograd.Function):
         if ctx.compiled and g_spikes is not None and not torch.is_grad_enabled():
             c = ctx.tau_inv if p.decay_input else 1.0
             gv = None if g_vlast is None else g_vlast.to(eta.dtype).contiguous()
-            g_x, g_v0 = _compiled.lif_backward(
+            g_x, g_v0 = _loops(eta).lif_backward(
                 g_spikes.to(eta.dtype).contiguous(), gv, eta, spikes, 1.0 - ctx.tau_inv, c, theta,
                 p.threshold, p.hard, p.detach_reset, _compiled.CODES[p.surrogate.name], p.alpha,
             )
