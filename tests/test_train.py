@@ -211,6 +211,8 @@ def test_bad_arguments_name_the_field():
         make_trainer(warmup_frac=0.9)
     with pytest.raises(ValueError, match="callbacks\\[0\\]"):
         make_trainer(callbacks=[object()])
+    with pytest.raises(ValueError, match="device='tpu' is not allowed; allowed: cpu, cuda, cuda:N"):
+        make_trainer(device="tpu")
 
 
 def test_max_seconds_stops_early():

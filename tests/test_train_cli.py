@@ -88,6 +88,17 @@ def test_cli_rejects_bad_arguments(capsys):
     assert parse_options(["a=1", "b=x", "c=0.5"]) == {"a": 1, "b": "x", "c": 0.5}
 
 
+def test_cli_device_is_checked_before_training(tmp_path, capsys):
+    assert main(["train", *COMMON, "--device", "gpu", "--run-dir", str(tmp_path)]) == 2
+    assert "device='gpu' is not allowed; allowed: cpu, cuda, cuda:N" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", *COMMON, "--device", "cuda", "--run-dir", str(tmp_path)]) == 2
+        assert "torch sees no CUDA device here" in capsys.readouterr().err
+    assert not (tmp_path / "last.pt").exists()
+    assert main(["train", *COMMON, "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "last.pt").exists()
+
+
 def test_negative_binomial_dispersion_is_trained_and_checkpointed(tmp_path):
     train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
               dataset_options=DATA, loss="negative_binomial_nll", loss_options={"num_neurons": 6})

@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS",
                    help="move each training sample by up to PIXELS (event frames only; 0: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("energy", help="energy report of a run's best.pt on one validation batch")
@@ -92,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds, limit=args.limit, time_bins=args.time_bins, loss=args.loss,
         dataset_options=parse_options(args.data_option),
         checkpoint_every=args.checkpoint_every, progress=not args.no_progress, augment_shift=args.augment_shift,
+        **({"device": dist_utils.check_device(args.device)} if args.device else {}),
     )
     if dist_utils.current_context().is_main:
         print(summary(metrics))

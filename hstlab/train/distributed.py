@@ -65,6 +65,29 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that this machine has; ``ValueError`` naming the allowed values.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={str(device)!r} is not allowed; allowed: cpu, cuda, cuda:N")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={str(device)!r}: torch sees no CUDA device here (torch {torch.__version__}); "
+                             "allowed: cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device={str(device)!r}: only {count} CUDA device(s); allowed: cuda:0 ... cuda:{count - 1}")
+    return dev
+
+
 def default_device(ctx: DistContext) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
