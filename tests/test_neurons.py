@@ -260,6 +260,7 @@ def _lif_run(backend: str, device: str, opts: dict, x: torch.Tensor, v0: torch.T
 def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None:
     if not _gpu.AVAILABLE:
         pytest.skip("triton not installed")
+    assert _gpu._works_on(torch.device("cuda", torch.cuda.current_device()))  # the once-per-device self-check
     calls = []
     for fn in ("lif_forward", "lif_backward"):
         original = getattr(_gpu, fn)
@@ -278,6 +279,20 @@ def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None
     for a, b, c in zip(torch_loops[1:], triton_loops[1:], cpu[1:]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-6)
+
+
+def test_triton_loops_that_fail_their_first_run_fall_back_with_a_warning(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("PTX for this GPU is not supported")
+
+    monkeypatch.setattr(_gpu, "lif_forward", broken)
+    _gpu._works_on.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="Triton LIF loops do not work on cpu .*PTX.*using the torch loops"):
+            assert _gpu._works_on(torch.device("cpu")) is False
+    finally:
+        _gpu._works_on.cache_clear()
+    assert not _gpu.usable(torch.zeros(2, 3))  # CPU tensors never take the Triton loops
 
 
 def test_compiled_large_input_split_across_threads() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 
 import torch
 from torch import Tensor
@@ -23,8 +24,28 @@ CODES = {"atan": 0, "sigmoid": 1, "fast_sigmoid": 2, "triangle": 3}  # as in ._c
 
 
 def usable(x: Tensor) -> bool:
-    """Whether the Triton loops can take ``x``: float32 on a CUDA device with a time axis."""
-    return AVAILABLE and x.is_cuda and x.dtype == torch.float32 and x.dim() >= 2
+    """Whether the Triton loops can take ``x``: float32 on a CUDA device with a time axis, and the
+    kernels compiled and ran there (checked once per device, see :func:`_works_on`)."""
+    return AVAILABLE and x.is_cuda and x.dtype == torch.float32 and x.dim() >= 2 and _works_on(x.device)
+
+
+@functools.cache
+def _works_on(device: torch.device) -> bool:
+    """Compile and run both kernels once on a tiny input; any failure (an old Triton, an unsupported
+    GPU) warns once and leaves that device to the torch loops instead of breaking training."""
+    try:
+        x = torch.tensor([[0.5, 3.0], [2.0, -1.0]], device=device)  # [T=2, 2 neurons]
+        s, eta, _ = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, True)
+        g_x, _ = lif_backward(torch.ones_like(x), None, eta, s, 0.5, 1.0, 1.0, 1.0, True, True, 0, 2.0)
+        expected = torch.tensor([[0.0, 1.0], [1.0, 0.0]], device=device)  # η = [0.5, 3], then [2.25, -1]
+        ok = torch.equal(s, expected) and bool(torch.isfinite(g_x).all())
+        reason = "" if ok else f"wrong spikes {s.tolist()}"
+    except Exception as err:  # noqa: BLE001 - any compiler or driver error means: do not use these loops
+        ok, reason = False, f"{type(err).__name__}: {err}"
+    if not ok:
+        warnings.warn(f"hstlab: the Triton LIF loops do not work on {device} ({reason}); "
+                      "using the torch loops there", RuntimeWarning, stacklevel=3)
+    return ok
 
 
 @functools.cache
