@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from hstlab.neurons import LIF, kernels
+from hstlab.neurons import LIF, _gpu, kernels
 from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
 
 TAU, THRESHOLD, ALPHA = 2.0, 1.0, 2.0
@@ -89,6 +89,14 @@ def make_spikingjelly(device: torch.device) -> Callable[[torch.Tensor], torch.Te
     return run
 
 
+def _triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
+
+
 def _time(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all this process's threads) of one call, ``sync`` waiting for the device."""
     sync()
@@ -126,12 +134,15 @@ def main(argv: list[str] | None = None) -> dict:
     impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     skipped: dict[str, str] = {}
     if device.type != "cpu":
-        impls["hstlab"] = make_hstlab("auto", device)  # Triton loops on CUDA when Triton is installed
+        loops = "Triton" if _gpu.usable(x) else "torch (Triton unavailable)"
+        impls["hstlab"] = make_hstlab("auto", device)  # the Triton loops when usable, else the torch loops
         impls["hstlab-torch"] = make_hstlab("torch", device)
     elif COMPILED_AVAILABLE:
+        loops = "numba"
         impls["hstlab"] = make_hstlab("compiled", device)
         impls["hstlab-torch"] = make_hstlab("torch", device)
     else:
+        loops = "torch"
         skipped["hstlab"] = "compiled loops need numba: not installed"
         impls["hstlab-torch"] = make_hstlab("torch", device)
     for name, factory in (("snntorch", make_snntorch), ("spikingjelly", make_spikingjelly)):
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads={torch.get_num_threads()}"
     print(f"LIF T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
-          f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}")
+          f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}; hstlab runs {loops} loops")
     header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
               f"{'cpu ms':>9}{'fwd ms':>9}{'x slower':>10}  check")
     print(header)
@@ -215,7 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
                    "repeat": args.repeat,
                    "warmup": args.warmup, "tau": TAU, "threshold": THRESHOLD, "alpha": ALPHA},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "machine": platform.machine(), "processor": platform.processor()},
+                        "machine": platform.machine(), "processor": platform.processor(), "hstlab_loops": loops,
+                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                        "triton": _triton_version()},
         "results": results, "checks": checks, "skipped": skipped,
     }
     if args.json:

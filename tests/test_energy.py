@@ -430,6 +430,40 @@ def test_time_batched_dataflow_keeps_membranes_in_registers() -> None:
     assert linear_saved == pytest.approx((3 - 1) * 30 * 32 / 64 * 10e-12)  # 30 parameters, read 3x vs once
 
 
+def test_time_batched_reads_folded_conv_and_attention_weights_once() -> None:
+    T, B, L, E = 3, 2, 4, 8
+
+    class Folded(nn.Module):  # time folded into the batch, as the SPS stem and nn.MultiheadAttention take it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, padding=1)  # 2*3*9 + 3 = 57 parameters
+            self.attn = nn.MultiheadAttention(E, 2)  # in-projections 3*8*8 + 24 = 216, out_proj 8*8 + 8 = 72
+
+        def forward(self, frames: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+            self.conv(frames.flatten(0, 1))  # [T*B, 2, 5, 5]
+            seq = tokens.permute(2, 0, 1, 3).reshape(L, T * B, E)  # [L, T*B, E]
+            return self.attn(seq, seq, seq, need_weights=False)[0]
+
+    model = Folded()
+    tokens = torch.rand(T, B, L, E) + 0.1
+
+    class Both(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:  # frames [T, B, 2, 5, 5]
+            return self.inner(frames, tokens)
+
+    frames = torch.rand(T, B, 2, 5, 5) + 0.1
+    step, batched = (energy_report(Both(), frames, memory_level="sram-8kb", dataflow=f)
+                     for f in ("step-major", "time-batched"))
+    word = 10e-12 / 64  # joules per bit at the 8 KB SRAM
+    for name, params in (("inner.conv", 57), ("inner.attn", 216), ("inner.attn.out_proj", 72)):
+        saved = row(step, name)["memory_j"] - row(batched, name)["memory_j"]
+        assert saved == pytest.approx((T - 1) * params * 32 * word), name  # read T times vs once
+
+
 def test_unknown_dataflow_names_the_allowed_values() -> None:
     with pytest.raises(ValueError, match="dataflow='layerwise'.*step-major, time-batched"):
         energy_report(nn.Linear(4, 2), torch.rand(2, 1, 4), dataflow="layerwise")

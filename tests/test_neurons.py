@@ -281,6 +281,42 @@ def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None
         torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("opts", [
+    {"threshold": 0.7, "v_reset": -0.1, "reset": "soft", "membrane_bits": 8},
+    {"threshold": 1.0, "v_reset": 0.2, "reset": "hard", "membrane_bits": 6},
+])
+def test_triton_fixed_point_membranes_match_on_a_million_neurons(opts: dict) -> None:
+    """Rounding to the grid must not differ anywhere: a 1-ulp division error flips ties."""
+    if not _gpu.AVAILABLE:
+        pytest.skip("triton not installed")
+    x = torch.randn(16, 4, 1 << 18, generator=torch.Generator().manual_seed(5)).cuda()  # [T, B, N]
+    results = {}
+    for backend in ("torch", "auto"):
+        previous = kernels.set_backend(backend)
+        try:
+            lif = LIF(tau=2.0, **opts).cuda()
+            with torch.no_grad():
+                results[backend] = (lif(x), lif.v.clone())
+        finally:
+            kernels.set_backend(previous)
+    (s_torch, v_torch), (s_triton, v_triton) = results["torch"], results["auto"]
+    assert torch.equal(s_torch, s_triton) and torch.equal(v_torch, v_triton)
+
+
+def test_gpu_self_check_values_are_right_on_the_numba_loops(monkeypatch) -> None:
+    """The hand-computed answers of ``_gpu._works_on`` hold for the CPU loops of the same maths."""
+    if not _compiled.AVAILABLE:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(_gpu, "lif_forward", _compiled.lif_forward)
+    monkeypatch.setattr(_gpu, "lif_backward", _compiled.lif_backward)
+    _gpu._works_on.cache_clear()
+    try:
+        assert _gpu._works_on(torch.device("cpu")) is True
+    finally:
+        _gpu._works_on.cache_clear()
+
+
 def test_triton_loops_that_fail_their_first_run_fall_back_with_a_warning(monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("PTX for this GPU is not supported")

@@ -89,3 +89,19 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     for name, value in r0["state"].items():
         assert torch.equal(value, r1["state"][name]), name
     assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_each_rank_takes_its_own_gpu(monkeypatch):
+    from hstlab.train.distributed import DistContext, check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a 2-GPU machine, as far as the check sees
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    rank1 = DistContext(rank=1, world_size=2, local_rank=1)
+    assert check_device("cuda", rank1) == torch.device("cuda", 1)
+    assert check_device("cuda:1", rank1) == torch.device("cuda", 1)
+    assert check_device("cpu", rank1) == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='cuda:0' under torchrun: each rank uses its own GPU"):
+        check_device("cuda:0", rank1)
+    with pytest.raises(ValueError, match=r"only 2 CUDA device\(s\); allowed: cuda:0 ... cuda:1"):
+        check_device("cuda:2")
+    assert check_device("cuda:0") == torch.device("cuda", 0)  # one process: any GPU it names

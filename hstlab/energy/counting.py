@@ -3,8 +3,8 @@
 Each counter matches a module type, hooks it, and adds what one forward call costs to a
 :class:`LayerTally`: MACs and ACs for the whole batch, the time steps the layer ran per sample
 (and the calls: together they give the weight reads of each dataflow), and activation, spike and
-membrane traffic in bits. Counters
-are chosen through the ``COUNTERS`` registry, first match wins, in registration order.
+membrane traffic in bits. Counters are chosen through the ``COUNTERS`` registry, first match
+wins, in registration order.
 """
 
 from __future__ import annotations

@@ -282,6 +282,7 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
 
 def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major") -> list[str]:
     """The modelling assumptions of a report, as sentences for model cards."""
+    check_dataflow(dataflow)
     ops = preset.ops
     lines = [
         (f"Preset {preset.name}: 45 nm (Horowitz 2014); unquantized layers use {ops.name} arithmetic "

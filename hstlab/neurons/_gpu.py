@@ -4,7 +4,8 @@ On a GPU the torch loops launch a few kernels per time step (about 80 for T = 16
 backward), which costs more than the arithmetic. Here one kernel runs the whole forward and one
 the whole backward: each program owns a block of neurons and keeps their membrane in registers
 through the time loop, reading X (and ∂L/∂S, η) once and writing S, η (and ∂L/∂X) once.
-Same maths, same arguments and same float32 arithmetic as the numba loops, so both compiled
+Same maths, same arguments and same float32 arithmetic as the numba loops (divisions are
+correctly rounded, ``div_rn``: Triton's default float32 ``/`` is approximate), so both compiled
 paths give the torch loops' spikes. Without Triton (e.g. CPU-only or Windows builds of
 PyTorch) :data:`AVAILABLE` is False and the torch loops run.
 """
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import math
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
 
 AVAILABLE = importlib.util.find_spec("triton") is not None  # imported on first use
-_BLOCK = 512  # neurons per program
-CODES = {"atan": 0, "sigmoid": 1, "fast_sigmoid": 2, "triangle": 3}  # as in ._compiled
+_BLOCK = 512  # neurons per program (the surrogate codes are ._compiled.CODES)
 
 
 def usable(x: Tensor) -> bool:
@@ -35,11 +37,18 @@ def _works_on(device: torch.device) -> bool:
     GPU) warns once and leaves that device to the torch loops instead of breaking training."""
     try:
         x = torch.tensor([[0.5, 3.0], [2.0, -1.0]], device=device)  # [T=2, 2 neurons]
-        s, eta, _ = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, True)
+        s, eta, _ = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, True)  # k=1/2, θ=1, hard
         g_x, _ = lif_backward(torch.ones_like(x), None, eta, s, 0.5, 1.0, 1.0, 1.0, True, True, 0, 2.0)
-        expected = torch.tensor([[0.0, 1.0], [1.0, 0.0]], device=device)  # η = [0.5, 3], then [2.25, -1]
-        ok = torch.equal(s, expected) and bool(torch.isfinite(g_x).all())
-        reason = "" if ok else f"wrong spikes {s.tolist()}"
+        _, _, u_q = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, False, 0.25, 8)
+        # by hand: η = [0.5, 3], then [2.25, -1]; atan surrogate with α=2 is g(z) = 1 / (1 + (π z)²)
+        g = [1.0 / (1.0 + (math.pi * z) ** 2) for z in (-0.5, 2.0, 1.25, -2.0)]
+        expected_g = torch.tensor([[g[0] + 0.5 * g[2], g[1]], [g[2], g[3]]], device=device)
+        # soft reset on a grid of step 0.25, levels -8..7: u = [0.5, 2.0 -> 1.75 (saturates)], then
+        # η = [2.25, -0.125]: u = [1.25, -0.125 = -0.5 steps -> 0 (a tie, rounded to even)]
+        ok = (torch.equal(s, torch.tensor([[0.0, 1.0], [1.0, 0.0]], device=device))
+              and torch.allclose(g_x, expected_g, rtol=1e-5, atol=1e-7)
+              and torch.equal(u_q, torch.tensor([1.25, 0.0], device=device)))
+        reason = "" if ok else f"wrong results: spikes {s.tolist()}, grads {g_x.tolist()}, fixed point {u_q.tolist()}"
     except Exception as err:  # noqa: BLE001 - any compiler or driver error means: do not use these loops
         ok, reason = False, f"{type(err).__name__}: {err}"
     if not ok:
@@ -49,16 +58,17 @@ def _works_on(device: torch.device) -> bool:
 
 
 @functools.cache
-def _kernels():
+def _kernels() -> tuple[Any, Any]:
     """Compile-on-first-call kernels (Triton is imported here, not at hstlab import)."""
     import triton
     import triton.language as tl
 
     @triton.jit
     def _round_half_even(v):
-        r = tl.floor(v + 0.5)
+        r = tl.floor(v)
+        d = v - r  # exact for |v| < 2**23
         odd = (r - 2.0 * tl.floor(r * 0.5)) != 0.0
-        return tl.where(((r - v) == 0.5) & odd, r - 1.0, r)  # ties to even, as torch.round / np.rint
+        return tl.where((d > 0.5) | ((d == 0.5) & odd), r + 1.0, r)  # ties to even, as torch.round / np.rint
 
     @triton.jit
     def lif_fwd(x_ptr, u0_ptr, s_ptr, eta_ptr, u_out_ptr, M, T, k, c, theta, thr, qstep, qlevels,
@@ -77,7 +87,7 @@ def _kernels():
             else:
                 u = e - thr * f
             if QUANT:
-                u = tl.minimum(tl.maximum(_round_half_even(u / qstep), -qlevels), qlevels - 1.0) * qstep
+                u = tl.minimum(tl.maximum(_round_half_even(tl.math.div_rn(u, qstep)), -qlevels), qlevels - 1.0) * qstep
             x_row += M
             s_row += M
             e_row += M
@@ -129,20 +139,21 @@ def _grid(m: int) -> tuple[int]:
 
 
 def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool,
-                qstep: float = 0.0, qlevels: int = 0):
+                qstep: float = 0.0, qlevels: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r); see ._compiled."""
     T = x.shape[0]
     s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
     m = u_last.numel()
     if m:
-        _kernels()[0][_grid(m)](x, u0, s, eta, u_last, m, T, float(k), float(c), float(theta), float(thr),
-                                float(qstep) if qstep > 0 else 1.0, float(qlevels), HARD=bool(hard),
-                                QUANT=qstep > 0, BLOCK=_BLOCK)
+        with torch.cuda.device(x.device):  # Triton launches on the current device
+            _kernels()[0][_grid(m)](x, u0, s, eta, u_last, m, T, float(k), float(c), float(theta), float(thr),
+                                    float(qstep) if qstep > 0 else 1.0, float(qlevels), HARD=bool(hard),
+                                    QUANT=qstep > 0, BLOCK=_BLOCK)
     return s, eta, u_last
 
 
 def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: Tensor, k: float, c: float,
-                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float):
+                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float) -> tuple[Tensor, Tensor]:
     """∂L/∂X [T, ...] and ∂L/∂V_{-1} [...] in one kernel (``spikes`` is recomputed from η)."""
     T = eta.shape[0]
     g_x = torch.empty_like(eta)
@@ -150,8 +161,8 @@ def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: 
     m = g_v0.numel()
     gv = torch.zeros_like(g_v0) if g_vlast is None else g_vlast.contiguous()
     if m:
-        _kernels()[1][_grid(m)](g_spikes.contiguous(), gv, eta, g_x, g_v0, m, T, (T - 1) * m, float(k), float(c),
-                                float(theta),
-                                float(thr), float(alpha), HARD=bool(hard), DETACH=bool(detach), CODE=int(code),
-                                BLOCK=_BLOCK)
+        with torch.cuda.device(eta.device):
+            _kernels()[1][_grid(m)](g_spikes.contiguous(), gv, eta, g_x, g_v0, m, T, (T - 1) * m, float(k), float(c),
+                                    float(theta), float(thr), float(alpha), HARD=bool(hard), DETACH=bool(detach),
+                                    CODE=int(code), BLOCK=_BLOCK)
     return g_x, g_v0

@@ -148,9 +148,9 @@ def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path |
             one = dataclasses.replace(c, num_steps=1)
             rows.append({"variant": label, "modes": one.modes, "steps": 1, "bits": one.weight_bits, "preset": preset,
                          **_compared(_build(one, 0), x1, preset)})
+    this_batched = rows[0]["total_j_time_batched"]
     for row in rows:
         row["ratio_to_this"] = row["total_j"] / this.total_j if this.total_j else math.nan
-        this_batched = rows[0]["total_j_time_batched"]
         row["ratio_to_this_time_batched"] = row["total_j_time_batched"] / this_batched if this_batched else math.nan
         row["accuracy"] = None
     rows[0]["accuracy"] = accuracy

@@ -65,8 +65,11 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def check_device(device: str | torch.device) -> torch.device:
+def check_device(device: str | torch.device, ctx: DistContext | None = None) -> torch.device:
     """``device`` as a ``torch.device`` that this machine has; ``ValueError`` naming the allowed values.
+
+    Under torchrun (``ctx`` enabled) every rank takes its own GPU: "cuda" means ``cuda:LOCAL_RANK``,
+    and any other index is refused.
 
     Example:
         >>> check_device("cpu")
@@ -85,6 +88,11 @@ def check_device(device: str | torch.device) -> torch.device:
                              "allowed: cpu")
         if dev.index is not None and dev.index >= count:
             raise ValueError(f"device={str(device)!r}: only {count} CUDA device(s); allowed: cuda:0 ... cuda:{count - 1}")
+        if ctx is not None and ctx.enabled:
+            if dev.index not in (None, ctx.local_rank):
+                raise ValueError(f"device={str(device)!r} under torchrun: each rank uses its own GPU; "
+                                 f"allowed: cuda (this rank: cuda:{ctx.local_rank}) or cpu")
+            return torch.device("cuda", ctx.local_rank)
     return dev
 
 

@@ -183,7 +183,8 @@ class Trainer:
         if not isinstance(cfg, HSTConfig):
             raise ValueError(f"cfg={cfg!r} must be an HSTConfig (or the model must carry one as .cfg)")  # noqa: TRY004
         self.ctx = dist_utils.current_context()
-        self.device = dist_utils.check_device(device) if device is not None else dist_utils.default_device(self.ctx)
+        self.device = (dist_utils.check_device(device, self.ctx) if device is not None
+                       else dist_utils.default_device(self.ctx))
         self.cfg = cfg
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.epochs, self.batch_size = epochs, batch_size

@@ -11,7 +11,14 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the lazy names
+    from hstlab.ui.app import ExplorerApp, create_app, serve
+    from hstlab.ui.samples import Sample, SampleSource
+    from hstlab.ui.state import ExplorerState, Inspection
+    from hstlab.ui.training import TrainSession
+    from hstlab.ui.views import BuildView, EnergyView, InspectView, LayerTable, TrainView
 
 # Loaded on first use, so that importing hstlab.ui.cli (every `hstlab` command) does not import Panel.
 _EXPORTS = {
@@ -56,4 +63,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return sorted(set(globals()) | set(__all__))

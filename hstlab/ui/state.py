@@ -454,7 +454,7 @@ class ExplorerState(param.Parameterized):
         if self.model is None or self.sample is None:
             return
         try:
-            self.energy = self._energy(self.model, self.sample)
+            self.param.update(energy=self._energy(self.model, self.sample), error="")
         except Exception as exc:  # noqa: BLE001
             self.error = f"{type(exc).__name__}: {exc}"
 
