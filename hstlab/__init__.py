@@ -16,6 +16,8 @@ import importlib
 import os
 from typing import Any
 
+from hstlab._lazy import lazy_attribute
+
 # OpenMP workers that spin between parallel regions stall for ~16 ms per op when the machine's
 # cores are shared or CPU-limited (measured here: 2-thread elementwise ops 0.3 ms passive vs 16 ms
 # spinning). Takes effect only if torch is imported after hstlab; an explicit setting wins.
@@ -71,11 +73,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 def __getattr__(name: str) -> Any:
     if name in _SUBPACKAGES:
         return importlib.import_module(f"hstlab.{name}")
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hstlab' has no attribute {name!r}")
+    return lazy_attribute("hstlab", _EXPORTS, globals(), name)
 
 
 def __dir__() -> list[str]:

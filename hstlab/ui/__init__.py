@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from hstlab._lazy import lazy_attribute
 
 if TYPE_CHECKING:  # type checkers see the lazy names
     from hstlab.ui.app import ExplorerApp, create_app, serve
@@ -55,11 +56,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hstlab.ui' has no attribute {name!r}")
+    return lazy_attribute("hstlab.ui", _EXPORTS, globals(), name)
 
 
 def __dir__() -> list[str]:
