@@ -178,7 +178,8 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     ``memory_level`` overrides the memory chosen from the weight size (one of ``MEMORY_LEVELS``);
     ``dataflow`` (one of ``DATAFLOWS``) sets how often weights and membranes are moved: every step
     ("step-major") or once per layer call, reused for all its steps ("time-batched"); compute is the
-    same under both. ``seed`` fixes random masking during the pass without touching the global RNG (None: no seed).
+    same under both. ``seed`` fixes random masking during the pass without touching the global RNG
+    (None: no seed).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]

@@ -86,8 +86,9 @@ def _kernels() -> tuple[Any, Any]:
                 u = e - f * e
             else:
                 u = e - thr * f
-            if QUANT:
-                u = tl.minimum(tl.maximum(_round_half_even(tl.math.div_rn(u, qstep)), -qlevels), qlevels - 1.0) * qstep
+            if QUANT:  # round to the saturating grid qstep * [-qlevels, qlevels - 1]
+                level = _round_half_even(tl.math.div_rn(u, qstep))
+                u = tl.minimum(tl.maximum(level, -qlevels), qlevels - 1.0) * qstep
             x_row += M
             s_row += M
             e_row += M

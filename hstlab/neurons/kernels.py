@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -64,7 +65,7 @@ def _use_compiled(x: Tensor, r: Tensor | None, p: LIFParams) -> bool:
     return _compiled.usable(x) and (_backend == "compiled" or x.numel() >= _compiled.MIN_NUMEL)
 
 
-def _loops(x: Tensor):
+def _loops(x: Tensor) -> ModuleType:
     """The compiled loops for ``x``'s device: Triton on CUDA, numba on the CPU."""
     return _gpu if x.is_cuda else _compiled
 
