@@ -37,6 +37,15 @@ def test_no_outputs_or_execution_counts(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_a_unique_id(path: Path) -> None:
+    """nbformat 4.5 cells carry ids; a hand-added cell without one warns now and fails in future nbformat."""
+    ids = [cell.get("id") for cell in _cells(path)]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{path.name} cells {missing} have no id (nbformat.validator.normalize adds them)"
+    assert len(set(ids)) == len(ids), f"{path.name} has duplicate cell ids"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_uses_smoke_mode(path: Path) -> None:
     code = _code(path)
     assert SMOKE_CALL.search(code), f"{path.name} never calls hstlab.pick(...) or smoke_mode()"
