@@ -329,7 +329,7 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
 
 def _baseline_note(model: nn.Module, x: torch.Tensor, preset: EnergyPreset, level: MemoryLevel,
                    memory: bool, weight_bytes: float, dataflow: str) -> str:
-    note = (f"Measured on one forward pass of example_input {tuple(x.shape)}: T={x.shape[0]} input steps, "
+    note = (f"Measured on one forward pass of an input of shape {tuple(x.shape)}: T={x.shape[0]} input steps, "
             f"averaged over B={x.shape[1]} samples; preset {preset.name}; ")
     note += (f"memory {level.name} (weights {weight_bytes / 1024:.1f} KiB), {dataflow} dataflow." if memory
              else "memory not counted.")

@@ -53,7 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_energy)
 
-    p = subparsers.add_parser("card", help="write an energy-aware model card (Markdown + HTML) into a run directory")
+    p = subparsers.add_parser("card", help="write an energy-aware model card (Markdown, HTML and JSON) into a run directory")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--twin", metavar="RUN_DIR", help="a trained standard-mode twin run (adds its accuracy)")
     p.add_argument("--out", help="folder for the card files (default: RUN_DIR)")
@@ -179,7 +179,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     from hstlab.train.card import write_model_card
 
     path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
-    print(f"wrote {path} and {path.with_suffix('.html')}")
+    print(f"wrote {path}, {path.with_suffix('.html')} and {path.with_suffix('.json')}")
     return 0
 
 
