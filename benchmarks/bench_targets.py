@@ -61,7 +61,7 @@ def train(cfg: HSTConfig, data, out: Path, *, epochs: int, batch_size: int, lr: 
 def energy_of(model: torch.nn.Module, x: torch.Tensor, preset: str) -> dict:
     """Energy per sample with memory under both dataflows (compute is the same under both)."""
     step = energy_report(model, x, preset=preset, memory=True)
-    batched = energy_report(model, x, preset=preset, memory=True, dataflow="time-batched")
+    batched = step.with_dataflow("time-batched")
     return {"total_j": step.total_j, "compute_j": step.compute_j, "memory_j": step.memory_j,
             "total_j_time_batched": batched.total_j, "memory_j_time_batched": batched.memory_j,
             "macs": step.macs, "acs": step.acs}

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -464,9 +465,25 @@ def test_time_batched_reads_folded_conv_and_attention_weights_once() -> None:
         assert saved == pytest.approx((T - 1) * params * 32 * word), name  # read T times vs once
 
 
+def test_with_dataflow_reprices_the_same_pass_like_a_fresh_measurement() -> None:
+    from hstlab.neurons import LIF
+
+    model = nn.Sequential(nn.Linear(4, 6), LIF(), nn.Linear(6, 3))
+    x = torch.rand(3, 2, 4)  # [T, B, in]
+    step = energy_report(model, x)
+    for flow in ("time-batched", "step-major"):
+        repriced, fresh = step.with_dataflow(flow), energy_report(model, x, dataflow=flow)
+        pd.testing.assert_frame_equal(repriced.layers, fresh.layers)
+        assert (repriced.dataflow, repriced.assumptions, repriced.baseline_note) == (
+            fresh.dataflow, fresh.assumptions, fresh.baseline_note)
+    assert step.with_dataflow("time-batched").with_dataflow("step-major").total_j == step.total_j
+
+
 def test_unknown_dataflow_names_the_allowed_values() -> None:
     with pytest.raises(ValueError, match="dataflow='layerwise'.*step-major, time-batched"):
         energy_report(nn.Linear(4, 2), torch.rand(2, 1, 4), dataflow="layerwise")
+    with pytest.raises(ValueError, match="dataflow='layerwise'.*step-major, time-batched"):
+        energy_report(nn.Linear(4, 2), torch.rand(2, 1, 4)).with_dataflow("layerwise")
 
 
 def test_time_steps_rule() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,22 @@ class EnergyReport:
     assumptions: list[str] = field(default_factory=list)
     baseline_note: str = ""
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    # prices the same measured pass under a given dataflow (set by energy_report)
+    _reprice: Callable[[str], EnergyReport] | None = field(default=None, repr=False, compare=False)
+
+    def with_dataflow(self, dataflow: str) -> EnergyReport:
+        """This measured pass priced under another memory ``dataflow`` (no new forward pass).
+
+        Example:
+            >>> report = energy_report(nn.Linear(8, 4), torch.rand(3, 2, 8))  # [T, B, in]
+            >>> batched = report.with_dataflow("time-batched")
+            >>> batched.compute_j == report.compute_j, batched.memory_j < report.memory_j
+            (True, True)
+        """
+        check_dataflow(dataflow)
+        if self._reprice is None:
+            raise ValueError("this EnergyReport was not made by energy_report; measure again with dataflow=")
+        return self._reprice(dataflow)
 
     # totals, per sample
     def _sum(self, column: str) -> float:
@@ -213,23 +229,28 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
 
     weight_bytes = model_weight_bytes(model, settings)
     level = level or select_memory_level(weight_bytes)
-    rows = [_row(t, settings, level, memory, batch, dataflow) for t in tallies]
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    return EnergyReport(
-        layers=table,
-        preset=settings.name,
-        memory=memory,
-        memory_level=level.name,
-        memory_access_j=level.access_j,
-        weight_bytes=weight_bytes,
-        time_steps=int(example_input.shape[0]),
-        batch_size=batch,
-        input_shape=tuple(int(s) for s in example_input.shape),
-        dataflow=dataflow,
-        assumptions=assumptions(settings, level, memory, dataflow),
-        baseline_note=_baseline_note(model, example_input, settings, level, memory, weight_bytes, dataflow),
-        breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
-    )
+    shape, cfg = tuple(int(s) for s in example_input.shape), getattr(model, "cfg", None)  # not the tensors
+
+    def priced(flow: str) -> EnergyReport:  # the tallies of this one pass, priced under ``flow``
+        rows = [_row(t, settings, level, memory, batch, flow) for t in tallies]
+        return EnergyReport(
+            layers=pd.DataFrame(rows, columns=list(COLUMNS)),
+            preset=settings.name,
+            memory=memory,
+            memory_level=level.name,
+            memory_access_j=level.access_j,
+            weight_bytes=weight_bytes,
+            time_steps=shape[0],
+            batch_size=batch,
+            input_shape=shape,
+            dataflow=flow,
+            assumptions=assumptions(settings, level, memory, flow),
+            baseline_note=_baseline_note(shape, cfg, settings, level, memory, weight_bytes, flow),
+            breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
+            _reprice=priced,
+        )
+
+    return priced(dataflow)
 
 
 def energy_per_sample(model: nn.Module, x: torch.Tensor, preset: str = "45nm-fp32", memory: bool = True,
@@ -327,13 +348,12 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
     return lines
 
 
-def _baseline_note(model: nn.Module, x: torch.Tensor, preset: EnergyPreset, level: MemoryLevel,
+def _baseline_note(shape: tuple[int, ...], cfg: Any, preset: EnergyPreset, level: MemoryLevel,
                    memory: bool, weight_bytes: float, dataflow: str) -> str:
-    note = (f"Measured on one forward pass of an input of shape {tuple(x.shape)}: T={x.shape[0]} input steps, "
-            f"averaged over B={x.shape[1]} samples; preset {preset.name}; ")
+    note = (f"Measured on one forward pass of an input of shape {shape}: T={shape[0]} input steps, "
+            f"averaged over B={shape[1]} samples; preset {preset.name}; ")
     note += (f"memory {level.name} (weights {weight_bytes / 1024:.1f} KiB), {dataflow} dataflow." if memory
              else "memory not counted.")
-    cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "num_steps"):
         modes = getattr(cfg, "modes", "?")
         note += f" Model config: num_steps={cfg.num_steps}, modes={modes}."

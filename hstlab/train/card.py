@@ -83,17 +83,17 @@ def _build(cfg: HSTConfig, seed: int) -> nn.Module:
     return model.eval()
 
 
-def _report(model: nn.Module, x: Tensor, preset: str, dataflow: str = "step-major") -> Any:
+def _report(model: nn.Module, x: Tensor, preset: str) -> Any:
     from hstlab.energy import energy_report
 
-    return energy_report(model, x, preset=preset, dataflow=dataflow)
+    return energy_report(model, x, preset=preset)
 
 
 def _compared(model: nn.Module, x: Tensor, preset: str, report: Any = None) -> dict[str, Any]:
     """Energy summary of ``model`` on ``x`` (``report``: its step-major report, if measured) with the
-    time-batched total beside it."""
+    time-batched total of the same pass beside it."""
     report = report if report is not None else _report(model, x, preset)
-    return {**_energy_summary(report), "total_j_time_batched": _report(model, x, preset, "time-batched").total_j}
+    return {**_energy_summary(report), "total_j_time_batched": report.with_dataflow("time-batched").total_j}
 
 
 def _energy_summary(report: Any) -> dict[str, Any]:

@@ -451,12 +451,12 @@ class ExplorerState(param.Parameterized):
 
     @param.depends("dataflow", watch=True)
     def _on_dataflow(self) -> None:
-        if self.model is None or self.sample is None:
+        if self.energy is None:
             return
         try:
-            self.param.update(energy=self._energy(self.model, self.sample), error="")
-        except Exception as exc:  # noqa: BLE001
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.param.update(energy=self.energy.with_dataflow(self.dataflow), error="")
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            self._reject(exc)
 
     def _energy(self, model: torch.nn.Module, sample: Sample) -> Any:
         from hstlab.energy import energy_report
