@@ -210,42 +210,42 @@ FIXED_POINT_CASES = [
 def test_compiled_matches_torch_float32(opts: dict, monkeypatch) -> None:
     if not _compiled.AVAILABLE:
         pytest.skip("numba not installed")
-    calls = []
-    for fn in ("lif_forward", "lif_backward"):
-        original = getattr(_compiled, fn)
-        monkeypatch.setattr(_compiled, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
-    T, B, C = 9, 3, 70
-    x = _inputs((T, B, C), dtype=torch.float32, seed=11)
-    v0 = torch.rand(B, C, generator=torch.Generator().manual_seed(12)) * 0.5
-    w_out, w_v = torch.randn(T, B, C), torch.randn(B, C)
-    results = {}
-    for name in ("torch", "compiled"):
-        previous = kernels.set_backend(name)
-        try:
-            lif = LIF(tau=2.5, alpha=3.0, **opts)
-            lif.record = True
-            lif.v = v0.clone().requires_grad_(True)
-            v_in = lif.v
-            spikes = lif(x)
-            loss = (spikes * w_out).sum() + (lif.v * w_v).sum()
-            results[name] = (spikes, lif.last_v, lif.v.detach(), *torch.autograd.grad(loss, (x, v_in)))
-        finally:
-            kernels.set_backend(previous)
+    calls = _record_calls(monkeypatch, _compiled)
+    case = _lif_case(channels=70)
+    torch_loops = _lif_run("torch", "cpu", opts, *case)
+    compiled = _lif_run("compiled", "cpu", opts, *case)
     assert calls == ["lif_forward", "lif_backward"]  # the compiled run really ran compiled
-    (s_t, h_t, v_t, gx_t, gv_t), (s_c, h_c, v_c, gx_c, gv_c) = results["torch"], results["compiled"]
+    (s_t, h_t, v_t, gx_t, gv_t), (s_c, h_c, v_c, gx_c, gv_c) = torch_loops, compiled
     assert torch.equal(s_t, s_c) and 0 < s_t.mean() < 1
     for a, b in ((h_t, h_c), (v_t, v_c), (gx_t, gx_c), (gv_t, gv_c)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _record_calls(monkeypatch, loops) -> list[str]:
+    """Names of ``loops``' lif_forward / lif_backward calls, in order (the functions still run)."""
+    calls: list[str] = []
+    for fn in ("lif_forward", "lif_backward"):
+        original = getattr(loops, fn)
+        monkeypatch.setattr(loops, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
+    return calls
+
+
+def _lif_case(channels: int) -> tuple[torch.Tensor, ...]:
+    """x [T=9, B=3, C] (float32), v0 [B, C] and loss weights for the spikes and the last V."""
+    T, B = 9, 3
+    x = _inputs((T, B, channels), dtype=torch.float32, seed=11)
+    v0 = torch.rand(B, channels, generator=torch.Generator().manual_seed(12)) * 0.5
+    return x, v0, torch.randn(T, B, channels), torch.randn(B, channels)
+
+
 def _lif_run(backend: str, device: str, opts: dict, x: torch.Tensor, v0: torch.Tensor, w_out, w_v):
-    """Spikes, H, V_last and the gradients on x and v0 of one LIF run (x, v0 moved to ``device``)."""
+    """Spikes, H, V_last and the gradients on x and v0 of one LIF run (x, v0 copied to ``device``)."""
     previous = kernels.set_backend(backend)
     try:
         lif = LIF(tau=2.5, alpha=3.0, **opts).to(device)
         lif.record = True
         xd = x.detach().to(device).requires_grad_(True)
-        lif.v = v0.to(device).requires_grad_(True)
+        lif.v = v0.detach().to(device, copy=True).requires_grad_(True)
         v_in = lif.v
         spikes = lif(xd)
         loss = (spikes * w_out.to(device)).sum() + (lif.v * w_v.to(device)).sum()
@@ -261,19 +261,13 @@ def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None
     if not _gpu.AVAILABLE:
         pytest.skip("triton not installed")
     assert _gpu._works_on(torch.device("cuda", torch.cuda.current_device()))  # the once-per-device self-check
-    calls = []
-    for fn in ("lif_forward", "lif_backward"):
-        original = getattr(_gpu, fn)
-        monkeypatch.setattr(_gpu, fn, lambda *a, _f=original, _n=fn: calls.append(_n) or _f(*a))
-    T, B, C = 9, 3, 700  # more neurons than one Triton program takes
-    x = _inputs((T, B, C), dtype=torch.float32, seed=11)
-    v0 = torch.rand(B, C, generator=torch.Generator().manual_seed(12)) * 0.5
-    w_out, w_v = torch.randn(T, B, C), torch.randn(B, C)
-    torch_loops = _lif_run("torch", "cuda", opts, x, v0, w_out, w_v)
+    calls = _record_calls(monkeypatch, _gpu)
+    case = _lif_case(channels=700)  # more neurons than one Triton program takes
+    torch_loops = _lif_run("torch", "cuda", opts, *case)
     assert calls == []
-    triton_loops = _lif_run("auto", "cuda", opts, x, v0, w_out, w_v)
+    triton_loops = _lif_run("auto", "cuda", opts, *case)
     assert calls == ["lif_forward", "lif_backward"]  # "auto" takes the Triton loops on CUDA
-    cpu = _lif_run("torch", "cpu", opts, x, v0, w_out, w_v)
+    cpu = _lif_run("torch", "cpu", opts, *case)
     assert torch.equal(torch_loops[0], triton_loops[0]) and torch.equal(cpu[0], triton_loops[0])
     assert 0 < triton_loops[0].mean() < 1
     for a, b, c in zip(torch_loops[1:], triton_loops[1:], cpu[1:]):
