@@ -32,6 +32,7 @@ import torch
 
 from hstlab.neurons import LIF, _gpu, kernels
 from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
+from hstlab.train.distributed import check_device
 
 TAU, THRESHOLD, ALPHA = 2.0, 1.0, 2.0
 
@@ -122,9 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device")
+    try:
+        device = check_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     shape = (args.T, args.B, args.N)
     x = (torch.randn(shape) * 0.8 + 0.4).to(device).requires_grad_(True)
