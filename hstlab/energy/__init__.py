@@ -20,6 +20,7 @@ from hstlab.energy.constants import (
     select_memory_level,
 )
 from hstlab.energy.counting import COUNTERS, LayerTally, OpCounter
+from hstlab.energy.epilogue import EpilogueTracker
 from hstlab.energy.report import EnergyReport, energy_per_sample, energy_report, model_weight_bytes
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MEMORY_LEVELS",
     "EnergyPreset",
     "EnergyReport",
+    "EpilogueTracker",
     "LayerTally",
     "MemoryLevel",
     "OpCounter",

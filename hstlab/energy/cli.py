@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from hstlab.energy.constants import DATAFLOWS, ENERGY_PRESETS, MEMORY_LEVELS
+from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS, ENERGY_PRESETS, MEMORY_LEVELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory-level", default=None, choices=[m.name for m in MEMORY_LEVELS],
                         help="override the memory chosen from the weight size")
     parser.add_argument("--dataflow", default="step-major", choices=list(DATAFLOWS),
-                        help="weights and membranes moved every step, or once per layer call (default: step-major)")
+                        help=f"{DATAFLOW_HELP} (default: step-major)")
     parser.add_argument("--no-memory", action="store_true", help="count compute only")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--compare", default=None, metavar="MODES",

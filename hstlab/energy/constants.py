@@ -160,8 +160,9 @@ def memory_energy(bits: float, level: MemoryLevel) -> float:
 
 
 # -------------------------------------------------------------------------------------- dataflow
-# How a layer's T time steps are scheduled on the accelerator; it decides how often weights and
-# membrane potentials cross the memory boundary (compute is the same under both).
+# How a layer's T time steps are scheduled on the accelerator, and whether elementwise epilogues are
+# fused into the layer before them; it decides how often weights, membrane potentials and
+# intermediate activations cross the memory boundary (compute is the same under all of them).
 DATAFLOWS: dict[str, str] = {
     "step-major": (
         "the network runs one time step at a time (as a neuromorphic core does): every layer reads its "
@@ -173,7 +174,19 @@ DATAFLOWS: dict[str, str] = {
         "per call and reuses them for every step, and a neuron keeps its membrane in a register across "
         "the steps of one call, reading and writing it once per call"
     ),
+    "fused": (
+        "time-batched, and each Linear/Conv layer runs its elementwise epilogue in the same kernel (as "
+        "inference compilers fuse Conv+BatchNorm+ReLU, and as neuromorphic cores accumulate synaptic input "
+        "straight into the membrane): an activation function or spiking neuron whose input is a Linear/Conv "
+        "output (through folded BatchNorm, pooling, dropout or reshapes, and read by nothing else that is "
+        "hooked) takes it from the accumulator, so that output is neither written nor read; the "
+        "activation's or neuron's own output is written as usual"
+    ),
 }
+
+
+DATAFLOW_HELP = ("weights and membranes moved every step (step-major), once per layer call (time-batched), "
+                 "or once per call with activations and neurons run inside the layer before them (fused)")
 
 
 def check_dataflow(name: str) -> str:
@@ -195,3 +208,10 @@ ELEMENTWISE_MACS: dict[str, float] = {
     "sigmoid": 4.0,
     "tanh": 4.0,
 }
+# Accumulate-equivalents per element for elementwise layers cheaper than a multiply (counted as ACs).
+ELEMENTWISE_ACS: dict[str, float] = {
+    "relu": 1.0,  # one comparison, priced as an add
+}
+# Elementwise kinds that a fused Linear/Conv epilogue can apply in registers (the "fused" dataflow);
+# normalizations and softmax need whole rows and stay separate kernels.
+EPILOGUE_KINDS: frozenset[str] = frozenset({"relu", "gelu", "silu", "sigmoid", "tanh", "neuron"})

@@ -3,7 +3,8 @@
 Each counter matches a module type, hooks it, and adds what one forward call costs to a
 :class:`LayerTally`: MACs and ACs for the whole batch, the time steps the layer ran per sample
 (and the calls: together they give the weight reads of each dataflow), and activation, spike and
-membrane traffic in bits. Counters are chosen through the ``COUNTERS`` registry, first match
+membrane traffic in bits, with the part a fused epilogue would keep in registers
+(:mod:`hstlab.energy.epilogue`). Counters are chosen through the ``COUNTERS`` registry, first match
 wins, in registration order.
 """
 
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hstlab.energy.constants import ELEMENTWISE_MACS
+from hstlab.energy.constants import ELEMENTWISE_ACS, ELEMENTWISE_MACS, EPILOGUE_KINDS
+from hstlab.energy.epilogue import EpilogueTracker
 from hstlab.registry import Registry
 
 Hook = Callable[..., None]
@@ -45,6 +47,7 @@ class LayerTally:
     act_bits: float = 0.0  # activation and spike traffic (reads + writes)
     membrane_step_bits: float = 0.0  # membrane traffic, read + written every step (step-major dataflow)
     membrane_call_bits: float = 0.0  # membrane traffic, read + written once per call (time-batched)
+    fused_bits: float = 0.0  # part of act_bits a fused epilogue keeps in registers ("fused" dataflow)
     folded: bool = False
     is_neuron: bool = False
     breakdown: dict[str, float] = field(default_factory=dict)
@@ -66,10 +69,12 @@ class LayerTally:
 
 @dataclass(frozen=True)
 class CountContext:
-    """What counters need to know about the run: samples in the batch and activation width."""
+    """What counters need to know about the run: samples in the batch, activation width, and the
+    tracker that follows Linear/Conv outputs to their readers."""
 
     batch_size: int
     act_bits: int
+    epilogues: EpilogueTracker = field(default_factory=EpilogueTracker, compare=False)
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -138,6 +143,7 @@ class Counter:
     """Base: ``matches`` picks modules, ``attach`` registers hooks that fill ``tallies``."""
 
     kind = "module"
+    opaque = True  # the counter accounts for every read inside the module (no op of it is watched)
 
     def __init__(self, ctx: CountContext, tallies: dict[str, LayerTally]) -> None:
         self.ctx = ctx
@@ -175,10 +181,18 @@ class Counter:
         tally.in_nnz += nnz(x)
         tally.binary_calls += int(binary)
         tally.real_calls += int(not binary)
-        tally.act_bits += read_bits(x, binary, self.ctx.act_bits)
+        bits = read_bits(x, binary, self.ctx.act_bits)
+        tally.act_bits += bits
+        self.ctx.epilogues.read(x, tally, bits, fusable=tally.kind in EPILOGUE_KINDS)
         if out is not None:
             tally.out_numel += out.numel()
             tally.out_nnz += nnz(out)
+
+    def record_write(self, tally: LayerTally, out: torch.Tensor) -> None:
+        """``out`` written at activation width; followed, so a fused epilogue can keep it in registers."""
+        bits = out.numel() * self.ctx.act_bits
+        tally.act_bits += bits
+        self.ctx.epilogues.produced(out, tally, bits)
 
 
 COUNTERS: Registry[type[Counter]] = Registry("energy counter")
@@ -199,6 +213,7 @@ class ProtocolAttentionCounter(Counter):
     the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch)."""
 
     kind = "attention"
+    opaque = False  # its projections, neurons and products are hooked or watched one by one
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
@@ -223,6 +238,10 @@ class ProtocolAttentionCounter(Counter):
         has_softmax_module = any(isinstance(m, nn.Softmax) for m in module.modules())
 
         def hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            with self.ctx.epilogues.paused():  # this bookkeeping reads no data on the accelerator
+                count(mod, output)
+
+        def count(mod: nn.Module, output: Any) -> None:
             tally.calls += 1
             q, k, v = captured.pop("q", None), captured.pop("k", None), captured.pop("v", None)
             if q is None or k is None:
@@ -343,6 +362,7 @@ class MultiheadAttentionCounter(Counter):
             tally.in_numel += t.numel()
             tally.in_nnz += nnz(t)
             tally.act_bits += read_bits(t, binary, act)
+            self.ctx.epilogues.read(t, tally)
         tally.binary_calls += int(all(flags))
         tally.real_calls += int(not all(flags))
         products = 2 * batch * heads * length * source * (embed // heads)  # Q Kᵀ and A V
@@ -403,7 +423,7 @@ class ConvCounter(Counter):
             tally.macs += dense
         tally.add("dense_macs", dense)
         self.record_io(tally, x, out, binary)
-        tally.act_bits += out.numel() * self.ctx.act_bits
+        self.record_write(tally, out)
         batched = x.dim() == spatial + 2
         tally.steps += (x.shape[0] if batched else 1) / self.ctx.batch_size
 
@@ -444,7 +464,7 @@ class LinearCounter(Counter):
         tally.add("dense_macs", dense)
         self.record_io(tally, x, out, binary)
         if out is not None:
-            tally.act_bits += out.numel() * self.ctx.act_bits
+            self.record_write(tally, out)
         tally.steps += time_steps(x, self.ctx.batch_size)
 
 
@@ -470,9 +490,34 @@ class BatchNormCounter(Counter):
         if out is not None:
             tally.out_numel += out.numel()
             tally.out_nnz += nnz(out)
+            self.ctx.epilogues.alias(x, out)
+
+
+@COUNTERS.register("passthrough")
+class PassThroughCounter(Counter):
+    """Pooling and dropout: free (not counted, no row); a pooled Linear/Conv output is still followed
+    to its reader, as a fused epilogue pools before it applies its activation or neuron."""
+
+    kind = "passthrough"
+    _types = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+              nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+              nn.modules.dropout._DropoutNd, nn.Identity)
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return isinstance(module, cls._types)
+
+    def attach(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            x, out = first_tensor(args, kwargs), output_tensor(output)
+            if x is not None and out is not None:
+                self.ctx.epilogues.alias(x, out)
+
+        return [module.register_forward_hook(hook, with_kwargs=True)]
 
 
 ELEMENTWISE_TYPES: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
     nn.LayerNorm: "layernorm",
     nn.GroupNorm: "groupnorm",
     nn.Softmax: "softmax",
@@ -487,8 +532,9 @@ if hasattr(nn, "RMSNorm"):
 
 @COUNTERS.register("elementwise")
 class ElementwiseCounter(Counter):
-    """LayerNorm, GroupNorm, RMSNorm, Softmax, GELU, SiLU, Sigmoid, Tanh: ``ELEMENTWISE_MACS[kind]``
-    MAC-equivalents per input element; input read and output written at activation width."""
+    """LayerNorm, GroupNorm, RMSNorm, Softmax, GELU, SiLU, Sigmoid, Tanh, ReLU: ``ELEMENTWISE_MACS[kind]``
+    MAC-equivalents (ReLU: ``ELEMENTWISE_ACS``, accumulate-equivalents) per input element; input read
+    and output written at activation width."""
 
     @classmethod
     def kind_of(cls, module: nn.Module) -> str | None:
@@ -508,7 +554,8 @@ class ElementwiseCounter(Counter):
         x, out = first_tensor(args, kwargs), output_tensor(output)
         if x is None:
             return
-        tally.macs += ELEMENTWISE_MACS[tally.kind] * x.numel()
+        tally.macs += ELEMENTWISE_MACS.get(tally.kind, 0.0) * x.numel()
+        tally.acs += ELEMENTWISE_ACS.get(tally.kind, 0.0) * x.numel()
         self.record_io(tally, x, out, binary=False)
         if out is not None:
             tally.act_bits += out.numel() * self.ctx.act_bits
@@ -531,6 +578,7 @@ class OpCounter:
         self.ctx = ctx
         self.tallies: dict[str, LayerTally] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._watcher: Any = None  # the epilogue tracker's op watcher, active while the context is open
 
     def __enter__(self) -> OpCounter:  # noqa: PYI034 - py310 has no typing.Self
         skip: set[int] = set()
@@ -543,7 +591,13 @@ class OpCounter:
                     continue
                 counter = cls(self.ctx, self.tallies)
                 skip.update(id(m) for m in counter.owned(module))
+                if cls.opaque:
+                    self._handles.append(module.register_forward_pre_hook(self._enter_module))
                 self._handles.extend(counter.attach(name, module))
+                if cls.opaque:  # after the counter's hook, so its own ops are not watched either
+                    self._handles.append(module.register_forward_hook(self._leave_module))
+            self._watcher = self.ctx.epilogues.watch()
+            self._watcher.__enter__()
         except BaseException:
             self.remove()
             raise
@@ -551,11 +605,22 @@ class OpCounter:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+        self.ctx.epilogues.settle()
+
+    def _enter_module(self, module: nn.Module, args: tuple) -> None:
+        self.ctx.epilogues.depth += 1
+
+    def _leave_module(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.ctx.epilogues.depth -= 1
 
     def remove(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.__exit__(None, None, None)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self.ctx.epilogues.depth = 0
 
     def called(self) -> list[LayerTally]:
         """Tallies of the modules that ran, in ``named_modules()`` order."""

@@ -193,8 +193,9 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     also on errors; the training flag is restored). Neuron state is reset before and after.
     ``memory_level`` overrides the memory chosen from the weight size (one of ``MEMORY_LEVELS``);
     ``dataflow`` (one of ``DATAFLOWS``) sets how often weights and membranes are moved: every step
-    ("step-major") or once per layer call, reused for all its steps ("time-batched"); compute is the
-    same under both. ``seed`` fixes random masking during the pass without touching the global RNG
+    ("step-major") or once per layer call, reused for all its steps ("time-batched"), and whether
+    activations and neurons that follow a Linear/Conv run in its epilogue ("fused": that output is
+    neither written nor read); compute is the same under all three. ``seed`` fixes random masking during the pass without touching the global RNG
     (None: no seed).
 
     Example:
@@ -277,11 +278,12 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
     weight_bits = t.weight_bits if t.weight_bits is not None and t.weight_bits < 32 else preset.bits
     if t.is_neuron:
         weight_bits = preset.bits  # PLIF/ALIF parameters are stored like activations
+    act_bits = t.act_bits - t.fused_bits if dataflow == "fused" else t.act_bits
     if dataflow == "step-major":
         weight_reads, membrane_bits = t.steps, t.membrane_step_bits  # per step
-    else:  # time-batched: once per call (a call at batch 1 runs its `steps` steps)
+    else:  # time-batched or fused: once per call (a call at batch 1 runs its `steps` steps)
         weight_reads, membrane_bits = min(t.steps, float(t.calls)), t.membrane_call_bits
-    traffic = (t.act_bits + membrane_bits) / batch + weight_reads * t.params * weight_bits
+    traffic = (act_bits + membrane_bits) / batch + weight_reads * t.params * weight_bits
     mem = memory_energy(traffic, level) if memory and not t.folded else 0.0
     return {
         "name": t.name,
@@ -326,8 +328,8 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "BatchNorm is folded into the preceding Linear/Conv at inference: zero compute and memory.",
         "Elementwise layers on real values count MAC-equivalents per element: "
         + ", ".join(f"{k} {v:g}" for k, v in ELEMENTWISE_MACS.items())
-        + " (softmax of softmax-kind hstlab attention included); ReLU, pooling, residual adds, "
-        "dropout and bias adds are not counted.",
+        + " (softmax of softmax-kind hstlab attention included); ReLU counts one accumulate-equivalent "
+        "(a comparison) per element; pooling, residual adds, dropout and bias adds are not counted.",
     ]
     if memory:
         levels = ", ".join(f"{m.name} {m.access_j * 1e12:g} pJ" for m in MEMORY_LEVELS)

@@ -1,0 +1,164 @@
+"""Which activations a fused epilogue keeps in registers (the ``"fused"`` dataflow).
+
+A Linear/Conv output that flows (through folded BatchNorm, pooling, dropout or views) into an
+activation function or a spiking neuron can be consumed inside the producing kernel: the consumer's
+read of it is saved, and, when nothing else reads that output, so is the producer's write. The
+tracker follows outputs by their storage while one forward pass runs. Reads by hooked modules are
+reported by their counters; every other torch op on a followed output (a residual add, a copy) is
+seen by a ``TorchFunctionMode`` and counts as one more reader, so the write is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+if TYPE_CHECKING:
+    from hstlab.energy.counting import LayerTally
+
+
+@dataclass(eq=False)
+class _Output:
+    """One followed Linear/Conv output: who wrote it, how many bits, who read it."""
+
+    producer: LayerTally
+    write_bits: float
+    readers: int = 0
+    fused_reader: LayerTally | None = None
+    fused_read_bits: float = 0.0
+
+
+class EpilogueTracker:
+    """Follows Linear/Conv outputs to their readers during one forward pass.
+
+    Counters call :meth:`produced`, :meth:`alias` and :meth:`read`; :meth:`watch` observes the torch
+    ops that run outside counted modules; :meth:`settle` writes the savings into the tallies'
+    ``fused_bits`` and forgets the pass.
+
+    Example:
+        >>> from hstlab.energy.counting import LayerTally
+        >>> linear, relu = LayerTally("fc", "linear"), LayerTally("act", "relu")
+        >>> tracker = EpilogueTracker()
+        >>> y = torch.ones(2, 3)
+        >>> tracker.produced(y, linear, write_bits=6 * 32)
+        >>> tracker.read(y, relu, read_bits=6 * 32, fusable=True)
+        >>> tracker.settle()
+        >>> linear.fused_bits, relu.fused_bits
+        (192.0, 192.0)
+    """
+
+    def __init__(self) -> None:
+        self._outputs: dict[tuple[str, int], _Output] = {}  # by storage address
+        self._followed: list[_Output] = []
+        # the storages of followed outputs, held until the pass ends so no address is reused while it
+        # runs (a weak reference to the tensor is not enough: a view keeps the storage, not the object);
+        # the measuring pass's peak memory can so grow by the sum of its Linear/Conv outputs
+        self._storages: list[Any] = []
+        self.depth = 0  # > 0 while a counted module runs (its own ops are its counter's business)
+
+    @staticmethod
+    def _key(x: torch.Tensor) -> tuple[str, int] | None:
+        if x.numel() == 0:
+            return None
+        return (str(x.device), x.untyped_storage().data_ptr())
+
+    def _follow(self, out: torch.Tensor, key: tuple[str, int], followed: _Output) -> None:
+        self._outputs[key] = followed
+        self._storages.append(out.untyped_storage())
+
+    def _find(self, x: Any) -> _Output | None:
+        if not isinstance(x, torch.Tensor):
+            return None
+        key = self._key(x)
+        return self._outputs.get(key) if key is not None else None
+
+    def produced(self, out: torch.Tensor, producer: LayerTally, write_bits: float) -> None:
+        """``out`` was just written by ``producer`` (``write_bits`` of traffic)."""
+        key = self._key(out)
+        if key is not None:
+            self._followed.append(_Output(producer, float(write_bits)))
+            self._follow(out, key, self._followed[-1])
+
+    def alias(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """``out`` is ``x`` passed through a free layer (folded BatchNorm, pooling): the same output."""
+        followed, key = self._find(x), self._key(out)
+        if followed is not None and key is not None and key not in self._outputs:
+            self._follow(out, key, followed)
+
+    def read(self, x: Any, reader: LayerTally | None, read_bits: float = 0.0, fusable: bool = False) -> None:
+        """``reader`` reads ``x`` (``read_bits``); ``fusable``: it can run in the producer's epilogue."""
+        followed = self._find(x)
+        if followed is None:
+            return
+        followed.readers += 1
+        if fusable and followed.fused_reader is None and reader is not None:
+            followed.fused_reader, followed.fused_read_bits = reader, float(read_bits)
+
+    def settle(self) -> None:
+        """Credit the fused reads (and the writes of outputs with a single reader); forget the pass."""
+        for followed in self._followed:
+            if followed.fused_reader is None:
+                continue
+            followed.fused_reader.fused_bits += followed.fused_read_bits
+            if followed.readers == 1:
+                followed.producer.fused_bits += followed.write_bits
+        self._outputs.clear()
+        self._followed.clear()
+        self._storages.clear()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Ops inside (a counter's own bookkeeping) are not watched."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def watch(self) -> TorchFunctionMode:
+        """A mode that reports torch ops outside counted modules that read a followed output."""
+        return _ReadWatcher(self)
+
+    def observe(self, func: Any, args: tuple, kwargs: dict, result: Any) -> None:
+        """One op outside counted modules: views and shape queries pass; anything else reads its inputs."""
+        inputs = list(_tensors((args, tuple(kwargs.values()))))
+        followed = [f for f in (self._find(t) for t in inputs) if f is not None]
+        if not followed:
+            return
+        outputs = list(_tensors(result))
+        name = getattr(func, "__name__", "")
+        in_place = name.endswith("_") and not name.endswith("__")
+        input_keys = {self._key(t) for t in inputs}
+        if outputs and not in_place and all(self._key(t) in input_keys for t in outputs):
+            return  # a view (reshape, transpose, split, ...) of a followed output: the same data
+        if not outputs and not in_place:
+            return  # .shape, .dim(), .numel(): no data read
+        for f in {id(f): f for f in followed}.values():
+            f.readers += 1
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """The tensors in ``obj``, looking inside (nested) tuples and lists."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+
+
+class _ReadWatcher(TorchFunctionMode):
+    def __init__(self, tracker: EpilogueTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if self.tracker.depth == 0:
+            self.tracker.observe(func, args, kwargs, result)
+        return result
