@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "EnergyReport": "hstlab.energy",
     "energy_per_sample": "hstlab.energy",
     "ENERGY_PRESETS": "hstlab.energy",
+    "DATAFLOWS": "hstlab.energy",
     "LiveCurves": "hstlab.viz",
     "load_dataset": "hstlab.data",
     "dataset_info": "hstlab.data",

@@ -80,11 +80,15 @@ def test_comparison_measures_standard_and_int8_twins_and_picks_the_lowest(tiny):
     assert one["steps"] == 1 and one["macs"] < rows["standard twin"]["macs"]
     for r in comp["rows"]:
         assert r["ratio_to_this"] == pytest.approx(r["total_j"] / comp["rows"][0]["total_j"])
-        assert r["ratio_to_this_time_batched"] == pytest.approx(
-            r["total_j_time_batched"] / comp["rows"][0]["total_j_time_batched"])
+        for suffix in ("_time_batched", "_fused"):
+            assert r[f"ratio_to_this{suffix}"] == pytest.approx(
+                r[f"total_j{suffix}"] / comp["rows"][0][f"total_j{suffix}"])
     batched_twin = energy_report(hstlab.build_model(twin_cfg), x, dataflow="time-batched").total_j
     assert rows["standard twin"]["total_j_time_batched"] == pytest.approx(batched_twin, rel=1e-12)
     assert batched_twin < rows["standard twin"]["total_j"]  # weights read once instead of T times
+    fused_twin = energy_report(hstlab.build_model(twin_cfg), x, dataflow="fused").total_j
+    assert rows["standard twin"]["total_j_fused"] == pytest.approx(fused_twin, rel=1e-12)
+    assert fused_twin < batched_twin  # the stem's ReLUs and the MLP's GELUs read their input in registers
 
 
 def _fake_card(tiny) -> dict:

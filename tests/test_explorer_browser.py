@@ -184,6 +184,8 @@ def test_dataflow_buttons_reprice_the_energy(browser, server):
     expect(total).to_contain_text("step-major dataflow")
     page.locator(".hst-dataflow button", has_text="time-batched").click()
     expect(total).to_contain_text("time-batched dataflow")
+    page.locator(".hst-dataflow button", has_text="fused").click()
+    expect(total).to_contain_text("fused dataflow")
     page.context.close()
 
 

@@ -50,6 +50,8 @@ def test_cli_train_then_energy(tmp_path, capsys):
     assert "Energy per sample" in capsys.readouterr().out
     assert main(["energy", str(tmp_path), "--batch-size", "2", "--dataflow", "time-batched", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dataflow"] == "time-batched"
+    assert main(["energy", str(tmp_path), "--batch-size", "2", "--dataflow", "fused", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dataflow"] == "fused"
 
 
 def test_cli_resume_matches_uninterrupted(tmp_path, capsys):

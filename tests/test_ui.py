@@ -124,6 +124,10 @@ def test_dataflow_selector_remeasures_the_energy(no_data):
     assert {r.dataflow for r in variants.values()} == {"time-batched"}
     state.n_layer = 3  # a rebuild keeps the chosen dataflow
     assert state.energy.dataflow == "time-batched" and not state.error
+    batched = state.energy
+    state.dataflow = "fused"
+    assert state.energy.dataflow == "fused" and state.energy.memory_j < batched.memory_j
+    assert state.energy.compute_j == pytest.approx(batched.compute_j)
 
 
 def test_sample_from_dataset(data_env):

@@ -91,9 +91,10 @@ def _report(model: nn.Module, x: Tensor, preset: str) -> Any:
 
 def _compared(model: nn.Module, x: Tensor, preset: str, report: Any = None) -> dict[str, Any]:
     """Energy summary of ``model`` on ``x`` (``report``: its step-major report, if measured) with the
-    time-batched total of the same pass beside it."""
+    time-batched and fused totals of the same pass beside it."""
     report = report if report is not None else _report(model, x, preset)
-    return {**_energy_summary(report), "total_j_time_batched": report.with_dataflow("time-batched").total_j}
+    return {**_energy_summary(report), "total_j_time_batched": report.with_dataflow("time-batched").total_j,
+            "total_j_fused": report.with_dataflow("fused").total_j}
 
 
 def _energy_summary(report: Any) -> dict[str, Any]:
@@ -148,10 +149,10 @@ def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path |
             one = dataclasses.replace(c, num_steps=1)
             rows.append({"variant": label, "modes": one.modes, "steps": 1, "bits": one.weight_bits, "preset": preset,
                          **_compared(_build(one, 0), x1, preset)})
-    this_batched = rows[0]["total_j_time_batched"]
     for row in rows:
-        row["ratio_to_this"] = row["total_j"] / this.total_j if this.total_j else math.nan
-        row["ratio_to_this_time_batched"] = row["total_j_time_batched"] / this_batched if this_batched else math.nan
+        for suffix in ("", "_time_batched", "_fused"):
+            mine = rows[0][f"total_j{suffix}"]
+            row[f"ratio_to_this{suffix}"] = row[f"total_j{suffix}"] / mine if mine else math.nan
         row["accuracy"] = None
     rows[0]["accuracy"] = accuracy
     winner = min(rows, key=lambda r: r["total_j"])

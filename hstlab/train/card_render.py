@@ -141,7 +141,8 @@ def _comparison(d: dict[str, Any]) -> list[Block]:
     for i, r in enumerate(c["rows"]):
         rows.append([r["variant"], r["modes"], r["steps"], r["bits"], r["preset"], joules(r["total_j"]),
                      ratio(r["ratio_to_this"]), joules(r["total_j_time_batched"]),
-                     ratio(r["ratio_to_this_time_batched"]), num(r["macs"]), num(r["acs"]),
+                     ratio(r["ratio_to_this_time_batched"]), joules(r["total_j_fused"]),
+                     ratio(r["ratio_to_this_fused"]), num(r["macs"]), num(r["acs"]),
                      num(r["accuracy"], ".3f")])
         if r["variant"] == c["winner"]:
             bold.add(i)
@@ -163,10 +164,13 @@ def _comparison(d: dict[str, Any]) -> list[Block]:
               + (" The T=1 rows run the standard twin once on the frames summed over time, the cheapest way "
                  "to run an ANN on these inputs." if any(r["steps"] == 1 for r in c["rows"][1:]) else ""))),
         ("table", ["variant", "modes", "steps", "weight bits", "preset", "energy / sample", "ratio to this model",
-                   "time-batched energy", "time-batched ratio", "MACs", "ACs", "test accuracy"], rows, bold),
+                   "time-batched energy", "time-batched ratio", "fused energy", "fused ratio", "MACs", "ACs",
+                   "test accuracy"], rows, bold),
         ("p", ("Energy / sample and the lowest-energy verdict use the step-major dataflow (weights and membranes "
                "moved every time step); the time-batched columns price the same runs with each layer run over "
-               "all its steps at once (weights and membranes moved once per layer call). Compute is the same.")),
+               "all its steps at once (weights and membranes moved once per layer call), and the fused columns "
+               "add activations and neurons run in the epilogue of the Linear/Conv before them (that output "
+               "never written or read). Compute is the same.")),
         ("p", f"Lowest energy: {verdict}"),
     ]
     twin = c.get("twin_run")

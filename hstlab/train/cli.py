@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hstlab.energy.constants import DATAFLOWS
+from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 
 
 def register(subparsers: Any) -> None:
@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
     p.add_argument("--dataflow", default="step-major", choices=list(DATAFLOWS),
-                   help="weights and membranes moved every step, or once per layer call (default: step-major)")
+                   help=f"{DATAFLOW_HELP} (default: step-major)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_energy)
 

@@ -31,7 +31,7 @@ from hstlab.config import (
     HSTConfig,
     LayerSpec,
 )
-from hstlab.energy.constants import DATAFLOWS
+from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.presets import list_presets
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
@@ -196,7 +196,7 @@ class ExplorerState(param.Parameterized):
     sample_index = param.Integer(default=0, bounds=(0, None), label="sample")
     dataflow = param.Selector(
         default="step-major", objects=list(DATAFLOWS), label="memory dataflow",
-        doc="energy: weights and membranes moved every step, or once per layer call",
+        doc=f"energy: {DATAFLOW_HELP}",
     )
 
     # results (set by rebuild, read by the views)

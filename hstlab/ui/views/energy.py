@@ -97,7 +97,8 @@ class EnergyView(pn.viewable.Viewer):
                 pn.pane.Markdown(
                     "Memory dataflow: *step-major* moves weights and membranes every time step; "
                     "*time-batched* runs each layer over all T steps, reading weights and "
-                    "membranes once. Compute is the same."
+                    "membranes once; *fused* also runs activations and neurons inside the "
+                    "Linear/Conv before them, so that output is never written. Compute is the same."
                 ),
             ),
             pn.pane.Markdown(
