@@ -95,6 +95,21 @@ def test_an_output_read_elsewhere_is_still_written() -> None:
     assert saved_bits(report, "act") == pytest.approx(3 * 4 * 32)  # the ReLU still reads it in registers
 
 
+def test_an_output_the_model_returns_is_still_written() -> None:
+    class Both(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # [T, B, 4]
+            y = self.fc(x)
+            return y, self.act(y)  # the caller reads y
+
+    report = measure(Both(), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == 0
+    assert saved_bits(report, "act") == pytest.approx(3 * 4 * 32)
+
+
 def test_two_activations_of_one_output_fuse_only_one() -> None:
     class Two(nn.Module):
         def __init__(self) -> None:

@@ -99,6 +99,11 @@ class EpilogueTracker:
         if fusable and followed.fused_reader is None and reader is not None:
             followed.fused_reader, followed.fused_read_bits = reader, float(read_bits)
 
+    def returned(self, result: Any) -> None:
+        """The model returned ``result``: its caller reads every tensor in it from memory."""
+        for t in _tensors(result):
+            self.read(t, None)
+
     def settle(self) -> None:
         """Credit the fused reads (and the writes of outputs with a single reader); forget the pass."""
         for followed in self._followed:

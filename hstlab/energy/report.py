@@ -222,7 +222,7 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
         model.eval()
         _reset_state(model)
         with torch.no_grad(), _seeded(seed, x.device), OpCounter(model, ctx) as counter:
-            model(x)
+            ctx.epilogues.returned(model(x))
         tallies = counter.called()
     finally:
         _reset_state(model)
