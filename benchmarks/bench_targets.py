@@ -10,8 +10,9 @@
    the twin (weight_bits=8, trained quantization-aware, priced with the 45nm-int8 preset; the
    spiking ones also simulate 8- or 16-bit fixed-point membranes, priced at that width);
    energy per sample of each best model on the same test batch: compute, and compute + memory
-   under both dataflows (weights and membranes moved every step, "step-major", or once per layer
-   call, "time-batched"), and the ratios (of the seed means). Energy is measured on 64 test
+   under each dataflow (weights and membranes moved every step, "step-major", or once per layer
+   call, "time-batched", which "fused" extends with activations and neurons run in the epilogue
+   of the Linear/Conv before them), and the ratios (of the seed means). Energy is measured on 64 test
    samples spread over the class-sorted split. ``--remeasure`` re-prices the best.pt files of an
    earlier run in ``--out`` without training.
 3. few-shot: 10 % of the training split; steps until val accuracy first reaches each of
@@ -59,16 +60,17 @@ def train(cfg: HSTConfig, data, out: Path, *, epochs: int, batch_size: int, lr: 
 
 
 def energy_of(model: torch.nn.Module, x: torch.Tensor, preset: str) -> dict:
-    """Energy per sample with memory under both dataflows (compute is the same under both)."""
+    """Energy per sample with memory under each dataflow (compute is the same under all)."""
     step = energy_report(model, x, preset=preset, memory=True)
-    batched = step.with_dataflow("time-batched")
+    batched, fused = step.with_dataflow("time-batched"), step.with_dataflow("fused")
     return {"total_j": step.total_j, "compute_j": step.compute_j, "memory_j": step.memory_j,
             "total_j_time_batched": batched.total_j, "memory_j_time_batched": batched.memory_j,
+            "total_j_fused": fused.total_j, "memory_j_fused": fused.memory_j,
             "macs": step.macs, "acs": step.acs}
 
 
 MEAN_KEYS = ("val_accuracy", "test_accuracy", "train_seconds", "wall_seconds", "total_j", "compute_j", "memory_j",
-             "total_j_time_batched", "memory_j_time_batched", "macs", "acs")
+             "total_j_time_batched", "memory_j_time_batched", "total_j_fused", "memory_j_fused", "macs", "acs")
 
 
 def mean_or_none(values: list) -> float | None:
@@ -125,6 +127,7 @@ def bench_accuracy_energy(args, cfg: HSTConfig, data, out: Path) -> dict:
             results[f"ratio_{twin}_over_{model_name}"] = {
                 "total": results[twin]["total_j"] / s["total_j"],
                 "total_time_batched": results[twin]["total_j_time_batched"] / s["total_j_time_batched"],
+                "total_fused": results[twin]["total_j_fused"] / s["total_j_fused"],
                 "compute": results[twin]["compute_j"] / s["compute_j"],
                 "accuracy_points": 100 * (results[twin]["test_accuracy"] - s["test_accuracy"]),
             }
