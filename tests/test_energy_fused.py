@@ -177,3 +177,131 @@ def test_fused_on_hstlab_spiking_model_and_its_standard_twin() -> None:
         assert fused.compute_j == batched.compute_j
         assert 0 < fused.memory_j < batched.memory_j, modes
         assert (fused.layers["memory_j"] <= batched.layers["memory_j"] + 1e-18).all(), modes
+
+
+class Fc(nn.Module):
+    """``fc`` then ``act`` (a ReLU) and whatever ``tail(y, a)`` does with the Linear output y and a = act(y)."""
+
+    def __init__(self, tail) -> None:
+        super().__init__()
+        self.fc, self.act, self.tail = nn.Linear(4, 4), nn.ReLU(), tail
+
+    def forward(self, x: torch.Tensor):  # [T, B, 4]
+        y = self.fc(x)
+        return self.tail(y, self.act(y))
+
+
+def copy_into(y: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    buf = torch.empty_like(y)  # allocating like y reads nothing
+    buf[:] = y
+    return a + buf
+
+
+@pytest.mark.parametrize("tail", [
+    lambda y, a: {"y": y, "a": a},  # returned in a dict
+    copy_into,
+    lambda y, a: a + torch.mul(y, 2, out=torch.zeros_like(y)),
+    lambda y, a: a + torch.tensor(y.tolist()),
+], ids=["dict-return", "setitem", "out-argument", "tolist"])
+def test_every_other_way_of_reading_an_output_keeps_its_write(tail) -> None:
+    report = measure(Fc(tail), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == 0
+    assert saved_bits(report, "act") == pytest.approx(3 * 4 * 32)
+
+
+def test_allocating_like_an_output_is_not_a_read() -> None:
+    report = measure(Fc(lambda y, a: a + torch.zeros_like(y) + y.new_ones(())), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == pytest.approx(3 * 4 * 32)
+
+
+def test_in_place_relu_hands_its_own_output_to_the_next_layer() -> None:
+    def stage(inplace: bool) -> nn.Module:  # conv -> BN -> ReLU -> conv, time folded into the batch
+        return nn.Sequential(nn.Flatten(0, 1), nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3),
+                             nn.ReLU(inplace=inplace), nn.Conv2d(3, 2, 3, padding=1))
+
+    x = torch.rand(2, 1, 2, 4, 4)  # [T, B, C, H, W]
+    reports = {inplace: measure(stage(inplace), x) for inplace in (False, True)}
+    for report in reports.values():
+        assert saved_bits(report, "1") == pytest.approx(2 * 3 * 4 * 4 * 32)  # the first conv's write
+        assert saved_bits(report, "3") == pytest.approx(2 * 3 * 4 * 4 * 32)  # the ReLU's read
+    assert reports[True].memory_j == pytest.approx(reports[False].memory_j)
+
+
+def test_in_place_op_on_an_output_ends_its_fusion() -> None:
+    class Shifted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act = nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.fc(x)
+            y += 1.0  # reads y (so its write is kept) and makes it something else than fc's output
+            return self.act(y)
+
+    report = measure(Shifted(), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == 0 and saved_bits(report, "act") == 0
+
+
+def test_a_caught_error_in_a_counted_module_does_not_blind_the_watcher() -> None:
+    class Fails(nn.Module):
+        is_spiking_neuron = True  # counted (opaque), but this one raises
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("no")
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fails, self.fc, self.act = Fails(), nn.Linear(4, 4), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            try:
+                self.fails(x)
+            except ValueError:
+                pass
+            y = self.fc(x)
+            return self.act(y) + y  # the add must still be seen
+
+    report = measure(Model(), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == 0 and saved_bits(report, "act") == pytest.approx(3 * 4 * 32)
+
+
+def test_multihead_attention_reading_an_output_keeps_its_write() -> None:
+    class Attend(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act, self.attn = nn.Linear(4, 4), nn.ReLU(), nn.MultiheadAttention(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [L, B, 4]
+            y = self.fc(x)
+            return self.act(y) + self.attn(y, y, y, need_weights=False)[0]
+
+    report = measure(Attend(), torch.rand(3, 2, 4))
+    assert saved_bits(report, "fc") == 0 and saved_bits(report, "act") == pytest.approx(3 * 4 * 32)
+
+
+def test_which_hstlab_layers_fuse() -> None:
+    import hstlab
+
+    cfg = hstlab.HSTConfig.from_preset("tiny")
+    x = (torch.rand(cfg.num_steps, 2, *cfg.input_shape) < 0.2).float()  # [T, B, C, H, W] events
+    model = hstlab.build_model(cfg.with_modes("S" * cfg.n_layer))
+    with torch.no_grad():  # an untrained model is silent: shift every current so the neurons see real values
+        for norm in model.modules():
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                norm.bias.fill_(0.3)
+    spiking = measure(model, x)
+    block = "blocks.0"
+    # a spiking block: each Linear feeds a neuron through folded BatchNorm; the Linear's write and the
+    # neuron's read are the same tensor, so they save the same bits
+    for linear, neuron in (("attn.branch.qkv.linear", "attn.branch.qkv.neuron"), ("attn.branch.proj", "attn.post"),
+                           ("mlp.branch.fc1", "mlp.branch.neuron1"), ("mlp.branch.fc2", "mlp.post")):
+        saved = saved_bits(spiking, f"{block}.{linear}")
+        assert saved > 0 and saved == pytest.approx(saved_bits(spiking, f"{block}.{neuron}")), linear
+    # the attention products feed their neuron outside any Linear: not fused
+    assert saved_bits(spiking, f"{block}.attn.branch") == saved_bits(spiking, f"{block}.attn.branch.attn_neuron") == 0
+    standard = measure(hstlab.build_model(cfg.with_modes("T" * cfg.n_layer)), x)
+    saved = saved_bits(standard, f"{block}.mlp.branch.fc1")  # GELU in its epilogue
+    assert saved > 0 and saved == pytest.approx(saved_bits(standard, f"{block}.mlp.branch.act"))
+    for name in ("attn.branch.qkv", "attn.branch.proj", "mlp.branch.fc2"):  # read by attention or a residual add
+        assert saved_bits(standard, f"{block}.{name}") == 0, name

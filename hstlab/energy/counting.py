@@ -187,6 +187,8 @@ class Counter:
         if out is not None:
             tally.out_numel += out.numel()
             tally.out_nnz += nnz(out)
+            if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():  # in place, e.g. ReLU(inplace=True)
+                self.ctx.epilogues.overwritten(out)
 
     def record_write(self, tally: LayerTally, out: torch.Tensor) -> None:
         """``out`` written at activation width; followed, so a fused epilogue can keep it in registers."""
@@ -594,8 +596,9 @@ class OpCounter:
                 if cls.opaque:
                     self._handles.append(module.register_forward_pre_hook(self._enter_module))
                 self._handles.extend(counter.attach(name, module))
-                if cls.opaque:  # after the counter's hook, so its own ops are not watched either
-                    self._handles.append(module.register_forward_hook(self._leave_module))
+                if cls.opaque:  # after the counter's hook, so its own ops are not watched either; also if
+                    # the module raises (a model may catch the error and go on)
+                    self._handles.append(module.register_forward_hook(self._leave_module, always_call=True))
             self._watcher = self.ctx.epilogues.watch()
             self._watcher.__enter__()
         except BaseException:

@@ -11,7 +11,7 @@ seen by a ``TorchFunctionMode`` and counts as one more reader, so the write is k
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,14 @@ from torch.overrides import TorchFunctionMode
 
 if TYPE_CHECKING:
     from hstlab.energy.counting import LayerTally
+
+# torch functions that look at a tensor's metadata or allocate a tensor like it, without reading its data
+_NO_DATA_READ = frozenset({
+    "__get__", "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset", "element_size",
+    "is_contiguous", "is_floating_point", "is_complex", "get_device", "data_ptr", "untyped_storage", "__len__",
+    "__hash__", "empty_like", "zeros_like", "ones_like", "full_like", "rand_like", "randn_like", "new_empty",
+    "new_zeros", "new_ones", "new_full", "new_tensor",
+})
 
 
 @dataclass(eq=False)
@@ -57,7 +65,7 @@ class EpilogueTracker:
         self._followed: list[_Output] = []
         # the storages of followed outputs, held until the pass ends so no address is reused while it
         # runs (a weak reference to the tensor is not enough: a view keeps the storage, not the object);
-        # the measuring pass's peak memory can so grow by the sum of its Linear/Conv outputs
+        # the measuring pass's peak memory so grows by the sum of the followed outputs
         self._storages: list[Any] = []
         self.depth = 0  # > 0 while a counted module runs (its own ops are its counter's business)
 
@@ -101,8 +109,16 @@ class EpilogueTracker:
 
     def returned(self, result: Any) -> None:
         """The model returned ``result``: its caller reads every tensor in it from memory."""
-        for t in _tensors(result):
-            self.read(t, None)
+        with self.paused():
+            for t in _tensors(result):
+                self.read(t, None)
+
+    def overwritten(self, x: torch.Tensor) -> None:
+        """``x``'s storage now holds new values (an in-place layer wrote its output there): stop following it,
+        so its later readers read that layer's output, not the Linear/Conv's."""
+        key = self._key(x)
+        if key is not None:
+            self._outputs.pop(key, None)
 
     def settle(self) -> None:
         """Credit the fused reads (and the writes of outputs with a single reader); forget the pass."""
@@ -130,29 +146,37 @@ class EpilogueTracker:
         return _ReadWatcher(self)
 
     def observe(self, func: Any, args: tuple, kwargs: dict, result: Any) -> None:
-        """One op outside counted modules: views and shape queries pass; anything else reads its inputs."""
-        inputs = list(_tensors((args, tuple(kwargs.values()))))
-        followed = [f for f in (self._find(t) for t in inputs) if f is not None]
-        if not followed:
-            return
-        outputs = list(_tensors(result))
+        """One op outside counted modules: views, metadata queries and ``*_like`` allocations pass; any other
+        op reads its followed inputs (an in-place op or ``x[...] = ...`` also ends the following of what it
+        overwrites)."""
         name = getattr(func, "__name__", "")
-        in_place = name.endswith("_") and not name.endswith("__")
-        input_keys = {self._key(t) for t in inputs}
-        if outputs and not in_place and all(self._key(t) in input_keys for t in outputs):
-            return  # a view (reshape, transpose, split, ...) of a followed output: the same data
-        if not outputs and not in_place:
-            return  # .shape, .dim(), .numel(): no data read
-        for f in {id(f): f for f in followed}.values():
-            f.readers += 1
+        if name in _NO_DATA_READ:
+            return
+        destinations = list(_tensors(kwargs.get("out")))
+        inputs = list(_tensors((args, tuple(v for k, v in kwargs.items() if k != "out"))))
+        followed = [f for f in (self._find(t) for t in inputs) if f is not None]
+        in_place = (name.endswith("_") and not name.endswith("__")) or name == "__setitem__" or bool(destinations)
+        if followed:
+            outputs = list(_tensors(result))
+            input_keys = {self._key(t) for t in inputs}
+            is_view = outputs and not in_place and all(self._key(t) in input_keys for t in outputs)
+            if not is_view:  # a view (reshape, transpose, split, ...) of a followed output is the same data
+                for f in {id(f): f for f in followed}.values():
+                    f.readers += 1
+        if in_place:
+            for t in destinations or inputs[:1]:
+                self.overwritten(t)
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
-    """The tensors in ``obj``, looking inside (nested) tuples and lists."""
+    """The tensors in ``obj``, looking inside (nested) tuples, lists and mappings."""
     if isinstance(obj, torch.Tensor):
         yield obj
     elif isinstance(obj, (tuple, list)):
         for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, Mapping):
+        for item in obj.values():
             yield from _tensors(item)
 
 

@@ -195,8 +195,10 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     ``dataflow`` (one of ``DATAFLOWS``) sets how often weights and membranes are moved: every step
     ("step-major") or once per layer call, reused for all its steps ("time-batched"), and whether
     activations and neurons that follow a Linear/Conv run in its epilogue ("fused": that output is
-    neither written nor read); compute is the same under all three. ``seed`` fixes random masking during the pass without touching the global RNG
-    (None: no seed).
+    neither written nor read); compute is the same under all three. To price "fused", the pass holds
+    every Linear/Conv output (and its BatchNorm and pooled copies) until it ends, so its peak memory
+    grows by their sum. ``seed`` fixes
+    random masking during the pass without touching the global RNG (None: no seed).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]
@@ -328,8 +330,9 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "BatchNorm is folded into the preceding Linear/Conv at inference: zero compute and memory.",
         "Elementwise layers on real values count MAC-equivalents per element: "
         + ", ".join(f"{k} {v:g}" for k, v in ELEMENTWISE_MACS.items())
-        + " (softmax of softmax-kind hstlab attention included); ReLU counts one accumulate-equivalent "
-        "(a comparison) per element; pooling, residual adds, dropout and bias adds are not counted.",
+        + " (softmax of softmax-kind hstlab attention included); nn.ReLU modules count one accumulate-equivalent "
+        "(a comparison) per element; functional relu, pooling, residual adds, dropout and bias adds are not "
+        "counted.",
     ]
     if memory:
         levels = ", ".join(f"{m.name} {m.access_j * 1e12:g} pJ" for m in MEMORY_LEVELS)
@@ -340,7 +343,8 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
             f"Dataflow {dataflow}: {DATAFLOWS[dataflow]}.",
             (f"Weights are read at their bit width, per sample (batch-1 inference); activations and membrane "
             f"potentials are {preset.bits}-bit words (membranes at membrane_bits where set); spikes cost 1 bit "
-            "and are read or written only where non-zero; each neuron reads its input every step; "
+            "and are read or written only where non-zero; each neuron reads its input every step (under the fused "
+            "dataflow, not when it takes it from the Linear/Conv before it); "
             "softmax scores/probabilities are written and read once each."),
             ("Time steps a layer runs: T for a [T, B, ...] input (axis 1 == B), else axis 0 / B "
             "(time folded into the batch); convolutions always axis 0 / B."),
