@@ -178,9 +178,9 @@ DATAFLOWS: dict[str, str] = {
         "time-batched, and each Linear/Conv layer runs its elementwise epilogue in the same kernel (as "
         "inference compilers fuse Conv+BatchNorm+ReLU, and as neuromorphic cores accumulate synaptic input "
         "straight into the membrane): an activation function or spiking neuron whose input is a Linear/Conv "
-        "output (through folded BatchNorm, pooling, dropout or reshapes, and read by nothing else that is "
-        "hooked) takes it from the accumulator, so that output is neither written nor read; the "
-        "activation's or neuron's own output is written as usual"
+        "output (through folded BatchNorm, pooling, dropout or reshapes) takes it from the accumulator, so "
+        "it is not read, and, when nothing else reads that output (a residual add, a copy, the caller), "
+        "it is not written either; the activation's or neuron's own output is written as usual"
     ),
 }
 

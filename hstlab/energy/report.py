@@ -197,8 +197,8 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     activations and neurons that follow a Linear/Conv run in its epilogue ("fused": that output is
     neither written nor read); compute is the same under all three. To price "fused", the pass holds
     every Linear/Conv output (and its BatchNorm and pooled copies) until it ends, so its peak memory
-    grows by their sum. ``seed`` fixes
-    random masking during the pass without touching the global RNG (None: no seed).
+    grows by their sum. ``seed`` fixes random masking during the pass without touching the global
+    RNG (None: no seed).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]

@@ -169,8 +169,8 @@ def _comparison(d: dict[str, Any]) -> list[Block]:
         ("p", ("Energy / sample and the lowest-energy verdict use the step-major dataflow (weights and membranes "
                "moved every time step); the time-batched columns price the same runs with each layer run over "
                "all its steps at once (weights and membranes moved once per layer call), and the fused columns "
-               "add activations and neurons run in the epilogue of the Linear/Conv before them (that output "
-               "never written or read). Compute is the same.")),
+               "add activations and neurons run in the epilogue of the Linear/Conv before them (that output is "
+               "not read, nor written when nothing else reads it). Compute is the same.")),
         ("p", f"Lowest energy: {verdict}"),
     ]
     twin = c.get("twin_run")
