@@ -9,12 +9,12 @@ import math
 import pandas as pd
 import pytest
 import torch
+from energy_support import row
 from torch import nn
 
 from hstlab.energy import (
     ENERGY_PRESETS,
     MEMORY_LEVELS,
-    EnergyReport,
     energy_per_sample,
     energy_report,
     memory_energy,
@@ -30,12 +30,6 @@ FP32 = ENERGY_PRESETS["45nm-fp32"].ops
 def spikes(*shape: int, rate: float = 0.3, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return (torch.rand(*shape, generator=gen) < rate).float()
-
-
-def row(report: EnergyReport, name: str) -> dict:
-    rows = report.layers[report.layers["name"] == name]
-    assert len(rows) == 1, f"expected one row named {name!r}, got {report.layers['name'].tolist()}"
-    return rows.iloc[0].to_dict()
 
 
 class Heaviside(nn.Module):

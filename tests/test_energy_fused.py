@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from energy_support import row
 from torch import nn
 from torch.overrides import _get_current_function_mode_stack
 
@@ -13,12 +14,6 @@ from hstlab.neurons import LIF
 
 JOULES_PER_BIT = 10e-12 / 64  # 8 KB SRAM: 10 pJ per 64-bit access
 FP32 = ENERGY_PRESETS["45nm-fp32"].ops
-
-
-def row(report: EnergyReport, name: str) -> dict:
-    rows = report.layers[report.layers["name"] == name]
-    assert len(rows) == 1, f"expected one row named {name!r}, got {report.layers['name'].tolist()}"
-    return rows.iloc[0].to_dict()
 
 
 def saved_bits(report: EnergyReport, name: str) -> float:

@@ -187,8 +187,7 @@ class Counter:
         if out is not None:
             tally.out_numel += out.numel()
             tally.out_nnz += nnz(out)
-            if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():  # in place, e.g. ReLU(inplace=True)
-                self.ctx.epilogues.overwritten(out)
+            self.ctx.epilogues.wrote(x, out)
 
     def record_write(self, tally: LayerTally, out: torch.Tensor) -> None:
         """``out`` written at activation width; followed, so a fused epilogue can keep it in registers."""
@@ -611,10 +610,10 @@ class OpCounter:
         self.ctx.epilogues.settle()
 
     def _enter_module(self, module: nn.Module, args: tuple) -> None:
-        self.ctx.epilogues.depth += 1
+        self.ctx.epilogues.enter()
 
     def _leave_module(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self.ctx.epilogues.depth -= 1
+        self.ctx.epilogues.leave()
 
     def remove(self) -> None:
         watcher, self._watcher = self._watcher, None

@@ -113,6 +113,13 @@ class EpilogueTracker:
             for t in _tensors(result):
                 self.read(t, None)
 
+    def wrote(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """A counted layer read ``x`` and wrote ``out``; written in place (e.g. ``ReLU(inplace=True)``), the
+        storage holds that layer's output now."""
+        key = self._key(out)
+        if key is not None and key == self._key(x):
+            self.overwritten(out)
+
     def overwritten(self, x: torch.Tensor) -> None:
         """``x``'s storage now holds new values (an in-place layer wrote its output there): stop following it,
         so its later readers read that layer's output, not the Linear/Conv's."""
@@ -132,14 +139,21 @@ class EpilogueTracker:
         self._followed.clear()
         self._storages.clear()
 
+    def enter(self) -> None:
+        """A counted module starts: its ops are its counter's business, not watched (until :meth:`leave`)."""
+        self.depth += 1
+
+    def leave(self) -> None:
+        self.depth -= 1
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
         """Ops inside (a counter's own bookkeeping) are not watched."""
-        self.depth += 1
+        self.enter()
         try:
             yield
         finally:
-            self.depth -= 1
+            self.leave()
 
     def watch(self) -> TorchFunctionMode:
         """A mode that reports torch ops outside counted modules that read a followed output."""
