@@ -33,7 +33,8 @@ class WarmupCosine:
     Example:
         >>> opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         >>> sched = WarmupCosine(opt, base_lr=1.0, total_steps=100, warmup_frac=0.05)
-        >>> sched.apply(); round(opt.param_groups[0]["lr"], 3)
+        >>> lr = sched.apply()  # also written into every param group
+        >>> round(opt.param_groups[0]["lr"], 3)
         0.2
     """
 

@@ -58,7 +58,7 @@ def attention_map(
     """One attention map (query x key) for a chosen layer, head, time step and sample.
 
     Example:
-        >>> img = attention_map(rec.attention, "blocks.0.attn", head=1, t=2)
+        >>> img = attention_map(rec.attention, "blocks.0.attn.branch", head=1, t=1)
     """
     label, value = select_layer(attention, layer, "attention")
     arr = _maps(value)
@@ -80,8 +80,8 @@ def attention_holomap(
     Call ``.layout().cols(n)`` or ``.grid()`` on the result for a grid of every head and step.
 
     Example:
-        >>> hmap = attention_holomap(rec.attention, "blocks.0.attn")
-        >>> hmap[1, 0]  # head 1, time step 0
+        >>> hmap = attention_holomap(rec.attention, "blocks.0.attn.branch")
+        >>> one = hmap[1, 0]  # head 1, time step 0
     """
     label, value = select_layer(attention, layer, "attention")
     arr = _maps(value)
@@ -107,7 +107,7 @@ def attention_dynamicmap(attention: Mapping[str, Any], sample: int = 0) -> hv.Dy
 
     Example:
         >>> dmap = attention_dynamicmap(rec.attention)
-        >>> dmap["blocks.0.attn", 0, 0]
+        >>> one = dmap["blocks.0.attn.branch", 0, 0]
     """
     if not isinstance(attention, Mapping) or not attention:
         raise ValueError(

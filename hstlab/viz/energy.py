@@ -86,7 +86,7 @@ def layer_energy_bars(layers: Any) -> hv.Bars:
     """Per-layer energy per sample, compute and memory stacked (unit picked from the data).
 
     Example:
-        >>> layer_energy_bars(energy_report(model, x).layers)
+        >>> bars = layer_energy_bars(energy_report(model, x).layers)
     """
     df = _layers_frame(layers)
     unit, scale = energy_unit(float((df["compute_j"] + df["memory_j"]).max()))
@@ -99,7 +99,7 @@ def layer_ops_bars(layers: Any) -> hv.Bars:
     """Per-layer operation counts per sample, MACs (real-valued input) and ACs (spikes) stacked.
 
     Example:
-        >>> layer_ops_bars(report.layers)
+        >>> bars = layer_ops_bars(report.layers)
     """
     df = _layers_frame(layers)
     value = hv.Dimension("ops", label="operations per sample")
@@ -119,7 +119,7 @@ def energy_comparison(
     defaults to the first entry; ``accuracy`` (same names) is added to labels and hover.
 
     Example:
-        >>> energy_comparison({"standard": 2e-4, "spiking": 3e-5, "int8": 5e-5}, {"spiking": 0.91})
+        >>> chart = energy_comparison({"standard": 2e-4, "spiking": 3e-5, "int8": 5e-5}, {"spiking": 0.91})
     """
     if not isinstance(totals, Mapping) or not totals:
         raise ValueError("totals must be a non-empty dict variant -> joules")
@@ -272,7 +272,7 @@ def ablation_waterfall(ablation: pd.DataFrame) -> hv.Layout:
     Example:
         >>> df = pd.DataFrame({"variant": ["ANN", "+spiking", "+CPG-PE"],
         ...                    "accuracy": [0.95, 0.91, 0.93], "energy_j": [2e-4, 3e-5, 3.1e-5]})
-        >>> ablation_waterfall(df)
+        >>> charts = ablation_waterfall(df)  # accuracy | energy
     """
     df = _ablation_frame(ablation)
     names = [str(v) for v in df["variant"]] + [f"final: {df['variant'].iloc[-1]}"]

@@ -51,8 +51,8 @@ def event_frames(frames: Any, sample: int = 0, on_channel: int = 1) -> hv.HoloMa
     count. A 5-D ``[T, B, C, H, W]`` batch takes ``sample``.
 
     Example:
-        >>> hmap = event_frames(x)  # x: [T, 2, 34, 34] from load_dataset("nmnist")
-        >>> hmap.layout().cols(4)
+        >>> hmap = event_frames(x, sample=0)  # x: [T, B, 2, H, W] event frames
+        >>> grid = hmap.layout().cols(4)
     """
     arr = _frames(frames, sample)  # [T, C, H, W]
     signed = arr.shape[1] == 2

@@ -2,8 +2,9 @@
 
 Example:
     >>> live = LiveCurves()
-    >>> trainer = Trainer(model, cfg, train, val, callbacks=[live])  # live(event) on every event
-    >>> live.layout()  # in a notebook cell or a Panel pane
+    >>> data = [(x[:, i], i % 2) for i in range(x.shape[1])]  # (frames [T, C, H, W], label)
+    >>> trainer = Trainer(model, cfg, data, data, callbacks=[live])  # live(event) on every event
+    >>> view = live.layout()  # show it in a notebook cell or a Panel pane
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def code_image(code: Any, title: str = "Positional code") -> hv.Image:
     """The whole table, position (rows, top to bottom) x channel: spike code or continuous values.
 
     Example:
-        >>> code_image(cpg_code(64, 32), title="CPG-PE spike code")
+        >>> image = code_image(cpg_code(64, 32), title="CPG-PE spike code")
     """
     arr = _table(code, "code")  # [P, N]
     binary = bool(np.isin(arr, (0.0, 1.0)).all())

@@ -46,7 +46,9 @@ def spike_raster(
     the title says so.
 
     Example:
-        >>> raster = spike_raster(rec.spikes, "blocks.0.attn.q_lif", sample=0)
+        >>> raster = spike_raster(rec.spikes, "blocks.0.mlp.branch.neuron1", sample=0)
+        >>> type(raster).__name__
+        'Scatter'
     """
     label, value = select_layer(spikes, layer, "spikes")
     s = _per_sample(value, "spikes", sample)  # [T, N]
@@ -97,7 +99,7 @@ def membrane_traces(
     dashed per neuron). ``neurons`` is a count (evenly spaced) or explicit flat indices.
 
     Example:
-        >>> traces = membrane_traces(rec.membranes, rec.thresholds, "blocks.0.mlp.lif1", neurons=4)
+        >>> traces = membrane_traces(rec.membranes, rec.thresholds, "blocks.0.mlp.branch.neuron1", neurons=4)
     """
     label, value = select_layer(membranes, layer, "membranes")
     arr = to_numpy(value, "membranes")
@@ -144,7 +146,9 @@ def firing_rate_table(spikes: Mapping[str, Any], sample: int | None = None) -> p
     The rate averages over neurons and the batch (or one ``sample`` when given).
 
     Example:
-        >>> firing_rate_table(rec.spikes).groupby("layer", sort=False)["rate"].mean()
+        >>> table = firing_rate_table(rec.spikes)
+        >>> list(table.columns)
+        ['layer', 't', 'rate', 'neurons']
     """
     if not isinstance(spikes, Mapping) or not spikes:
         raise ValueError("spikes must be a non-empty dict name -> [T, B, ...] (e.g. rec.spikes)")
