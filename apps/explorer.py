@@ -3,9 +3,13 @@
 Each browser session runs this script, so each gets its own state and training run.
 """
 
-import panel as pn
+from hstlab.runtime import use_passive_threads
 
-from hstlab.ui import create_app
+use_passive_threads()  # before torch starts its OpenMP threads (see BENCHMARKS.md)
+
+import panel as pn  # noqa: E402
+
+from hstlab.ui import create_app  # noqa: E402
 
 pn.extension()
 

@@ -13,15 +13,9 @@ Example:
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 from hstlab._lazy import lazy_attribute
-
-# OpenMP workers that spin between parallel regions stall for ~16 ms per op when the machine's
-# cores are shared or CPU-limited (measured here: 2-thread elementwise ops 0.3 ms passive vs 16 ms
-# spinning). Takes effect only if torch is imported after hstlab; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
@@ -43,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "spike": "hstlab.neurons",
     "smoke_mode": "hstlab.runtime",
     "pick": "hstlab.runtime",
+    "use_passive_threads": "hstlab.runtime",
     "energy_report": "hstlab.energy",
     "EnergyReport": "hstlab.energy",
     "energy_per_sample": "hstlab.energy",

@@ -6,8 +6,6 @@ import argparse
 import importlib
 import sys
 
-import torch
-
 # each module exposes register(subparsers) and is imported only when the CLI runs
 AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli")
 
@@ -31,6 +29,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Build a preset, run one forward on example input, print what is inside."""
+    import torch
+
     from hstlab.config import HSTConfig
     from hstlab.layers.norm import calibrate_batchnorm
     from hstlab.model import build_model, example_input
@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hstlab.runtime import use_passive_threads
+
+    use_passive_threads()  # before any sub-command imports torch
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from typing import TypeVar
 
 T = TypeVar("T")
 
 SMOKE_ENV = "HSTLAB_SMOKE"
+THREAD_POLICY_ENV = "OMP_WAIT_POLICY"
+
+
+def use_passive_threads() -> bool:
+    """Make OpenMP threads sleep between parallel regions instead of spinning.
+
+    On shared or CPU-limited machines, spinning workers stalled every 2-thread elementwise op
+    by ~16 ms here (0.3 ms passive; see BENCHMARKS.md, *CPU threads*). OpenMP reads the setting
+    once, when torch starts, so call this before the first ``import torch``: the ``hstlab`` CLI
+    and the explorer do, and each notebook does in its first cell. ``import hstlab`` alone
+    changes nothing. An explicit ``OMP_WAIT_POLICY`` in the environment wins. Returns True when
+    the passive policy is in force for this process.
+
+    Example:
+        >>> import hstlab
+        >>> hstlab.use_passive_threads()  # doctest: +SKIP
+        True
+    """
+    os.environ.setdefault(THREAD_POLICY_ENV, "PASSIVE")
+    passive = os.environ[THREAD_POLICY_ENV].strip().upper() == "PASSIVE"
+    if passive and "torch" in sys.modules:
+        warnings.warn("use_passive_threads() came after torch was imported, so OpenMP keeps its "
+                      "start-up policy: call it before importing torch (first cell of a notebook)",
+                      RuntimeWarning, stacklevel=2)
+        return False
+    return passive
 
 
 def smoke_mode() -> bool:
