@@ -105,6 +105,8 @@ def _coerce(label: str, value: Any, hint: Any) -> Any:
         options = [a for a in args if a is not type(None)]
         return _coerce(label, value, options[0])
     if hint is bool:
+        if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+            return bool(value)  # numpy's bool (from tables and arrays) is a bool; its 0/1 ints are not
         if not isinstance(value, bool):
             raise ValueError(f"{label}={_show(value)} must be True or False, not a {type(value).__name__}")
         return value
@@ -568,7 +570,7 @@ class HSTConfig:
         return out
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> HSTConfig:
+    def from_preset(cls, name: str, /, **overrides: Any) -> HSTConfig:
         """A named published or built-in configuration; see :func:`hstlab.list_presets`."""
         from hstlab.presets import get_preset
 
