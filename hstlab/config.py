@@ -2,7 +2,9 @@
 
 Every field is a string, number, bool or tuple of those, so a config serializes to JSON and
 back exactly. Invalid values raise ``ValueError`` naming the field, the value and what is
-allowed.
+allowed. Types are checked from the dataclass annotations (a new field needs no extra code:
+bools must be bools, integers integers, floats finite numbers; lists become tuples), float
+ranges come from ``FLOAT_RANGES`` and choices from the tuples below.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -98,57 +100,98 @@ def _coerce(label: str, value: Any, hint: Any) -> Any:
     """``value`` checked against the type annotation ``hint`` and normalized (lists become tuples,
     integers in float fields become floats, mappings in dataclass fields become that dataclass).
     Raises ``ValueError`` naming ``label``. Bools are never numbers and strings never bools."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):  # X | None
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        return _coerce(label, value, options[0])
-    if hint is bool:
-        if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
-            return bool(value)  # numpy's bool (from tables and arrays) is a bool; its 0/1 ints are not
-        if not isinstance(value, bool):
-            raise ValueError(f"{label}={_show(value)} must be True or False, not a {type(value).__name__}")
+    return _checker(hint)(label, value)
+
+
+def _fail(label: str, value: Any, wanted: str) -> ValueError:
+    return ValueError(f"{label}={_show(value)} must be {wanted}, not a {type(value).__name__}")
+
+
+def _check_bool(label: str, value: Any) -> bool:
+    if value is True or value is False:
         return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{label}={_show(value)} must be an integer, not a {type(value).__name__}")
-        return int(value)
-    if hint is float:
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+        return bool(value)  # numpy's bool (from tables and arrays) is a bool; its 0/1 ints are not
+    raise _fail(label, value, "True or False")
+
+
+def _check_int(label: str, value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(label, value, "an integer")
+    return int(value)  # numpy integers
+
+
+def _check_float(label: str, value: Any) -> float:
+    if type(value) is not float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{label}={_show(value)} must be a number, not a {type(value).__name__}")
+            raise _fail(label, value, "a number")
         try:
-            number = float(value)
+            value = float(value)
         except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
-            raise ValueError(f"{label}={_show(value)} must be a finite number")
-        return number
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{label}={_show(value)} must be a string, not a {type(value).__name__}")
+            raise ValueError(f"{label}={_show(value)} must be a finite number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{label}={_show(value)} must be a finite number")
+    return value
+
+
+def _check_str(label: str, value: Any) -> str:
+    if type(value) is str or isinstance(value, str):
         return value
-    if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            raise ValueError(f"{label}={_show(value)} must be a tuple (or list), not a {type(value).__name__}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(f"{label}[{i}]", item, args[0]) for i, item in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{label}={_show(value)} must have {len(args)} items, got {len(value)}")
-        return tuple(_coerce(f"{label}[{i}]", item, a) for i, (item, a) in enumerate(zip(value, args)))
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, Mapping):
-            _check_keys(hint, value, label)
-            value = hint(**value)
-        if not isinstance(value, hint):
-            raise ValueError(f"{label}={_show(value)} must be a {hint.__name__} or a dict of its fields, "
-                             f"not a {type(value).__name__}")
-        changed = {k: v for k, v in _normalized(value, f"{label}.").items() if v is not getattr(value, k)}
-        return dataclasses.replace(value, **changed) if changed else value
-    raise TypeError(f"no type check for {label}: annotation {hint!r}")  # a field with a new kind of type
+    raise _fail(label, value, "a string")
 
 
 @functools.cache
+def _checker(hint: Any) -> Callable[[str, Any], Any]:
+    """A function ``(label, value) -> normalized value`` for the annotation ``hint``, built once."""
+    simple = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str}
+    if hint in simple:
+        return simple[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        allows_none = type(None) in args
+        inner = _checker(next(a for a in args if a is not type(None)))
+        return lambda label, value: None if value is None and allows_none else inner(label, value)
+    if origin is typing.Literal:
+        def check_literal(label: str, value: Any) -> Any:
+            if value not in args:
+                raise ValueError(f"{label}={_show(value)} is not allowed; allowed: {', '.join(map(str, args))}")
+            return value
+        return check_literal
+    if origin is tuple:
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        items = [_checker(a) for a in (args[:1] if variadic else args)]
+
+        def check_tuple(label: str, value: Any) -> tuple:
+            if not isinstance(value, (tuple, list)):
+                raise _fail(label, value, "a tuple (or list)")
+            if variadic:
+                return tuple(items[0](f"{label}[{i}]", v) for i, v in enumerate(value))
+            if len(value) != len(items):
+                raise ValueError(f"{label}={_show(value)} must have {len(items)} items, got {len(value)}")
+            return tuple(check(f"{label}[{i}]", v) for i, (check, v) in enumerate(zip(items, value)))
+        return check_tuple
+    if dataclasses.is_dataclass(hint):
+        def check_dataclass(label: str, value: Any) -> Any:
+            if isinstance(value, Mapping):
+                _check_keys(hint, value, label)
+                value = hint(**value)
+            if not isinstance(value, hint):
+                raise _fail(label, value, f"a {hint.__name__} or a dict of its fields")
+            changed = {k: v for k, v in _normalized(value, f"{label}.").items() if v is not getattr(value, k)}
+            return dataclasses.replace(value, **changed) if changed else value
+        return check_dataclass
+    raise TypeError(f"no type check for annotation {hint!r}")  # a field with a new kind of type
+
+
+@functools.cache
+def _field_checkers(cls: type) -> tuple[tuple[str, Callable[[str, Any], Any]], ...]:
+    """``(field name, checker)`` for every field of a config dataclass, from its resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _checker(hints[f.name])) for f in fields(cls))
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     """``{field name: resolved type annotation}`` of a config dataclass."""
     hints = typing.get_type_hints(cls)
@@ -158,8 +201,8 @@ def _field_types(cls: type) -> dict[str, Any]:
 def _normalized(obj: Any, prefix: str = "") -> dict[str, Any]:
     """Every field of ``obj`` type-checked and normalized (see :func:`_coerce`); raises ``ValueError``
     naming ``prefix`` + the field."""
-    return {name: _coerce(prefix + name, getattr(obj, name), hint)
-            for name, hint in _field_types(type(obj)).items()}
+    return {name: check(prefix + name if prefix else name, getattr(obj, name))
+            for name, check in _field_checkers(type(obj))}
 
 
 def _apply_normalized(obj: Any) -> None:
@@ -195,15 +238,17 @@ class LayerSpec:
     mask_policy: str | None = None
 
     def validate(self, prefix: str = "") -> None:
-        """Raise ``ValueError`` naming the first invalid field (``prefix`` + name); the config
-        calls it for each of its layers with ``prefix="layers[i]."``."""
-        for name, value in _normalized(self, prefix).items():
-            if value is None:
-                continue
-            if name in _LAYER_CHOICES:
-                _choice(prefix + name, value, _LAYER_CHOICES[name])
-            if name in FLOAT_RANGES:
-                _check_range(prefix + name, value, FLOAT_RANGES[name])
+        """Raise ``ValueError`` naming the first invalid field (``prefix`` + name). A spec is
+        validated when a config uses it (with ``prefix="layers[i]."``) or by :meth:`from_dict`."""
+        _normalized(self, prefix)
+        self._validate_values(prefix)
+
+    def _validate_values(self, prefix: str) -> None:
+        for name, allowed in _LAYER_CHOICES.items():
+            if getattr(self, name) is not None:
+                _choice(prefix + name, getattr(self, name), allowed)
+        if self.mask_ratio is not None:
+            _check_range(prefix + "mask_ratio", self.mask_ratio, FLOAT_RANGES["mask_ratio"])
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
@@ -310,7 +355,7 @@ class HSTConfig:
         self._validate_depth()
         if not self.layers:
             object.__setattr__(self, "layers", tuple(LayerSpec() for _ in range(self.n_layer)))
-        self.validate()
+        self._validate_values()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -321,6 +366,10 @@ class HSTConfig:
         for any config: sizes are checked by :func:`hstlab.sizing.estimate_size` at build time.
         """
         _normalized(self)
+        self._validate_values()
+
+    def _validate_values(self) -> None:
+        """:meth:`validate` for a config whose fields already have their types."""
         self._validate_depth()
         for name in ("n_embd", "n_head", "num_steps", "num_classes", "patch_size",
                      "event_subbins", "seq_len", "conv_kernel", "tim_kernel"):
@@ -387,7 +436,7 @@ class HSTConfig:
                 f"layers has {len(self.layers)} entries but n_layer={self.n_layer}; give one LayerSpec per layer"
             )
         for i, spec in enumerate(self.layers):
-            spec.validate(prefix=f"layers[{i}].")
+            spec._validate_values(f"layers[{i}].")
 
     def _validate_schedule(self) -> None:
         for i, (epoch, modes) in enumerate(self.mode_schedule):

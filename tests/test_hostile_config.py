@@ -214,6 +214,19 @@ def test_every_float_field_has_a_range():
         assert floats <= set(FLOAT_RANGES), floats - set(FLOAT_RANGES)
 
 
+def test_type_table_handles_new_kinds_of_field():
+    from hstlab.config import _coerce
+
+    assert _coerce("firing_rule", "b", typing.Literal["a", "b"]) == "b"
+    with pytest.raises(ValueError, match="firing_rule='c' is not allowed; allowed: a, b"):
+        _coerce("firing_rule", "c", typing.Literal["a", "b"])
+    assert _coerce("pairs", [[1, "x"]], tuple[tuple[int, str], ...]) == ((1, "x"),)
+    with pytest.raises(ValueError, match=r"pairs\[0\]\[0\]"):
+        _coerce("pairs", [[True, "x"]], tuple[tuple[int, str], ...])
+    with pytest.raises(ValueError, match="tim"):
+        LayerSpec(tim="no").validate()
+
+
 def test_normalization_keeps_good_input():
     cfg = HSTConfig.from_dict({"n_layer": 1, "input_shape": [2, 16, 16], "sps_pools": [False, True, True, True],
                                "mlp_ratio": 2, "layers": [{"tim": True}], "mode_schedule": [[0, "S"]]})
