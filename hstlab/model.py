@@ -99,11 +99,13 @@ def prepare_input(cfg: HSTConfig, x: torch.Tensor, dtype: torch.dtype = torch.fl
     """``x`` checked for the model of ``cfg`` and converted to its ``dtype``; raises ``ValueError``.
 
     Checks, in order: a ``torch.Tensor`` (numpy arrays and lists are refused, not guessed at),
-    the shape (:func:`check_input`), the dtype, the device and (``check_finite``) that every
+    the shape (:func:`check_input`), the device, the dtype and (``check_finite``) that every
     value is finite: a spiking neuron never fires on NaN, so a NaN input would give finite,
     meaningless logits. Conversions: bool and integer inputs become ``dtype`` when every value is
     exact in it (up to 2**24 for float32); float16/bfloat16 widen exactly; float64 rounds to
-    float32 as any float32 model rounds its inputs (overflow to inf is then caught).
+    float32 as any float32 model rounds its inputs (overflow to inf is then caught). The
+    finiteness check is one sum over ``x`` (0.04-0.17 % of an hst-small CPU forward; on a GPU
+    one host sync) and is skipped while tracing or compiling.
 
     Example:
         >>> cfg = HSTConfig.from_preset("tiny")
@@ -115,6 +117,8 @@ def prepare_input(cfg: HSTConfig, x: torch.Tensor, dtype: torch.dtype = torch.fl
             f"input must be a torch.Tensor of shape {expected_input(cfg)} and dtype {dtype}, got a "
             f"{type(x).__module__}.{type(x).__name__}; convert it with torch.as_tensor(x, dtype={dtype})")
     check_input(cfg, x)
+    if device is not None and x.device != torch.device(device):
+        raise ValueError(f"input is on {x.device} but the model is on {device}; move it with x.to({str(device)!r})")
     if x.dtype != dtype:
         if x.is_complex():
             raise ValueError(f"input dtype {x.dtype} is not supported; the model takes {dtype} of shape "
@@ -125,11 +129,10 @@ def prepare_input(cfg: HSTConfig, x: torch.Tensor, dtype: torch.dtype = torch.fl
                 raise ValueError(f"input of dtype {x.dtype} has values beyond +-{limit}, which {dtype} "
                                  f"cannot hold exactly; scale it and pass a {dtype} tensor")
         x = x.to(dtype)
-    if device is not None and x.device != torch.device(device):
-        raise ValueError(f"input is on {x.device} but the model is on {device}; move it with x.to({str(device)!r})")
     # a finite sum proves every value finite (NaN and inf propagate) and costs 1/25 of
     # isfinite(x).all(); only a non-finite sum (possibly an overflow of finite values) takes the exact scan
-    if check_finite and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
+    tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # no data-dependent branch in a graph
+    if check_finite and not tracing and not bool(torch.isfinite(x.detach().sum())) and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(
             f"input of shape {tuple(x.shape)} has {bad} non-finite value(s) (NaN or inf) in {dtype}; a "
