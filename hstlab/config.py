@@ -137,7 +137,7 @@ def _check_float(label: str, value: Any) -> float:
 
 
 def _check_str(label: str, value: Any) -> str:
-    if type(value) is str or isinstance(value, str):
+    if isinstance(value, str):
         return value
     raise _fail(label, value, "a string")
 
