@@ -2,13 +2,21 @@
 
 Every field is a string, number, bool or tuple of those, so a config serializes to JSON and
 back exactly. Invalid values raise ``ValueError`` naming the field, the value and what is
-allowed.
+allowed. Types are checked from the dataclass annotations (a new field needs no extra code:
+bools must be bools, integers integers, floats finite numbers; lists become tuples), float
+ranges come from ``FLOAT_RANGES`` and choices from the tuples below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -25,16 +33,191 @@ MASK_POLICIES = ("random", "significance")
 HEADS = ("classify", "sequence")
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 ALLOWED_MEMBRANE_BITS = (4, 6, 8, 12, 16, 32)  # 32: float membranes
+MAX_LAYERS = 1024  # n_layer above this is refused before any layer is created (validation stays fast)
+MAX_DIVISORS_SHOWN = 12  # the n_head error lists at most this many divisors of n_embd
+
+# Range of every float field, as (low, high, low_inclusive, high_inclusive); None: unbounded.
+# Types come from the dataclass annotations; a test checks every float field has a range here.
+FLOAT_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "mlp_ratio": (0.0, None, False, False),
+    "cpg_threshold": (-1.0, 1.0, True, True),  # compared with sin/cos in [-1, 1]
+    "cpg_wmax": (0.0, None, False, False),
+    "attn_scale": (0.0, None, False, False),
+    "attn_threshold": (0.0, None, False, False),
+    "tim_alpha": (0.0, 1.0, True, True),
+    "mask_ratio": (0.0, 1.0, True, False),
+    "tau": (1.0, None, False, False),  # charge divides by tau
+    "threshold": (0.0, None, False, False),
+    "surrogate_alpha": (0.0, None, False, False),
+    "alif_beta": (0.0, None, True, False),
+    "alif_tau": (1.0, None, False, False),
+}
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (hostile values can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 15]}...<{len(text)} chars>"
 
 
 def _choice(field_name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f"{field_name}={value!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+        raise ValueError(f"{field_name}={_show(value)} is not allowed; allowed: {', '.join(map(str, allowed))}")
 
 
 def _positive_int(field_name: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field_name}={value!r} must be an integer >= {minimum}")
+        raise ValueError(f"{field_name}={_show(value)} must be an integer >= {minimum}")
+
+
+def _check_range(field_name: str, value: float, bounds: tuple[float | None, float | None, bool, bool]) -> None:
+    low, high, low_in, high_in = bounds
+    below = low is not None and (value < low or (value == low and not low_in))
+    above = high is not None and (value > high or (value == high and not high_in))
+    if below or above:
+        left = "(-inf" if low is None else ("[" if low_in else "(") + f"{low:g}"
+        right = "inf)" if high is None else f"{high:g}" + ("]" if high_in else ")")
+        raise ValueError(f"{field_name}={_show(value)} must be a finite number in {left}, {right}")
+
+
+def divisors(n: int) -> list[int]:
+    """Divisors of ``n`` in increasing order, found in O(sqrt n).
+
+    Example:
+        >>> divisors(30)
+        [1, 2, 3, 5, 6, 10, 15, 30]
+    """
+    small, large = [], []
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            small.append(d)
+            if d != n // d:
+                large.append(n // d)
+    return small + large[::-1]
+
+
+def _coerce(label: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the type annotation ``hint`` and normalized (lists become tuples,
+    integers in float fields become floats, mappings in dataclass fields become that dataclass).
+    Raises ``ValueError`` naming ``label``. Bools are never numbers and strings never bools."""
+    return _checker(hint)(label, value)
+
+
+def _fail(label: str, value: Any, wanted: str) -> ValueError:
+    return ValueError(f"{label}={_show(value)} must be {wanted}, not a {type(value).__name__}")
+
+
+def _check_bool(label: str, value: Any) -> bool:
+    if value is True or value is False:
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool"):
+        return bool(value)  # numpy's bool (from tables and arrays) is a bool; its 0/1 ints are not
+    raise _fail(label, value, "True or False")
+
+
+def _check_int(label: str, value: Any) -> int:
+    if type(value) is int:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(label, value, "an integer")
+    return int(value)  # numpy integers
+
+
+def _check_float(label: str, value: Any) -> float:
+    if type(value) is not float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _fail(label, value, "a number")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError(f"{label}={_show(value)} must be a finite number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{label}={_show(value)} must be a finite number")
+    return value
+
+
+def _check_str(label: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _fail(label, value, "a string")
+
+
+@functools.cache
+def _checker(hint: Any) -> Callable[[str, Any], Any]:
+    """A function ``(label, value) -> normalized value`` for the annotation ``hint``, built once."""
+    simple = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str}
+    if hint in simple:
+        return simple[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None
+        allows_none = type(None) in args
+        inner = _checker(next(a for a in args if a is not type(None)))
+        return lambda label, value: None if value is None and allows_none else inner(label, value)
+    if origin is typing.Literal:
+        def check_literal(label: str, value: Any) -> Any:
+            if value not in args:
+                raise ValueError(f"{label}={_show(value)} is not allowed; allowed: {', '.join(map(str, args))}")
+            return value
+        return check_literal
+    if origin is tuple:
+        variadic = len(args) == 2 and args[1] is Ellipsis
+        items = [_checker(a) for a in (args[:1] if variadic else args)]
+
+        def check_tuple(label: str, value: Any) -> tuple:
+            if not isinstance(value, (tuple, list)):
+                raise _fail(label, value, "a tuple (or list)")
+            if variadic:
+                return tuple(items[0](f"{label}[{i}]", v) for i, v in enumerate(value))
+            if len(value) != len(items):
+                raise ValueError(f"{label}={_show(value)} must have {len(items)} items, got {len(value)}")
+            return tuple(check(f"{label}[{i}]", v) for i, (check, v) in enumerate(zip(items, value)))
+        return check_tuple
+    if dataclasses.is_dataclass(hint):
+        def check_dataclass(label: str, value: Any) -> Any:
+            if isinstance(value, Mapping):
+                _check_keys(hint, value, label)
+                value = hint(**value)
+            if not isinstance(value, hint):
+                raise _fail(label, value, f"a {hint.__name__} or a dict of its fields")
+            changed = {k: v for k, v in _normalized(value, f"{label}.").items() if v is not getattr(value, k)}
+            return dataclasses.replace(value, **changed) if changed else value
+        return check_dataclass
+    raise TypeError(f"no type check for annotation {hint!r}")  # a field with a new kind of type
+
+
+@functools.cache
+def _field_checkers(cls: type) -> tuple[tuple[str, Callable[[str, Any], Any]], ...]:
+    """``(field name, checker)`` for every field of a config dataclass, from its resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _checker(hints[f.name])) for f in fields(cls))
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """``{field name: resolved type annotation}`` of a config dataclass."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _normalized(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Every field of ``obj`` type-checked and normalized (see :func:`_coerce`); raises ``ValueError``
+    naming ``prefix`` + the field."""
+    return {name: check(prefix + name if prefix else name, getattr(obj, name))
+            for name, check in _field_checkers(type(obj))}
+
+
+def _apply_normalized(obj: Any) -> None:
+    for name, value in _normalized(obj).items():
+        if value is not getattr(obj, name):
+            object.__setattr__(obj, name, value)
+
+
+def _check_keys(cls: type, data: Any, what: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a dict of field values, got {type(data).__name__}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(map(str, set(data) - set(known)))
+    if unknown:
+        raise ValueError(f"unknown {what} field(s) {unknown}; allowed: {sorted(known)}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +236,31 @@ class LayerSpec:
     tim: bool | None = None
     mask_ratio: float | None = None
     mask_policy: str | None = None
+
+    def validate(self, prefix: str = "") -> None:
+        """Raise ``ValueError`` naming the first invalid field (``prefix`` + name). A spec is
+        validated when a config uses it (with ``prefix="layers[i]."``) or by :meth:`from_dict`."""
+        _normalized(self, prefix)
+        self._validate_values(prefix)
+
+    def _validate_values(self, prefix: str) -> None:
+        for name, allowed in _LAYER_CHOICES.items():
+            if getattr(self, name) is not None:
+                _choice(prefix + name, getattr(self, name), allowed)
+        if self.mask_ratio is not None:
+            _check_range(prefix + "mask_ratio", self.mask_ratio, FLOAT_RANGES["mask_ratio"])
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
+        """A spec from ``{field: value}``; unknown fields raise ``ValueError`` listing the allowed ones."""
+        _check_keys(cls, data, "LayerSpec")
+        spec = cls(**data)
+        spec.validate()
+        return spec
+
+
+_LAYER_CHOICES = {"attn_mode": MODES, "mlp_mode": MODES, "attention": ATTENTION_KINDS,
+                  "residual": RESIDUALS, "mask_policy": MASK_POLICIES}
 
 
 @dataclass(frozen=True)
@@ -143,70 +351,80 @@ class HSTConfig:
     mode_schedule: tuple[tuple[int, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if not self.layers and isinstance(self.n_layer, int) and self.n_layer >= 1:
+        _apply_normalized(self)
+        self._validate_depth()
+        if not self.layers:
             object.__setattr__(self, "layers", tuple(LayerSpec() for _ in range(self.n_layer)))
-        self.validate()
+        self._validate_values()
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field, its value and what is allowed."""
-        for name in ("n_layer", "n_embd", "n_head", "num_steps", "num_classes", "patch_size",
+        """Raise ``ValueError`` naming the first invalid field, its value and what is allowed.
+
+        Every field's type comes from its annotation (bools must be bools, integers integers,
+        floats finite numbers); ranges and choices from the tables above. Runs in microseconds
+        for any config: sizes are checked by :func:`hstlab.sizing.estimate_size` at build time.
+        """
+        _normalized(self)
+        self._validate_values()
+
+    def _validate_values(self) -> None:
+        """:meth:`validate` for a config whose fields already have their types."""
+        self._validate_depth()
+        for name in ("n_embd", "n_head", "num_steps", "num_classes", "patch_size",
                      "event_subbins", "seq_len", "conv_kernel", "tim_kernel"):
             _positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
-            divisors = [h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0]
+            allowed = divisors(self.n_embd)
+            shown = str(allowed[:MAX_DIVISORS_SHOWN])
+            if len(allowed) > MAX_DIVISORS_SHOWN:
+                shown = f"{shown[:-1]}, ... ({len(allowed) - MAX_DIVISORS_SHOWN} more)]"
             raise ValueError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; "
-                f"allowed n_head for this width: {divisors}"
+                f"allowed n_head for this width: {shown}"
             )
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} must be > 0")
+        for name, bounds in FLOAT_RANGES.items():
+            _check_range(name, getattr(self, name), bounds)
+        if int(self.n_embd * self.mlp_ratio) < 1:
+            raise ValueError(f"mlp_ratio={self.mlp_ratio!r} gives an MLP hidden width of "
+                             f"int(n_embd * mlp_ratio) = 0 for n_embd={self.n_embd}; it must be >= 1")
         _choice("head", self.head, HEADS)
         _choice("tokenizer", self.tokenizer, TOKENIZERS)
         if self.tokenizer_mode is not None:
             _choice("tokenizer_mode", self.tokenizer_mode, MODES)
         _choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
-        _choice("attention", self.attention, ATTENTION_KINDS)
-        _choice("attn_mode", self.attn_mode, MODES)
-        _choice("mlp_mode", self.mlp_mode, MODES)
-        _choice("residual", self.residual, RESIDUALS)
-        _choice("mask_policy", self.mask_policy, MASK_POLICIES)
+        for name, allowed in _LAYER_CHOICES.items():
+            _choice(name, getattr(self, name), allowed)
         _choice("neuron", self.neuron, NEURONS)
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("reset", self.reset, RESETS)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
         _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
-        _check_ratio("mask_ratio", self.mask_ratio)
-        if not 0.0 <= self.tim_alpha <= 1.0:
-            raise ValueError(f"tim_alpha={self.tim_alpha!r} must be in [0, 1]")
-        for name in ("tau", "alif_tau"):
-            if not getattr(self, name) > 1.0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be > 1 (charge divides by tau)")
-        for name in ("threshold", "attn_threshold", "surrogate_alpha", "attn_scale", "cpg_wmax"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
         if self.cpg_neurons < 2 or self.cpg_neurons % 2:
             raise ValueError(f"cpg_neurons={self.cpg_neurons!r} must be an even integer >= 2 (sin/cos pairs)")
         self._validate_input_shape()
         self._validate_layers()
         self._validate_schedule()
 
+    def _validate_depth(self) -> None:
+        _positive_int("n_layer", self.n_layer)
+        if self.n_layer > MAX_LAYERS:
+            raise ValueError(f"n_layer={self.n_layer} is above the limit of {MAX_LAYERS} layers "
+                             "(hstlab.config.MAX_LAYERS)")
+
     def _validate_input_shape(self) -> None:
         shape = self.input_shape
-        if not isinstance(shape, tuple) or not all(isinstance(s, int) and s > 0 for s in shape):
-            raise ValueError(f"input_shape={shape!r} must be a tuple of positive integers")
+        if not all(s > 0 for s in shape):
+            raise ValueError(f"input_shape={_show(shape)} must be a tuple of positive integers")
         if self.tokenizer in ("sps", "events") and len(shape) != 3:
             raise ValueError(f"input_shape={shape!r} must be (C, H, W) for tokenizer={self.tokenizer!r}")
         if self.tokenizer == "linear" and len(shape) != 1:
             raise ValueError(f"input_shape={shape!r} must be (C,) for tokenizer='linear'")
         if self.tokenizer == "sps" and len(self.sps_pools) != 4:
             raise ValueError(f"sps_pools={self.sps_pools!r} must have 4 entries, one per stem stage")
-        if self.sps_channels and (len(self.sps_channels) != 3 or not all(
-                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in self.sps_channels)):
+        if self.sps_channels and (len(self.sps_channels) != 3 or not all(c > 0 for c in self.sps_channels)):
             raise ValueError(f"sps_channels={self.sps_channels!r} must be () or 3 positive integers "
                              "(widths of the first three stem stages; the last is n_embd)")
-        if not isinstance(self.sps_pool_first, bool):
-            raise ValueError(f"sps_pool_first={self.sps_pool_first!r} must be True or False")
         if self.tokenizer == "events" and (shape[1] % self.patch_size or shape[2] % self.patch_size):
             raise ValueError(f"input_shape={shape!r}: H and W must be divisible by patch_size={self.patch_size}")
         if self.head == "sequence" and self.tokenizer != "linear":
@@ -218,24 +436,12 @@ class HSTConfig:
                 f"layers has {len(self.layers)} entries but n_layer={self.n_layer}; give one LayerSpec per layer"
             )
         for i, spec in enumerate(self.layers):
-            if not isinstance(spec, LayerSpec):
-                raise ValueError(f"layers[{i}]={spec!r} must be a LayerSpec")
-            checks = (("attn_mode", MODES), ("mlp_mode", MODES), ("attention", ATTENTION_KINDS),
-                      ("residual", RESIDUALS), ("mask_policy", MASK_POLICIES))
-            for name, allowed in checks:
-                value = getattr(spec, name)
-                if value is not None:
-                    _choice(f"layers[{i}].{name}", value, allowed)
-            if spec.mask_ratio is not None:
-                _check_ratio(f"layers[{i}].mask_ratio", spec.mask_ratio)
+            spec._validate_values(f"layers[{i}].")
 
     def _validate_schedule(self) -> None:
-        for entry in self.mode_schedule:
-            if len(entry) != 2:
-                raise ValueError(f"mode_schedule entry {entry!r} must be (epoch, modes)")
-            epoch, modes = entry
-            _positive_int("mode_schedule epoch", epoch, minimum=0)
-            _check_mode_letters("mode_schedule modes", modes, self.n_layer)
+        for i, (epoch, modes) in enumerate(self.mode_schedule):
+            _positive_int(f"mode_schedule[{i}][0] (epoch)", epoch, minimum=0)
+            _check_mode_letters(f"mode_schedule[{i}][1] (modes)", modes, self.n_layer)
 
     # ------------------------------------------------------------------ derived values
     def layer(self, index: int) -> ResolvedLayer:
@@ -306,6 +512,7 @@ class HSTConfig:
         """Return a copy with ``LayerSpec`` fields of layer ``index`` replaced."""
         if not 0 <= index < self.n_layer:
             raise ValueError(f"layer index {index} out of range for n_layer={self.n_layer}")
+        _check_keys(LayerSpec, overrides, "LayerSpec")
         new_layers = list(self.layers)
         new_layers[index] = dataclasses.replace(new_layers[index], **overrides)
         return dataclasses.replace(self, layers=tuple(new_layers))
@@ -333,42 +540,90 @@ class HSTConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HSTConfig:
-        """Inverse of :meth:`to_dict` (also accepts lists where tuples are stored, as JSON gives)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
-        values = dict(data)
-        if "input_shape" in values:
-            values["input_shape"] = tuple(values["input_shape"])
-        if "sps_pools" in values:
-            values["sps_pools"] = tuple(bool(p) for p in values["sps_pools"])
-        if "sps_channels" in values:
-            values["sps_channels"] = tuple(int(c) for c in values["sps_channels"])
-        if "layers" in values:
-            values["layers"] = tuple(
-                spec if isinstance(spec, LayerSpec) else LayerSpec(**spec) for spec in values["layers"]
-            )
-        if "mode_schedule" in values:
-            values["mode_schedule"] = tuple((int(e), str(m)) for e, m in values["mode_schedule"])
-        return cls(**values)
+    def from_dict(cls, data: Mapping[str, Any]) -> HSTConfig:
+        """Inverse of :meth:`to_dict` (also accepts lists where tuples are stored, as JSON gives).
+
+        Example:
+            >>> HSTConfig.from_dict({"n_layer": 1, "layers": [{"tim": True}]}).layer(0).tim
+            True
+        """
+        _check_keys(cls, data, "config")
+        return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> HSTConfig:
-        return cls.from_dict(json.loads(text))
+        """Inverse of :meth:`to_json`; invalid JSON raises ``ValueError``."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"config JSON could not be parsed: {err}") from None
+        return cls.from_dict(data)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> HSTConfig:
+    def parse_field(cls, name: str, text: str) -> Any:
+        """The value of field ``name`` from command-line text (``--set name=text``), typed by the field.
+
+        Bools take ``true``/``false`` (any case), numbers their usual spelling, strings their text,
+        ``none``/``null`` gives None where a field allows it, and tuples and ``layers`` take JSON.
+        The result is checked against the field's type; ranges are checked when the config is built.
+
+        Example:
+            >>> HSTConfig.parse_field("tim", "False"), HSTConfig.parse_field("mlp_ratio", "2")
+            (False, 2.0)
+            >>> HSTConfig.parse_field("sps_pools", "[true, false, true, true]")
+            (True, False, True, True)
+        """
+        hints = _field_types(cls)
+        if name not in hints:
+            raise ValueError(f"unknown config field {name!r}; allowed: {sorted(hints)}")
+        hint = hints[name]
+        optional = type(None) in typing.get_args(hint)
+        if optional and text.strip().lower() in ("none", "null"):
+            return None
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint) if optional else hint
+        word = text.strip()
+        if base is bool:
+            if word.lower() not in ("true", "false"):
+                raise ValueError(f"{name}={text!r} must be true or false")
+            return word.lower() == "true"
+        if base is str:
+            return word
+        if base in (int, float):
+            try:
+                value = json.loads(word)
+            except json.JSONDecodeError:
+                raise ValueError(f"{name}={text!r} must be {'an integer' if base is int else 'a number'}") from None
+            return _coerce(name, value, base)
+        try:
+            value = json.loads(word)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{name}={text!r} must be JSON ({err.msg})") from None
+        if name == "layers" and isinstance(value, list):
+            return tuple(LayerSpec.from_dict(item) if isinstance(item, Mapping) else item for item in value)
+        return _coerce(name, value, base)
+
+    @classmethod
+    def parse_overrides(cls, items: list[str], flag: str = "--set") -> dict[str, Any]:
+        """``["tim=true", "mlp_ratio=2"]`` -> ``{"tim": True, "mlp_ratio": 2.0}`` via :meth:`parse_field`.
+
+        Example:
+            >>> HSTConfig.parse_overrides(["weight_bits=8", "attention=sdsa"])
+            {'weight_bits': 8, 'attention': 'sdsa'}
+        """
+        out: dict[str, Any] = {}
+        for item in items:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"{flag} {item!r} must be FIELD=VALUE")
+            out[key.strip()] = cls.parse_field(key.strip(), text)
+        return out
+
+    @classmethod
+    def from_preset(cls, name: str, /, **overrides: Any) -> HSTConfig:
         """A named published or built-in configuration; see :func:`hstlab.list_presets`."""
         from hstlab.presets import get_preset
 
         return get_preset(name, **overrides)
-
-
-def _check_ratio(field_name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{field_name}={value!r} must be a number in [0, 1)")
 
 
 def _check_mode_letters(field_name: str, letters: Any, n_layer: int) -> None:

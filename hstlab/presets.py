@@ -73,7 +73,11 @@ def list_presets() -> list[str]:
     return list(PRESETS.names())
 
 
-def get_preset(name: str, **overrides: Any) -> HSTConfig:
+def get_preset(name: str, /, **overrides: Any) -> HSTConfig:
     """The preset ``name`` with optional field overrides (validated like any config)."""
     cfg = PRESETS.get(name)()
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(HSTConfig)})
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown} for preset {name!r}; "
+                         f"allowed: {sorted(f.name for f in dataclasses.fields(HSTConfig))}")
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
