@@ -38,7 +38,9 @@ class DatasetUnavailable(DataError, FileNotFoundError):
         self.name = name
         self.folder = str(folder)
         self.layout = layout
-        one_line = "; ".join(line.strip() for line in layout.splitlines() if line.strip())
+        one_line = "; ".join(
+            line.strip().rstrip(";") for line in layout.splitlines() if line.strip()
+        )
         msg = (
             f"dataset {name!r} is not available: no files under {self.folder}. "
             f"Put the files there in this layout: {one_line}"

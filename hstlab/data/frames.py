@@ -84,7 +84,7 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int, int], source: 
     if len(events) and events["t"].min() < 0:  # also NaN times cast to integers
         i = int(np.argmin(events["t"]))
         raise EventFileError(
-            f"{source}: event {i} has time t={events['t'][i]!r} us, before the recording starts "
+            f"{source}: event {i} has time t={int(events['t'][i])} us, before the recording starts "
             "(negative or not a number); the file is corrupt"
         )
 
@@ -149,6 +149,9 @@ def _open_checked(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None
     except (OSError, ValueError, KeyError, TypeError) as err:
         return None, f"has a damaged checksum file ({type(err).__name__})"
     try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                return None, "is not a .npy file"
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError, EOFError) as err:
         return None, f"cannot be read ({err})"

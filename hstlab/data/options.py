@@ -86,7 +86,7 @@ class Option:
 
 
 def _num(x: float | None) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 def check_options(

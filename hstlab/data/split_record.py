@@ -40,7 +40,7 @@ def read_json_record(path: Path, repair: str, what: str = "split record") -> dic
         >>> read_json_record(bad, "delete it")
         Traceback (most recent call last):
         ...
-        hstlab.data.errors.SplitRecordError: ...splits.json: damaged split record (not valid JSON: Expecting property name enclosed in double quotes at line 1 column 12); delete it
+        hstlab.data.errors.SplitRecordError: ...splits.json: damaged split record (not valid JSON: Expecting property name enclosed in double quotes: line 1 column 12); delete it
     """
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -51,7 +51,7 @@ def read_json_record(path: Path, repair: str, what: str = "split record") -> dic
         ) from None
     except json.JSONDecodeError as err:
         raise SplitRecordError(
-            f"{path}: damaged {what} (not valid JSON: {err.msg} at line {err.lineno} "
+            f"{path}: damaged {what} (not valid JSON: {err.msg}: line {err.lineno} "
             f"column {err.colno}); {repair}"
         ) from None
     except OSError as err:

@@ -162,7 +162,7 @@ def open_tonic(
 
 
 def _one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    return "; ".join(line.strip().rstrip(";") for line in text.splitlines() if line.strip())
 
 
 def _any_file(folder: Path, pattern: str) -> bool:
@@ -233,7 +233,7 @@ def _read_recorded_split(record: Path, ids: list[str]) -> np.ndarray:
     if unknown:
         notice(
             f"{record}: {len(unknown)} file(s) present are not in the recorded split and are left "
-            f"out (first: {unknown[0]}); {repair} to use them"
+            f"out (first: {unknown[0]}); to use them, {repair}"
         )
     return out
 
@@ -381,6 +381,7 @@ def dvsgesture_source(
         folder,
         cache,
         "a DVS Gesture .npy event array",
+        check_npy_magic,
     )
 
 
@@ -483,18 +484,24 @@ def cifar10dvs_source(
     )
 
 
-AEDAT4_MAGIC = b"#!AER-DAT4.0"
+def _check_magic(path: Path, magic: bytes, what: str) -> None:
+    with open(path, "rb") as f:
+        head = f.read(len(magic))
+    if head != magic:
+        raise EventFileError(
+            f"{path}: not {what} (it starts with {head!r}, not {magic!r}); "
+            "the file is corrupt or of another format"
+        )
 
 
 def check_aedat4_magic(path: Path) -> None:
     """Raise :class:`EventFileError` unless ``path`` starts as an AEDAT 4.0 file does."""
-    with open(path, "rb") as f:
-        head = f.read(len(AEDAT4_MAGIC))
-    if head != AEDAT4_MAGIC:
-        raise EventFileError(
-            f"{path}: not an AEDAT 4.0 file (it starts with {head[:12]!r}, not {AEDAT4_MAGIC!r}); "
-            "the file is corrupt or of another format"
-        )
+    _check_magic(path, b"#!AER-DAT4.0", "an AEDAT 4.0 file")
+
+
+def check_npy_magic(path: Path) -> None:
+    """Raise :class:`EventFileError` unless ``path`` starts as a NumPy ``.npy`` file does."""
+    _check_magic(path, b"\x93NUMPY", "a NumPy .npy file")
 
 
 # ----------------------------------------------------------------------------- SHD
@@ -535,7 +542,8 @@ def shd_source(
 
     def read(i: int) -> np.ndarray:
         try:
-            return ds[int(idx[i])][0]
+            with np.errstate(invalid="ignore"):  # NaN times become negative: check_events names them
+                return ds[int(idx[i])][0]
         except Exception as err:  # a ragged row that does not decode
             raise EventFileError(
                 f"{path}: row {int(idx[i])} cannot be read ({type(err).__name__}: {err})"
