@@ -131,19 +131,39 @@ def cache_key(**parts: object) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-CACHE_FORMAT = 1  # version of the checksum file written next to each cached array
+CACHE_FORMAT = 2  # version of the checksum file written next to each cached array
+CHUNK_BYTES = 1 << 24  # one CRC-32 per 16 MiB, so that threads verify a large cache in parallel
 
 
 def _checksum_file(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
+def chunk_crcs(arr: np.ndarray) -> list[int]:
+    """CRC-32 of each ``CHUNK_BYTES`` piece of a C-contiguous array's bytes, computed in threads
+    (zlib releases the GIL): ~1.3 GB/s per core.
+
+    Example:
+        >>> chunk_crcs(np.zeros(4, np.int16)) == [zlib.crc32(bytes(8))]
+        True
+    """
+    flat = arr.reshape(-1).view(np.uint8)  # [bytes]
+    starts = range(0, len(flat), CHUNK_BYTES)
+    if len(starts) <= 1:
+        return [zlib.crc32(flat)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1, 8)) as pool:
+        return list(pool.map(lambda s: zlib.crc32(flat[s : s + CHUNK_BYTES]), starts))
+
+
 def _open_checked(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None, str]:
     """The cached array at ``path`` if it matches ``shape`` and its checksum file, else
-    (None, what is wrong). Reading the checksum costs ~0.7 s per GB (93 MB for digits-dvs train)."""
+    (None, what is wrong). Verifying reads the whole array: ~0.7 s per GB and core (digits-dvs
+    train at T=16 is 93 MB)."""
     try:
         meta = json.loads(_checksum_file(path).read_text())
-        crc, stored_shape = int(meta["crc32"]), tuple(meta["shape"])
+        crcs, stored_shape = [int(c) for c in meta["crc32"]], tuple(meta["shape"])
     except FileNotFoundError:
         return None, "has no checksum file (written by an older hstlab, or interrupted)"
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -157,7 +177,7 @@ def _open_checked(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray | None
         return None, f"cannot be read ({err})"
     if arr.shape != shape or stored_shape != shape or arr.dtype != np.int16:
         return None, f"holds {arr.dtype} {list(arr.shape)}, not int16 {list(shape)}"
-    if zlib.crc32(arr) != crc:
+    if chunk_crcs(arr) != crcs:
         return None, "differs from its checksum (zeroed, overwritten or damaged)"
     return arr, ""
 
@@ -206,13 +226,12 @@ def cached_frames(
     side = Path(tmp).with_suffix(".json")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=full)
-        crc = 0
         for i in range(n):
             out[i] = make(i)
-            crc = zlib.crc32(out[i], crc)  # the data region, sample by sample
         out.flush()
+        crcs = chunk_crcs(out)
         del out
-        side.write_text(json.dumps({"format": CACHE_FORMAT, "shape": list(full), "crc32": crc}))
+        side.write_text(json.dumps({"format": CACHE_FORMAT, "shape": list(full), "crc32": crcs}))
         os.replace(side, _checksum_file(path))
         os.replace(tmp, path)
     except BaseException:

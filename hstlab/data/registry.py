@@ -215,7 +215,7 @@ def read_digits_record(meta_file: Path) -> dict:
         )
         meta["events"] = {}
     elif not isinstance(events, dict) or not all(
-        isinstance(v, list) and len(v) == 2 and all(type(x) is int and x >= 0 for x in v)
+        type(v) is list and len(v) == 2 and type(v[0]) is int and type(v[1]) is int
         for v in events.values()
     ):
         raise bad("events: not {path: [event count, CRC-32]}")

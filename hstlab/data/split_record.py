@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,12 +101,13 @@ class FileRecord:
 
     def check_sizes(self, rels: Iterable[str]) -> None:
         """Each file exists and has the recorded size (one ``stat`` per file, no reading)."""
+        root = str(self.folder)
         for rel in rels:
             entry = self.entries.get(rel)
             if entry is None:
                 continue
             try:
-                size = (self.folder / rel).stat().st_size
+                size = os.stat(f"{root}/{rel}").st_size  # (pathlib costs 4x the stat here)
             except FileNotFoundError:
                 raise SplitRecordError(
                     f"{self.folder / rel}: listed in {self.record} but missing; {self.repair}"

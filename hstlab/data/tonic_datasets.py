@@ -161,6 +161,14 @@ def open_tonic(
         raise DatasetUnavailable(name, folder, layout, f"Download failed: {err!r}") from err
 
 
+def _relative(paths: list[str], folder: Path) -> list[str]:
+    """``paths`` relative to ``folder``, POSIX style (string slicing: 60k files in ~10 ms)."""
+    prefix = str(folder).rstrip("/") + "/"
+    if all(p.startswith(prefix) and "\\" not in p for p in paths):
+        return [p[len(prefix):] for p in paths]
+    return [Path(p).relative_to(folder).as_posix() for p in paths]
+
+
 def _one_line(text: str) -> str:
     return "; ".join(line.strip().rstrip(";") for line in text.splitlines() if line.strip())
 
@@ -292,7 +300,7 @@ def nmnist_source(
         download,
         train=train,
     )
-    rel = [Path(p).relative_to(folder).as_posix() for p in ds.data]
+    rel = _relative(ds.data, folder)
     targets = np.asarray(ds.targets, dtype=np.int64)
     if train or split_of is not None:
         split_no = (split_of or _default_val_split(folder, name))(rel, targets)
@@ -360,7 +368,7 @@ def dvsgesture_source(
         download,
         train=train,
     )
-    rel = [Path(p).relative_to(folder).as_posix() for p in ds.data]
+    rel = _relative(ds.data, folder)
     targets = np.asarray(ds.targets, dtype=np.int64)
     keep = (
         recorded_split(folder, "dvsgesture", rel, targets, None) == SPLITS.index(split)
@@ -462,7 +470,7 @@ def cifar10dvs_source(
         CIFAR10DVS_LAYOUT,
         download,
     )
-    rel = [Path(p).relative_to(folder).as_posix() for p in ds.data]
+    rel = _relative(ds.data, folder)
     targets = np.asarray(ds.targets, dtype=np.int64)
     keep = recorded_split(folder, "cifar10dvs", rel, targets, 0.1) == SPLITS.index(split)
     idx = select(targets, keep, limit)
