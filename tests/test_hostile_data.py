@@ -361,6 +361,19 @@ def _nmnist_extra(ctx: Ctx):
     return "NMNIST/Train/3/extra.bin", lambda: load_dataset("nmnist", "train", root=root), check
 
 
+def _nmnist_empty_bin(ctx: Ctx):
+    """Real N-MNIST has no per-file record, but an empty recording is never valid."""
+    root = ctx.make("nmnist", nmnist_folder)
+    load_dataset("nmnist", "val", root=root, time_bins=2, cache=False)  # records the split
+    victim = root / "NMNIST" / "Test" / "7" / "00001.bin"
+    victim.write_bytes(b"")
+    return (
+        "NMNIST/Test/7/00001.bin: empty (0 bytes)",
+        lambda: load_dataset("nmnist", "test", root=root, time_bins=2, cache=False),
+        lambda: load_dataset("nmnist", "train", root=root, time_bins=2, cache=False),
+    )
+
+
 def _nmnist_bad_folder(ctx: Ctx):
     root = ctx.make("nmnist", nmnist_folder)
     odd = root / "NMNIST" / "Train" / "backup"
@@ -393,6 +406,7 @@ CASES = [
         '{"split": {"NMNIST/Train/3/00000.bin": "dev"}}', "'dev'"), SplitRecordError),
     Case("nmnist-extra-file", _nmnist_extra, None),
     Case("nmnist-odd-folder", _nmnist_bad_folder, DataFileError),
+    Case("nmnist-bin-zero-bytes", _nmnist_empty_bin, EventFileError),
     # 9: the frame cache is rebuilt, never fatal, never blank
     Case("cache-zeroed", _cache(_zero_cache), None),
     Case("cache-truncated", _cache(lambda p: p.write_bytes(p.read_bytes()[:5000])), None),
@@ -423,6 +437,7 @@ CASES = [
     Case("limit-fraction", _option("limit", 2.5), DataOptionError),
     Case("cache-not-bool", _option("cache", "yes"), DataOptionError),
     Case("seed-negative", _option("seed", -1), DataOptionError),
+    Case("seed-not-the-built-one", _option("seed", 1), DataOptionError),
     Case("lorenz-neurons-zero", _option("neurons", 0, "lorenz-spikes"), DataOptionError),
     Case("lorenz-bin-ms-nan", _option("bin_ms", float("nan"), "lorenz-spikes"), DataOptionError),
     Case("text-one-hot-text", _option("one_hot", "no", "text-chars"), DataOptionError),

@@ -39,7 +39,7 @@ class DatasetUnavailable(DataError, FileNotFoundError):
         self.folder = str(folder)
         self.layout = layout
         one_line = "; ".join(
-            line.strip().rstrip(";") for line in layout.splitlines() if line.strip()
+            " ".join(line.split()).rstrip(";") for line in layout.splitlines() if line.strip()
         )
         msg = (
             f"dataset {name!r} is not available: no files under {self.folder}. "

@@ -45,7 +45,7 @@ def check_window(window_us: float, time_bins: int, option: str = "window_us") ->
         >>> check_window(float("nan"), 16, "window_ms")
         Traceback (most recent call last):
         ...
-        hstlab.data.errors.DataOptionError: window_ms=nan is not allowed; allowed: a finite number >= 0.016 (time_bins=16 bins of at least 1 us)
+        hstlab.data.errors.DataOptionError: window_ms=nan is not allowed; allowed: a finite ...
     """
     scale = 1000.0 if option == "window_ms" else 1.0
     ok = isinstance(window_us, (int, float, np.integer, np.floating)) and not isinstance(

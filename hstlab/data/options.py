@@ -10,7 +10,7 @@ Example:
     >>> check_options("demo", {"window_ms": float("nan")}, {"window_ms": WINDOW_MS})
     Traceback (most recent call last):
     ...
-    hstlab.data.errors.DataOptionError: option window_ms=nan of dataset 'demo' is not allowed; allowed: a finite number > 0
+    hstlab.data.errors.DataOptionError: option window_ms=nan of dataset 'demo' is not allowed; ...
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from hstlab.data import digits_dvs as dd
 from hstlab.data import options as opt
 from hstlab.data import tonic_datasets as td
-from hstlab.data.errors import DataFileError, SplitRecordError, notice
+from hstlab.data.errors import DataFileError, DataOptionError, SplitRecordError, notice
 from hstlab.data.frames import check_time_bins
 from hstlab.data.options import Option, check_options
 from hstlab.data.split_record import FileRecord, read_json_record, record_field
@@ -176,9 +176,9 @@ def ensure_digits_dvs(
         dd.build_digits_dvs(folder, seed=seed, verbose=verbose)
     meta = read_digits_record(meta_file)
     if meta["seed"] != seed:
-        raise ValueError(
-            f"seed={seed!r}, but {folder} was built with seed={meta['seed']}; "
-            "pass another root for another seed"
+        raise DataOptionError(
+            f"option seed={seed!r} of dataset 'digits-dvs' does not match {folder}, built with "
+            f"seed={meta['seed']}; allowed: {meta['seed']} here, or another root for another seed"
         )
     return meta
 

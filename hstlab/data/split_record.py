@@ -16,7 +16,7 @@ Example:
     >>> rec.check_sizes(["a.bin"])
     Traceback (most recent call last):
     ...
-    hstlab.data.errors.EventFileError: ...a.bin: holds 1 events (5 bytes), but ...splits.json records 2 events; the file was truncated or replaced; rebuild
+    hstlab.data.errors.EventFileError: ...a.bin: holds 1 events (5 bytes), but ...
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def read_json_record(path: Path, repair: str, what: str = "split record") -> dic
         >>> read_json_record(bad, "delete it")
         Traceback (most recent call last):
         ...
-        hstlab.data.errors.SplitRecordError: ...splits.json: damaged split record (not valid JSON: Expecting property name enclosed in double quotes: line 1 column 12); delete it
+        hstlab.data.errors.SplitRecordError: ...splits.json: damaged split record ...
     """
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -64,7 +64,9 @@ def read_json_record(path: Path, repair: str, what: str = "split record") -> dic
     return data
 
 
-def record_field(data: dict, key: str, kind: type | tuple[type, ...], path: Path, repair: str) -> Any:
+def record_field(
+    data: dict, key: str, kind: type | tuple[type, ...], path: Path, repair: str
+) -> Any:
     """``data[key]`` if it is a ``kind``, else :class:`SplitRecordError` naming the field."""
     value = data.get(key)
     if isinstance(value, bool) and kind is int or not isinstance(value, kind):

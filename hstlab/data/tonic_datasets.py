@@ -150,7 +150,7 @@ def open_tonic(
             name,
             folder,
             layout,
-            "Pass download=True to let tonic fetch it where the network allows.",
+            "Or pass download=True (CLI: --data-option download=true) to let tonic fetch it",
         )
     existed = folder.exists()
     try:
@@ -170,7 +170,8 @@ def _relative(paths: list[str], folder: Path) -> list[str]:
 
 
 def _one_line(text: str) -> str:
-    return "; ".join(line.strip().rstrip(";") for line in text.splitlines() if line.strip())
+    lines = (" ".join(line.split()).rstrip(";") for line in text.splitlines())
+    return "; ".join(line for line in lines if line)
 
 
 def _any_file(folder: Path, pattern: str) -> bool:
@@ -316,6 +317,11 @@ def nmnist_source(
         data = path.read_bytes()
         if record is not None:
             record.check_bytes(rel[idx[i]], data)
+        elif not data:
+            raise EventFileError(
+                f"{path}: empty (0 bytes), but an N-MNIST recording always holds events; the "
+                "file was truncated; replace it with the original"
+            )
         check_nmnist_bin(path, (34, 34), data)
         return ds[int(idx[i])][0]
 
@@ -550,7 +556,7 @@ def shd_source(
 
     def read(i: int) -> np.ndarray:
         try:
-            with np.errstate(invalid="ignore"):  # NaN times become negative: check_events names them
+            with np.errstate(invalid="ignore"):  # NaN times turn negative: check_events says so
                 return ds[int(idx[i])][0]
         except Exception as err:  # a ragged row that does not decode
             raise EventFileError(
