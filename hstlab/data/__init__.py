@@ -10,7 +10,15 @@ Example:
 from hstlab.data.augment import RandomShift
 from hstlab.data.collate import spread_indices, time_first_collate
 from hstlab.data.encode import spike_encode
-from hstlab.data.errors import DatasetUnavailable, EventFileError
+from hstlab.data.errors import (
+    DataError,
+    DataFileError,
+    DataOptionError,
+    DatasetUnavailable,
+    DataWarning,
+    EventFileError,
+    SplitRecordError,
+)
 from hstlab.data.registry import (
     DATASETS,
     data_dir,
@@ -23,8 +31,13 @@ from hstlab.data.registry import (
 
 __all__ = [
     "DATASETS",
+    "DataError",
+    "DataFileError",
+    "DataOptionError",
+    "DataWarning",
     "DatasetUnavailable",
     "EventFileError",
+    "SplitRecordError",
     "RandomShift",
     "data_dir",
     "dataset_folder",

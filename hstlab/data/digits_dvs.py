@@ -7,7 +7,8 @@ saccade about 100 ms. Per sample the start point, the saccade end points (+-0.5 
 saccade durations (95-105 ms) are jittered, and the digit's brightness varies by +-15 %.
 Events are written as N-MNIST ``.bin`` files in tonic's folder layout
 (``NMNIST/Train/<digit>/<index>.bin`` for train and val, ``NMNIST/Test/<digit>/...`` for test);
-``splits.json`` records the split and ``stats.json`` the event statistics.
+``splits.json`` records the split and, per file, its event count and CRC-32 (checked when the
+files are loaded), and ``stats.json`` the event statistics.
 Everything is a function of the seed: the same seed gives byte-identical files.
 """
 
@@ -18,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ SACCADE_MS = 100.0
 WINDOW_US = 315_000  # fixed frame window, the longest recording (3 x 105 ms)
 BACKGROUND = 0.05  # background luminance relative to the digit's ink (1:20)
 GENERATOR_VERSION = 1
+RECORD_VERSION = 2  # splits.json: 1 = split only, 2 = + per-file event counts and CRC-32s
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # train, val, test
 PIXEL_MODEL = DVSPixelModel(threshold=0.5, mismatch=0.03, refractory_us=1000.0, noise_hz=1.0)
 
@@ -175,6 +178,7 @@ def build_digits_dvs(
     try:
         counts, on_counts = [], []
         files: dict[str, list[list]] = {"train": [], "val": [], "test": []}
+        checks: dict[str, list[int]] = {}  # path -> [events, CRC-32 of the file's bytes]
         batches = [chosen[s : s + batch] for s in range(0, len(chosen), batch)]
         jobs = [(images[idx], idx, seed) for idx in batches]
         done = 0
@@ -185,6 +189,7 @@ def build_digits_dvs(
                 (tmp / rel).mkdir(parents=True, exist_ok=True)
                 (tmp / rel / f"{i:05d}.bin").write_bytes(data)
                 files[split].append([f"{rel.as_posix()}/{i:05d}.bin", int(labels[i])])
+                checks[f"{rel.as_posix()}/{i:05d}.bin"] = [n_ev, zlib.crc32(data)]
                 counts.append(n_ev)
                 on_counts.append(n_on)
             done += len(idx)
@@ -200,6 +205,8 @@ def build_digits_dvs(
             "split_fractions": list(SPLIT_FRACTIONS),
             "window_us": WINDOW_US,
             "splits": files,
+            "record_version": RECORD_VERSION,
+            "events": dict(sorted(checks.items())),
         }
         (tmp / "splits.json").write_text(json.dumps(meta, indent=1) + "\n")
         stats = _stats(np.array(counts), np.array(on_counts), seconds)

@@ -40,18 +40,21 @@ def write_nmnist_bin(path: Path, x, y, t, p) -> None:
     Path(path).write_bytes(encode_nmnist(x, y, t, p))
 
 
-def check_nmnist_bin(path: Path, sensor_size: tuple[int, int] = (34, 34)) -> None:
+def check_nmnist_bin(
+    path: Path, sensor_size: tuple[int, int] = (34, 34), data: bytes | None = None
+) -> None:
     """Raise :class:`EventFileError` naming the file and byte offset if ``path`` is truncated or
-    holds an event outside ``sensor_size`` = (width, height)."""
+    holds an event outside ``sensor_size`` = (width, height). ``data``: its bytes, if read."""
     path = Path(path)
-    size = path.stat().st_size
+    size = path.stat().st_size if data is None else len(data)
     if size % 5:
         offset = size - size % 5
         raise EventFileError(
             f"{path}: truncated N-MNIST event file: {size} bytes is not a multiple of 5; "
             f"the incomplete record starts at byte offset {offset}"
         )
-    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 5)  # [N, 5]
+    raw = (np.fromfile(path, dtype=np.uint8) if data is None else np.frombuffer(data, np.uint8))
+    raw = raw.reshape(-1, 5)  # [N, 5]
     x, y = raw[:, 0], raw[:, 1]
     bad = np.flatnonzero((y != _OVERFLOW_Y) & ((x >= sensor_size[0]) | (y >= sensor_size[1])))
     if len(bad):

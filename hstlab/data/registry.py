@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from hstlab.data import digits_dvs as dd
+from hstlab.data import options as opt
 from hstlab.data import tonic_datasets as td
+from hstlab.data.errors import DataFileError, DataOptionError, SplitRecordError, notice
 from hstlab.data.frames import check_time_bins
+from hstlab.data.options import Option, check_options
+from hstlab.data.split_record import FileRecord, read_json_record, record_field
 from hstlab.registry import Registry
 from hstlab.runtime import smoke_mode
 
@@ -39,9 +42,13 @@ class DatasetSpec:
     load: Callable[..., Dataset]  # (folder, split, time_bins, **options)
     info: Callable[[Path], dict]
     on_disk: bool = True  # False: generated in memory, no folder
+    options: Mapping[str, Option] = field(default_factory=dict)  # type and range of each option
 
     def allowed_options(self) -> list[str]:
-        """Keyword options of ``load``: its declared ``options``, else its keyword-only parameters."""
+        """Keyword options of ``load``: the declared ``options``, else the keyword-only
+        parameters of ``load``."""
+        if self.options:
+            return list(self.options)
         declared = getattr(self.load, "options", None)
         if declared is not None:
             return list(declared)
@@ -92,6 +99,8 @@ def load_dataset(
         options: per dataset, e.g. ``limit`` (first N per split, class-balanced), ``seed``,
             ``window_ms``, ``cache``, ``download`` (default False: never touch the network).
             With ``HSTLAB_SMOKE=1`` and no ``limit``, ``limit=SMOKE_LIMIT`` (64) is used.
+            Each option's type and range is checked first (``DATASETS.get(name).options``);
+            a bad one raises :class:`~hstlab.data.errors.DataOptionError` naming it.
 
     Example:
         >>> ds = load_dataset("lorenz-spikes", "val", time_bins=20, neurons=8, trials=20)
@@ -105,6 +114,8 @@ def load_dataset(
     allowed = spec.allowed_options()
     if smoke_mode() and "limit" in allowed and "limit" not in options:
         options["limit"] = SMOKE_LIMIT  # smoke runs (notebooks, CI): a small class-balanced subset
+    if spec.options:
+        options = check_options(name, options, spec.options)
     for key, value in options.items():
         if key not in allowed:
             raise ValueError(
@@ -138,10 +149,17 @@ def _register(spec: DatasetSpec) -> None:
 # ----------------------------------------------------------------------------- digits-dvs
 
 
+def _digits_repair(folder: Path, seed: object = None) -> str:
+    flag = f" --seed {seed}" if isinstance(seed, int) and seed else ""
+    return (
+        f"delete {folder} and build it again: hstlab data build digits-dvs --root {folder}{flag}"
+    )
+
+
 def ensure_digits_dvs(
     folder: Path, seed: int = 0, build: bool = True, verbose: bool = False
 ) -> dict:
-    """Build digits-dvs into ``folder`` unless it is there; return its ``splits.json``."""
+    """Build digits-dvs into ``folder`` unless it is there; return its checked ``splits.json``."""
     meta_file = folder / "splits.json"
     if not meta_file.exists():
         if not build:
@@ -149,19 +167,58 @@ def ensure_digits_dvs(
                 "digits-dvs", folder, td.NMNIST_LAYOUT, "Build it: hstlab data build digits-dvs"
             )
         if folder.exists() and any(folder.iterdir()):
-            raise FileExistsError(
-                f"{folder} exists but holds no digits-dvs build (no splits.json); "
+            raise DataFileError(
+                f"{folder}: holds files but no digits-dvs build (no splits.json); "
                 "empty or move it, then build again"
             )
         if folder.exists():
             folder.rmdir()
         dd.build_digits_dvs(folder, seed=seed, verbose=verbose)
-    meta = json.loads(meta_file.read_text())
+    meta = read_digits_record(meta_file)
     if meta["seed"] != seed:
-        raise ValueError(
-            f"seed={seed!r}, but {folder} was built with seed={meta['seed']}; "
-            "pass another root for another seed"
+        raise DataOptionError(
+            f"option seed={seed!r} of dataset 'digits-dvs' does not match {folder}, built with "
+            f"seed={meta['seed']}; allowed: {meta['seed']} here, or another root for another seed"
         )
+    return meta
+
+
+def read_digits_record(meta_file: Path) -> dict:
+    """``splits.json`` of a digits-dvs build, checked field by field (:class:`SplitRecordError`
+    names the file and the field). Records without event counts (built before they were
+    recorded) load with a notice."""
+    folder = meta_file.parent
+    meta = read_json_record(meta_file, _digits_repair(folder))
+    repair = _digits_repair(folder, meta.get("seed"))
+
+    def bad(what: str) -> SplitRecordError:
+        return SplitRecordError(f"{meta_file}: damaged split record ({what}); {repair}")
+
+    record_field(meta, "seed", int, meta_file, repair)
+    record_field(meta, "generator_version", int, meta_file, repair)
+    splits = record_field(meta, "splits", dict, meta_file, repair)
+    for split in SPLITS:
+        items = splits.get(split)
+        if not isinstance(items, list):
+            raise bad(f"splits.{split}: {'missing' if items is None else 'not a list'}")
+        for item in items:
+            if not (
+                isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], int) and not isinstance(item[1], bool)
+            ):
+                raise bad(f"splits.{split} entry {item!r:.60}: not [path, label]")
+    events = meta.get("events")
+    if events is None:
+        notice(
+            f"{meta_file}: an older digits-dvs record without per-file event counts; its files "
+            f"cannot be checked for truncation or zeroing. To check them, {repair}"
+        )
+        meta["events"] = {}
+    elif not isinstance(events, dict) or not all(
+        type(v) is list and len(v) == 2 and type(v[0]) is int and type(v[1]) is int
+        for v in events.values()
+    ):
+        raise bad("events: not {path: [event count, CRC-32]}")
     return meta
 
 
@@ -177,16 +234,36 @@ def _load_digits_dvs(
     build: bool = True,
 ) -> Dataset:
     meta = ensure_digits_dvs(folder, seed, build)
+    meta_file = folder / "splits.json"
     where = {p: SPLITS.index(s) for s in SPLITS for p, _ in meta["splits"][s]}
+    mine = [p for p, _ in meta["splits"][split]]
+    repair = _digits_repair(folder, meta["seed"])
 
     def split_of(ids: list[str], labels: np.ndarray) -> np.ndarray:
-        return np.array([where[i] for i in ids], dtype=np.int64)
+        extra = [i for i in ids if i not in where]
+        if extra:  # a stray file: the record defines the dataset, so it is left out
+            notice(
+                f"{folder}: {len(extra)} .bin file(s) not listed in {meta_file} are ignored "
+                f"(first: {extra[0]}); the recorded split stays as built"
+            )
+        present = set(ids)
+        missing = [p for p in mine if p not in present]
+        if missing:
+            raise SplitRecordError(
+                f"{folder / missing[0]}: listed in {meta_file} but missing "
+                f"({len(missing)} file(s) of the {split} split missing); {repair}"
+            )
+        return np.array([where.get(i, -1) for i in ids], dtype=np.int64)
 
+    record = FileRecord(
+        meta_file, folder, {k: (v[0], v[1]) for k, v in meta["events"].items()}, repair
+    )
     source = td.nmnist_source(
         "digits-dvs",
         folder,
         split,
         split_of=split_of,
+        record=record,
         limit=limit,
         window_ms=window_ms,
         cache=cache,
@@ -208,12 +285,14 @@ def _info_digits_dvs(folder: Path) -> dict:
         "built": (folder / "splits.json").exists(),
     }
     if info["built"]:
-        meta = json.loads((folder / "splits.json").read_text())
+        meta = read_digits_record(folder / "splits.json")
         info["sizes"] = {s: len(meta["splits"][s]) for s in SPLITS}
         info["seed"] = meta["seed"]
         stats_file = folder / "stats.json"
         if stats_file.exists():
-            info["event_stats"] = json.loads(stats_file.read_text())
+            info["event_stats"] = read_json_record(
+                stats_file, _digits_repair(folder, meta["seed"]), "event statistics"
+            )
     else:
         _, labels = dd.load_digits()
         parts = np.bincount(dd.stratified_split(labels, dd.SPLIT_FRACTIONS, 0), minlength=3)
@@ -229,6 +308,13 @@ _register(
         16,
         _load_digits_dvs,
         _info_digits_dvs,
+        options={
+            "seed": opt.SEED,
+            "limit": opt.LIMIT,
+            "window_ms": opt.WINDOW_MS,
+            "cache": opt.FLAG,
+            "build": opt.FLAG,
+        },
     )
 )
 
@@ -244,8 +330,15 @@ class TonicLoader:
     vision: bool  # vision datasets also take ``downsample``
 
     @property
-    def options(self) -> tuple[str, ...]:
-        return ("limit", "window_ms", "cache", "download") + (("downsample",) if self.vision else ())
+    def options(self) -> dict[str, Option]:
+        """The options this loader takes, with their types and ranges."""
+        out = {
+            "limit": opt.LIMIT,
+            "window_ms": opt.WINDOW_MS_OR_DEFAULT,
+            "cache": opt.FLAG,
+            "download": opt.FLAG,
+        }
+        return {**out, "downsample": opt.DOWNSAMPLE_128} if self.vision else out
 
     def __call__(self, folder: Path, split: str, time_bins: int, *, window_ms: float | None = None,
                  cache: bool = True, **kw: Any) -> Dataset:
@@ -274,13 +367,18 @@ def _static_info(sensor, x_shape, classes, sizes, layout, note) -> Callable[[Pat
     return info
 
 
+_NMNIST = TonicLoader(lambda f, s, **kw: td.nmnist_source("nmnist", f, s, **kw), 315.0, False)
+_DVSGESTURE = TonicLoader(td.dvsgesture_source, 6000.0, True)
+_CIFAR10DVS = TonicLoader(td.cifar10dvs_source, 1300.0, True)
+_SHD = TonicLoader(td.shd_source, 1000.0, False)
+
 _register(
     DatasetSpec(
         "nmnist",
         "events-vision",
         "N-MNIST (Orchard et al. 2015), 34x34, 3 saccades",
         16,
-        TonicLoader(lambda f, s, **kw: td.nmnist_source("nmnist", f, s, **kw), 315.0, False),
+        _NMNIST,
         _static_info(
             (34, 34, 2),
             "[T, 2, 34, 34]",
@@ -289,6 +387,7 @@ _register(
             td.NMNIST_LAYOUT,
             "val = a recorded, stratified 10 % of Train (hstlab_split.json)",
         ),
+        options=_NMNIST.options,
     )
 )
 _register(
@@ -297,7 +396,7 @@ _register(
         "events-vision",
         "IBM DVS Gesture (tonic's preprocessed release), 128x128",
         16,
-        TonicLoader(td.dvsgesture_source, 6000.0, True),
+        _DVSGESTURE,
         _static_info(
             (128, 128, 2),
             "[T, 2, 128 // downsample, 128 // downsample]",
@@ -306,6 +405,7 @@ _register(
             td.DVSGESTURE_LAYOUT,
             "clock starts at each sample's first event; val = recorded 10 % of train",
         ),
+        options=_DVSGESTURE.options,
     )
 )
 _register(
@@ -314,7 +414,7 @@ _register(
         "events-vision",
         "CIFAR10-DVS (Li et al. 2017), 128x128, no official split",
         16,
-        TonicLoader(td.cifar10dvs_source, 1300.0, True),
+        _CIFAR10DVS,
         _static_info(
             (128, 128, 2),
             "[T, 2, 128 // downsample, 128 // downsample]",
@@ -324,6 +424,7 @@ _register(
             "fixed recorded per-class split: test 10 %, val 10 % of the rest; "
             "AEDAT 4 files decoded by the `aedat` package",
         ),
+        options=_CIFAR10DVS.options,
     )
 )
 _register(
@@ -332,7 +433,7 @@ _register(
         "events-audio",
         "Spiking Heidelberg Digits (Cramer et al. 2020), 700 channels",
         100,
-        TonicLoader(td.shd_source, 1000.0, False),
+        _SHD,
         _static_info(
             (700, 1, 1),
             "[T, 700]",
@@ -341,6 +442,7 @@ _register(
             td.SHD_LAYOUT,
             "val = recorded, stratified 10 % of train",
         ),
+        options=_SHD.options,
     )
 )
 
@@ -404,6 +506,13 @@ _register(
         _load_lorenz,
         _info_lorenz,
         on_disk=False,
+        options={
+            "neurons": Option("int", minimum=1, maximum=4096),
+            "bin_ms": Option("float", minimum=0, maximum=1000, above=True),
+            "trials": Option("int", minimum=3, maximum=100_000),
+            "seed": opt.SEED,
+            "limit": opt.LIMIT,
+        },
     )
 )
 _register(
@@ -415,5 +524,6 @@ _register(
         _load_text,
         _info_text,
         on_disk=False,
+        options={"one_hot": opt.FLAG, "limit": opt.LIMIT},
     )
 )
