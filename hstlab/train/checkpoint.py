@@ -229,9 +229,11 @@ def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
                "tensors, numbers, strings, lists and dicts (refused, nothing was run)")
     elif "zip archive" in text or "central directory" in text:
         why = "it is truncated or not a torch zip file"
-    else:
-        first = text.strip().splitlines()[0][:160] if text.strip() else ""
-        why = f"it is corrupt or not a torch file ({type(exc).__name__}{': ' + first if first else ''})"
+    else:  # torch's own text is long and may suggest weights_only=False: keep only its reason
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = found.group(1).strip() if found else (lines[0] if lines else "")
+        why = f"it is corrupt or not a torch file ({type(exc).__name__}{': ' + reason[:120] if reason else ''})"
     return CheckpointError(f"checkpoint {str(path)!r} cannot be read: {why}")
 
 

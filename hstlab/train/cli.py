@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,18 +118,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics = train_run(args.preset, args.dataset, modes=args.modes, mode_schedule=parse_schedule(args.schedule),
                             run_dir=args.run_dir, resume=args.resume, max_seconds=args.max_seconds,
                             progress=not args.no_progress, **kwargs, **device)
-    else:
-        from hstlab.train import checkpoint as ckpt_io
-
+    else:  # with --force, the summary's notes say what was replaced
         model: Any = args.preset or TRAIN_DEFAULTS["preset"]
         if args.config_set:
             from hstlab.config import HSTConfig
 
             overrides = parse_options(args.config_set, flag="--set")
             model = HSTConfig.from_dict({**HSTConfig.from_preset(model).to_dict(), **overrides})
-        if args.run_dir and args.force and ckpt_io.run_files(args.run_dir):
-            print(f"hstlab train: --force: the run in {args.run_dir} is replaced once every setting checks out",
-                  file=sys.stderr)
         metrics = train_run(
             model, args.dataset or TRAIN_DEFAULTS["dataset"], modes=args.modes,
             mode_schedule=parse_schedule(args.schedule), out=args.out or TRAIN_DEFAULTS["out"],

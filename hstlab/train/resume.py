@@ -84,6 +84,8 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
     stored_cfg = ckpt_io.config_from_dict(ckpt_io.read_json(config_json), config_json)
     ckpt = ckpt_io.read_checkpoint(last)
     ckpt_cfg = ckpt_io.config_of(ckpt, last)
+    if (folder / "best.pt").exists():  # read at the end of training: a damaged one must stop us now
+        ckpt_io.read_checkpoint(folder / "best.pt")
     how = "a resume continues the run exactly as it was started"
 
     # 1. what the caller asks for must be what the run is
