@@ -175,6 +175,11 @@ CLI_CASES = [
     Cli("energy-batch-size-0", lambda r, t: ["energy", str(r), "--batch-size", "0"], ("--batch-size 0",)),
     Cli("card-truncated-best", lambda r, t: ["card", str(r)], ("best.pt", "truncated"),
         prepare=write_bytes("best.pt", lambda b: b[:2000])),
+    Cli("card-energy-batch-0", lambda r, t: ["card", str(r), "--energy-batch", "0"], ("--energy-batch 0",)),
+    Cli("energy-model-batch-size-negative", lambda r, t: ["energy-model", "--batch-size", "-1"],
+        ("--batch-size -1",)),
+    Cli("run-dir-is-a-file", lambda r, t: ["train", *NEW, "--run-dir", str(r / "history.csv")],
+        ("history.csv", "is not a directory")),
     Cli("ablate-lr-nan", lambda r, t: ["ablate", "--base", "tiny", "--lr", "nan", "--out", str(t / "abl")],
         ("--lr nan",)),
 ]

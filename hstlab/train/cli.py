@@ -218,7 +218,9 @@ def cmd_energy(args: argparse.Namespace) -> int:
 
 def cmd_card(args: argparse.Namespace) -> int:
     from hstlab.train.card import write_model_card
+    from hstlab.train.checks import check_arg
 
+    check_arg("batch_size", args.energy_batch, "--energy-batch")
     path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
     print(f"wrote {path}, {path.with_suffix('.html')} and {path.with_suffix('.json')}")
     return 0

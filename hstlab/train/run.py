@@ -38,6 +38,7 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
+
 def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
                        loss: str | None = None) -> tuple[HSTConfig, list[str]]:
     """Set the data-dependent fields of ``cfg`` from one sample ``(x [T, ...], y)``.
