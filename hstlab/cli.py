@@ -71,16 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; a user error (:func:`hstlab.errors.is_user_error`) is one line on
+    stderr and exit status 2, anything else (a bug) keeps its traceback."""
+    from hstlab.errors import is_user_error, one_line
+
+    try:
+        return int(args.func(args) or 0)
+    except Exception as err:
+        if not is_user_error(err):
+            raise
+        print(f"hstlab {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     from hstlab.runtime import use_passive_threads
 
     use_passive_threads()  # before any sub-command imports torch
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as err:  # bad input: a clear message, no traceback
-        print(f"hstlab {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -299,8 +299,11 @@ def test_cli_list_and_info(small_build, capsys):
 
 
 def test_cli_build_reports_missing_real_dataset(tmp_path, capsys):
-    assert _run_cli("data", "build", "nmnist", "--root", str(tmp_path / "nm")) == 1
-    assert "NMNIST/Train" in capsys.readouterr().out
+    from hstlab.cli import main
+
+    assert main(["data", "build", "nmnist", "--root", str(tmp_path / "nm")]) == 2
+    err = capsys.readouterr().err
+    assert "NMNIST/Train" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "nm").exists()
 
 

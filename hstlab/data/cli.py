@@ -7,7 +7,6 @@ import json
 import sys
 
 from hstlab.data import registry as reg
-from hstlab.data.errors import DatasetUnavailable
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -29,13 +28,11 @@ def _build(args: argparse.Namespace) -> int:
     if not spec.on_disk:
         print(f"{args.name} is generated in memory on load; nothing to build")
         return 0
-    try:  # real datasets: check the files (and bin the train split's frames into the cache)
-        for split in reg.SPLITS:
-            ds = reg.load_dataset(args.name, split, args.root, download=args.download)
-            print(f"{args.name} {split}: {len(ds)} samples, x {list(ds[0][0].shape)}")
-    except DatasetUnavailable as err:
-        print(err)
-        return 1
+    # real datasets: check the files (and bin the train split's frames into the cache); a missing
+    # dataset (DatasetUnavailable) is a user error: one line from hstlab.cli, exit status 2
+    for split in reg.SPLITS:
+        ds = reg.load_dataset(args.name, split, args.root, download=args.download)
+        print(f"{args.name} {split}: {len(ds)} samples, x {list(ds[0][0].shape)}")
     return 0
 
 
@@ -91,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv if argv[:1] == ["data"] else ["data", *argv])
-    return args.func(args)
+    from hstlab.cli import run_command
+
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hstlab import HSTConfig, build_model, example_input
     from hstlab.energy.report import _json_value, energy_report
+    from hstlab.train.checks import check_arg
 
+    check_arg("batch_size", args.batch_size, "--batch-size")
     cfg = HSTConfig.from_preset(args.model)
 
     def measure(modes: str | None):

@@ -1,7 +1,13 @@
 """Training: :class:`Trainer`, its events, losses, LR schedule, checkpoints, distributed helpers,
 model cards (:func:`write_model_card`) and cumulative ablations (:func:`run_ablation`)."""
 
-from hstlab.train.checkpoint import load_checkpoint, read_checkpoint
+from hstlab.train.checkpoint import (
+    BUILDERS,
+    CheckpointError,
+    RunDirExists,
+    load_checkpoint,
+    read_checkpoint,
+)
 from hstlab.train.events import TrainEvent, TrainingDiverged
 from hstlab.train.losses import LOSSES, bits_per_spike, build_loss
 from hstlab.train.meters import SpikeRateMeter
@@ -11,7 +17,10 @@ from hstlab.train.trainer import Trainer, default_collate
 
 __all__ = [
     "ABLATION_STEPS",
+    "BUILDERS",
+    "CheckpointError",
     "LOSSES",
+    "RunDirExists",
     "SpikeRateMeter",
     "TqdmProgress",
     "TrainEvent",

@@ -168,6 +168,8 @@ def run_ablation(
         if key in train_kwargs:
             raise ValueError(f"{key}= cannot be passed to run_ablation (each variant gets its own run directory)")
     train = train_fn or train_run
+    if train_fn is None:  # each variant's folder belongs to this ablation: a rerun replaces it
+        train_kwargs = {"force": True, **train_kwargs}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -12,7 +12,6 @@ twin costs what a trained one would (the card checks this on two random initiali
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from torch import Tensor, nn
 
 from hstlab.config import HSTConfig
 from hstlab.data.collate import spread_indices
-from hstlab.train.checkpoint import load_checkpoint, write_json
+from hstlab.train.checkpoint import load_checkpoint, read_json, write_json
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.trainer import default_collate
 
@@ -35,7 +34,7 @@ CARD_FILES = ("model_card.md", "model_card.html", "model_card.json")
 
 # ----------------------------------------------------------------------------------- run files
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}  # a corrupt file: ValueError naming it
 
 
 def _check_run_dir(run_dir: Path, arg: str) -> None:

@@ -8,38 +8,45 @@ from pathlib import Path
 from typing import Any
 
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
+from hstlab.train.checks import RUN_DEFAULTS
 
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``energy``, ``card`` and ``ablate`` to the ``hstlab`` command line."""
     p = subparsers.add_parser("train", help="train a preset on a dataset; writes a run directory",
                               description="Train an HST-Net preset. Also runs data-parallel under "
-                                          "torchrun --nproc_per_node=N -m hstlab train ...")
-    p.add_argument("--preset", default="hst-small", help="model preset (hstlab presets)")
-    p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
-    p.add_argument("--epochs", type=int, default=5)
+                                          "torchrun --nproc_per_node=N -m hstlab train ... With --resume, every "
+                                          "setting comes from the run; a flag that differs from it is refused.")
+    d = RUN_DEFAULTS
+    p.add_argument("--preset", help=f"model preset (hstlab presets; default: {TRAIN_DEFAULTS['preset']})")
+    p.add_argument("--dataset", help=f"dataset name (hstlab data list; default: {TRAIN_DEFAULTS['dataset']})")
+    p.add_argument("--epochs", type=int, help=f"default: {d['epochs']}")
     p.add_argument("--modes", help="one letter per layer: S spiking, T standard (e.g. SSTT)")
     p.add_argument("--set", dest="config_set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field of the preset, repeatable (e.g. --set weight_bits=8 "
                         "--set membrane_bits=16; lists as JSON: --set sps_channels=[16,32,64])")
     p.add_argument("--schedule", metavar="EPOCH:MODES,...",
                    help="progressive conversion, e.g. 0:TT,2:ST,4:SS (modes switch at those epochs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs", help="parent folder of the new run directory")
-    p.add_argument("--run-dir", help="exact run directory (default: OUT/<preset>-<dataset>-s<seed>-<time>)")
+    p.add_argument("--seed", type=int, help=f"default: {d['seed']}")
+    p.add_argument("--out", help=f"parent folder of the new run directory (default: {TRAIN_DEFAULTS['out']})")
+    p.add_argument("--run-dir", help="exact run directory (default: OUT/<preset>-<dataset>-s<seed>-<time>); "
+                                     "one that holds a run is refused unless --force")
+    p.add_argument("--force", action="store_true",
+                   help="replace the run already in --run-dir (its run files are deleted once every setting checks out)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its run.json supplies every setting "
-                        "but --max-seconds)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+                        "but --max-seconds, --device and --no-progress)")
+    p.add_argument("--batch-size", type=int, help=f"default: {d['batch_size']}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
     p.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
     p.add_argument("--limit", type=int, help="first N samples per split (smoke runs)")
     p.add_argument("--time-bins", type=int, help="T of sequence datasets (frames use the preset's num_steps)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, repeatable (e.g. neurons=16 trials=40)")
     p.add_argument("--loss", help="loss name (default: from the dataset kind)")
-    p.add_argument("--checkpoint-every", type=int, default=50, help="mid-epoch last.pt every K steps (0: off)")
-    p.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS",
-                   help="move each training sample by up to PIXELS (event frames only; 0: off)")
+    p.add_argument("--checkpoint-every", type=int,
+                   help=f"mid-epoch last.pt every K steps (0: off; default: {d['checkpoint_every']})")
+    p.add_argument("--augment-shift", type=int, metavar="PIXELS",
+                   help="move each training sample by up to PIXELS (event frames only; 0: off, the default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
     p.set_defaults(func=cmd_train)
@@ -74,27 +81,55 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_ablate)
 
 
+# run arguments: flag -> train_run keyword (checked up front, passed on only when given)
+TRAIN_FLAGS = {"--epochs": "epochs", "--seed": "seed", "--batch-size": "batch_size", "--lr": "lr",
+               "--limit": "limit", "--time-bins": "time_bins", "--loss": "loss",
+               "--checkpoint-every": "checkpoint_every", "--augment-shift": "augment_shift"}
+TRAIN_DEFAULTS = {"preset": "hst-small", "dataset": "digits-dvs", "out": "runs"}  # when not resuming
+
+
+def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``train_run`` keywords of ``hstlab train``: each given flag, checked, named by its flag."""
+    from hstlab.train.checks import RULES, check_arg
+
+    kwargs: dict[str, Any] = {}
+    for flag, name in TRAIN_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[name] = check_arg(name, value, flag) if name in RULES else value
+    if args.max_seconds is not None:
+        check_arg("max_seconds", args.max_seconds, "--max-seconds")
+    if args.data_option:
+        kwargs["dataset_options"] = parse_options(args.data_option)
+    return kwargs
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hstlab.train import distributed as dist_utils
     from hstlab.train.run import train_run
 
-    model: Any = args.preset
-    if args.config_set:
-        if args.resume:
-            raise ValueError("--set cannot change a resumed run: its config.json fixes every field")
-        from hstlab.config import HSTConfig
+    kwargs = train_kwargs(args)
+    device = {"device": dist_utils.check_device(args.device)} if args.device else {}
+    if args.resume:
+        for flag, value in (("--set", args.config_set), ("--force", args.force), ("--out", args.out)):
+            if value:
+                raise ValueError(f"{flag} cannot change a resumed run: its run.json and config.json fix every "
+                                 "setting (start a new run to change one)")
+        metrics = train_run(args.preset, args.dataset, modes=args.modes, mode_schedule=parse_schedule(args.schedule),
+                            run_dir=args.run_dir, resume=args.resume, max_seconds=args.max_seconds,
+                            progress=not args.no_progress, **kwargs, **device)
+    else:  # with --force, the summary's notes say what was replaced
+        model: Any = args.preset or TRAIN_DEFAULTS["preset"]
+        if args.config_set:
+            from hstlab.config import HSTConfig
 
-        overrides = parse_options(args.config_set, flag="--set")
-        model = HSTConfig.from_dict({**HSTConfig.from_preset(args.preset).to_dict(), **overrides})
-    metrics = train_run(
-        model, args.dataset, epochs=args.epochs, modes=args.modes,
-        mode_schedule=parse_schedule(args.schedule), seed=args.seed, out=args.out,
-        run_dir=args.run_dir, resume=args.resume, batch_size=args.batch_size, lr=args.lr,
-        max_seconds=args.max_seconds, limit=args.limit, time_bins=args.time_bins, loss=args.loss,
-        dataset_options=parse_options(args.data_option),
-        checkpoint_every=args.checkpoint_every, progress=not args.no_progress, augment_shift=args.augment_shift,
-        **({"device": dist_utils.check_device(args.device)} if args.device else {}),
-    )
+            overrides = parse_options(args.config_set, flag="--set")
+            model = HSTConfig.from_dict({**HSTConfig.from_preset(model).to_dict(), **overrides})
+        metrics = train_run(
+            model, args.dataset or TRAIN_DEFAULTS["dataset"], modes=args.modes,
+            mode_schedule=parse_schedule(args.schedule), out=args.out or TRAIN_DEFAULTS["out"],
+            run_dir=args.run_dir, force=args.force, max_seconds=args.max_seconds,
+            progress=not args.no_progress, **kwargs, **device)
     if dist_utils.current_context().is_main:
         print(summary(metrics))
     dist_utils.shutdown()
@@ -156,13 +191,19 @@ def summary(metrics: dict[str, Any]) -> str:
 def cmd_energy(args: argparse.Namespace) -> int:
     from hstlab.data.collate import spread_indices
     from hstlab.energy import energy_report
-    from hstlab.train.checkpoint import load_checkpoint
+    from hstlab.train.checkpoint import load_checkpoint, read_json
+    from hstlab.train.checks import check_arg
     from hstlab.train.run import load_splits
     from hstlab.train.trainer import default_collate
 
+    check_arg("batch_size", args.batch_size, "--batch-size")
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist (a folder written by hstlab train)")
+    run = read_json(run_dir / "run.json")
+    if not isinstance(run.get("dataset"), str):
+        raise ValueError(f"{str(run_dir / 'run.json')!r} names no dataset (field 'dataset')")
     model, cfg, _meta = load_checkpoint(run_dir / "best.pt")
-    run = json.loads((run_dir / "run.json").read_text())
     _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                run.get("time_bins"))
     x, _ = default_collate([val[i] for i in spread_indices(len(val), args.batch_size)])
@@ -177,7 +218,9 @@ def cmd_energy(args: argparse.Namespace) -> int:
 
 def cmd_card(args: argparse.Namespace) -> int:
     from hstlab.train.card import write_model_card
+    from hstlab.train.checks import check_arg
 
+    check_arg("batch_size", args.energy_batch, "--energy-batch")
     path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
     print(f"wrote {path}, {path.with_suffix('.html')} and {path.with_suffix('.json')}")
     return 0
@@ -185,7 +228,11 @@ def cmd_card(args: argparse.Namespace) -> int:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from hstlab.train.ablate import check_steps, run_ablation
+    from hstlab.train.checks import check_args
 
+    check_args({"epochs": "--epochs", "seed": "--seed", "limit": "--limit", "batch_size": "--batch-size",
+                "lr": "--lr"}, epochs=args.epochs, seed=args.seed, limit=args.limit, batch_size=args.batch_size,
+               lr=args.lr)
     steps = check_steps(args.steps)
     df = run_ablation(args.base, args.dataset, steps=steps, epochs=args.epochs, seed=args.seed, out_dir=args.out,
                       limit=args.limit, batch_size=args.batch_size, lr=args.lr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from hstlab.registry import Registry
 from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
+from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg, check_args
 from hstlab.train.trainer import Trainer
 
 # which objective a dataset kind trains with by default
@@ -26,8 +26,17 @@ for _kind, _loss in (("events-vision", "cross_entropy"), ("events-audio", "cross
 
 COUNT_LOSSES = ("poisson_nll", "negative_binomial_nll", "masked_modelling")
 SMOKE_LIMIT = 32
-RUN_ARGS = ("dataset", "epochs", "seed", "batch_size", "lr", "limit", "time_bins", "loss", "loss_options",
-            "checkpoint_every", "dataset_options", "warmup_frac", "weight_decay", "grad_clip", "augment_shift")
+RUN_ARGS = ("dataset", *RUN_DEFAULTS)
+
+
+class _Unset:
+    """Marks an argument the caller did not pass (so a resume can tell "not given" from a value)."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+UNSET: Any = _Unset()
 
 
 def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
@@ -102,31 +111,40 @@ def train_run(
     cfg: HSTConfig | str | None = None,
     dataset_name: str | None = None,
     *,
-    epochs: int = 5,
+    epochs: int = UNSET,
     modes: str | None = None,
     mode_schedule: tuple[tuple[int, str], ...] | None = None,
-    seed: int = 0,
+    seed: int = UNSET,
     out: str | os.PathLike = "runs",
     run_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
-    batch_size: int = 32,
-    lr: float = 1e-3,
+    batch_size: int = UNSET,
+    lr: float = UNSET,
     max_seconds: float | None = None,
-    limit: int | None = None,
-    time_bins: int | None = None,
-    loss: str | None = None,
-    loss_options: dict[str, Any] | None = None,
-    checkpoint_every: int = 50,
-    dataset_options: dict[str, Any] | None = None,
+    limit: int | None = UNSET,
+    time_bins: int | None = UNSET,
+    loss: str | None = UNSET,
+    loss_options: dict[str, Any] | None = UNSET,
+    checkpoint_every: int = UNSET,
+    dataset_options: dict[str, Any] | None = UNSET,
     callbacks: Any = None,
     progress: bool = False,
-    augment_shift: int = 0,
+    augment_shift: int = UNSET,
+    warmup_frac: float = UNSET,
+    weight_decay: float = UNSET,
+    grad_clip: float | None = UNSET,
+    force: bool = False,
     **trainer_options: Any,
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
 
     Writes the run directory (``out/<preset>-<dataset>-s<seed>-<time>`` unless ``run_dir``),
-    with ``run.json`` holding these arguments so ``resume=RUN_DIR`` needs nothing else.
+    with ``run.json`` holding the run arguments (defaults: :data:`RUN_DEFAULTS`) so
+    ``resume=RUN_DIR`` needs nothing else. Every argument, the data and the model are checked
+    before anything is written. A ``run_dir`` that already holds a run is refused
+    (:class:`~hstlab.train.checkpoint.RunDirExists`) unless ``force=True``, which deletes its run
+    files first. A resume refuses any run argument, config or dataset that differs from the
+    run's, and a run directory whose files disagree (:mod:`hstlab.train.resume`).
     ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
     pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by
     ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
@@ -136,20 +154,30 @@ def train_run(
         >>> sorted(metrics)[:3]  # doctest: +SKIP
     """
     from hstlab.model import build_model
+    from hstlab.train.resume import load_resume
 
+    given = {k: v for k, v in (
+        ("epochs", epochs), ("seed", seed), ("batch_size", batch_size), ("lr", lr), ("limit", limit),
+        ("time_bins", time_bins), ("loss", loss), ("loss_options", loss_options),
+        ("checkpoint_every", checkpoint_every), ("dataset_options", dataset_options),
+        ("augment_shift", augment_shift), ("warmup_frac", warmup_frac), ("weight_decay", weight_decay),
+        ("grad_clip", grad_clip)) if v is not UNSET}
+    check_arg("max_seconds", max_seconds)
     ctx = dist_utils.init_from_env()
     if resume is not None:
-        resume = Path(resume)
-        if not (resume / "run.json").is_file() or not (resume / "last.pt").is_file():
-            raise ValueError(f"resume={str(resume)!r} must be a run directory holding run.json and last.pt "
-                             "(written by train_run / hstlab train)")
-        stored = json.loads((resume / "run.json").read_text())
-        cfg = HSTConfig.from_dict(json.loads((resume / "config.json").read_text()))
-        args = {k: stored[k] for k in RUN_ARGS if k in stored}
-        run_dir = resume
+        run_dir, cfg, stored = load_resume(resume, given, cfg, dataset_name, modes, mode_schedule, run_dir)
+        resume = run_dir
+        args = {k: stored.get(k, default) for k, default in RUN_DEFAULTS.items()} | {"dataset": stored["dataset"]}
     else:
         if dataset_name is None:
             raise ValueError("dataset_name=None: name a dataset (see hstlab.list_datasets())")
+        args = {**RUN_DEFAULTS, **given, "dataset": dataset_name}
+        args["loss_options"] = args["loss_options"] or {}
+        args["dataset_options"] = args["dataset_options"] or {}
+        for key in ("loss_options", "dataset_options"):
+            if not isinstance(args[key], dict):
+                raise ValueError(f"{key}={args[key]!r} must be a dict (or None)")
+        check_args(**{k: v for k, v in args.items() if k in RULES})
         if isinstance(cfg, str) or cfg is None:
             cfg = HSTConfig.from_preset(cfg or "hst-small")
         if modes is not None:
@@ -157,19 +185,13 @@ def train_run(
         if mode_schedule is not None:
             cfg = dataclasses.replace(cfg, mode_schedule=tuple((int(e), str(m)) for e, m in mode_schedule))
         if smoke_mode():
-            limit = min(limit or SMOKE_LIMIT, SMOKE_LIMIT)
-            epochs = min(epochs, 1)
-        args = {"dataset": dataset_name, "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr,
-                "limit": limit, "time_bins": time_bins, "loss": loss, "loss_options": loss_options or {},
-                "checkpoint_every": checkpoint_every, "dataset_options": dataset_options or {},
-                "warmup_frac": trainer_options.pop("warmup_frac", 0.03),
-                "weight_decay": trainer_options.pop("weight_decay", 0.01),
-                "grad_clip": trainer_options.pop("grad_clip", 1.0), "augment_shift": augment_shift}
+            args["limit"] = min(args["limit"] or SMOKE_LIMIT, SMOKE_LIMIT)
+            args["epochs"] = min(args["epochs"], 1)
+        if run_dir is not None:
+            ckpt_io.check_new_run_dir(run_dir, force)  # refuse early, before loading any data
     train, val, test, info = load_splits(args["dataset"], cfg, args["limit"], args["dataset_options"],
                                          args.get("time_bins"))
     shift = args.get("augment_shift", 0)
-    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
-        raise ValueError(f"augment_shift={shift!r} must be an integer >= 0 (pixels; 0: off)")
     if shift and info["kind"] != "events-vision":
         raise ValueError(f"augment_shift={shift!r} needs frames (an events-vision dataset); "
                          f"{args['dataset']!r} is {info['kind']!r}: use 0")
@@ -182,14 +204,12 @@ def train_run(
             run_dir = dist_utils.broadcast_object(
                 ckpt_io.default_run_dir(out, cfg.name, args["dataset"], args["seed"]), ctx)
     run_dir = Path(run_dir)
+    replaced = ckpt_io.check_new_run_dir(run_dir, force) if resume is None else []
     torch.manual_seed(args["seed"])
     model = build_model(cfg)
     if resume is None and args["loss"] in COUNT_LOSSES:
         note = init_rate_bias(model, train)
         notes += [note] if note else []
-    if ctx.is_main and resume is None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_io.write_json(run_dir / "run.json", {**args, "preset": cfg.name, "notes": notes})
     cbs = list(callbacks) if isinstance(callbacks, (list, tuple)) else ([callbacks] if callbacks else [])
     bar = None
     if progress and ctx.is_main:
@@ -197,15 +217,22 @@ def train_run(
 
         bar = TqdmProgress()
         cbs.append(bar)
-    trainer = Trainer(
+    trainer = Trainer(  # checks every training argument; nothing is written before this succeeds
         model, cfg, train, val, test, epochs=args["epochs"], batch_size=args["batch_size"], lr=args["lr"],
         loss=args["loss"], loss_options=args["loss_options"], seed=args["seed"], run_dir=run_dir,
         resume=resume, checkpoint_every=args["checkpoint_every"], max_seconds=max_seconds,
-        warmup_frac=args.get("warmup_frac", 0.03), weight_decay=args.get("weight_decay", 0.01),
-        grad_clip=args.get("grad_clip", 1.0), callbacks=cbs, build_fn=build_model,
+        warmup_frac=args["warmup_frac"], weight_decay=args["weight_decay"],
+        grad_clip=args["grad_clip"], callbacks=cbs, build_fn=ckpt_io.resolve_builder(ckpt_io.DEFAULT_BUILDER),
         extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]},
         augment=RandomShift(shift) if shift else None, **trainer_options,
     )
+    extra_notes = []
+    if ctx.is_main and resume is None:
+        if replaced:
+            removed = ckpt_io.clear_run_dir(run_dir)
+            extra_notes.append(f"force: replaced the earlier run in {run_dir} (removed {', '.join(removed)})")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.write_json(run_dir / "run.json", {**args, "preset": cfg.name, "notes": notes})
     if bar is not None:
         bar.total = trainer.total_steps
     try:
@@ -213,6 +240,8 @@ def train_run(
     finally:
         if bar is not None:
             bar.close()
+    if trainer.removed_temp_files:
+        extra_notes.append(f"removed temp files of an interrupted write: {', '.join(trainer.removed_temp_files)}")
     metrics["run_dir"] = str(run_dir)
-    metrics["notes"] = notes
+    metrics["notes"] = notes + extra_notes
     return metrics

@@ -23,6 +23,7 @@ from hstlab.data.collate import spread_indices
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
+from hstlab.train.checks import check_args
 from hstlab.train.events import TrainEvent, TrainingDiverged, dispatch, normalize_callbacks
 from hstlab.train.losses import build_loss
 from hstlab.train.meters import SpikeRateMeter, energy_per_sample
@@ -163,20 +164,12 @@ class Trainer:
         bn_recalibration_batches: int = 8,
         augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
-        if isinstance(bn_recalibration_batches, bool) or not isinstance(bn_recalibration_batches, int) \
-                or bn_recalibration_batches < 0:
-            raise ValueError(f"bn_recalibration_batches={bn_recalibration_batches!r} must be an integer >= 0 (0: off)")
+        check_args(epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
+                   weight_decay=weight_decay, warmup_frac=warmup_frac, grad_clip=grad_clip, seed=seed,
+                   checkpoint_every=checkpoint_every, max_seconds=max_seconds,
+                   bn_recalibration_batches=bn_recalibration_batches)
         if augment is not None and not callable(augment):
             raise ValueError(f"augment={augment!r} must be a callable on training inputs (e.g. RandomShift(2)) or None")
-        if checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every={checkpoint_every!r} must be >= 0 (0: only at epoch ends)")
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"grad_clip={grad_clip!r} must be > 0 or None")
-        if max_seconds is not None and not max_seconds > 0:
-            raise ValueError(f"max_seconds={max_seconds!r} must be > 0 or None")
         if len(train_data) == 0 or len(val_data) == 0:
             raise ValueError("train_data and val_data must not be empty")
         cfg = cfg if cfg is not None else getattr(model, "cfg", None)
@@ -214,6 +207,8 @@ class Trainer:
         self.progress = _Progress()
         self.totals = _EpochTotals()
         self.stop_reason: str | None = None
+        self.saved_last_step: int | None = None  # step of the last.pt on disk (written or resumed here)
+        self.removed_temp_files: list[str] = []
         self._install_model(model.to(self.device))
         self.optimizer = self._make_optimizer()
         self.scheduler = WarmupCosine(self.optimizer, lr, self.total_steps, warmup_frac)
@@ -310,7 +305,7 @@ class Trainer:
     def _meta(self, **more: Any) -> dict[str, Any]:
         meta = {"seed": self.seed, "epoch": self.progress.epoch, "step": self.progress.step,
                 "modes": self.cfg.modes, "loss": self.loss_name,
-                "builder": ckpt_io.builder_path(self.build_fn), "versions": dict(ckpt_io.versions())}
+                "builder": ckpt_io.builder_name(self.build_fn), "versions": dict(ckpt_io.versions())}
         meta.update(self.extra_meta)
         meta.update(more)
         return meta
@@ -339,8 +334,10 @@ class Trainer:
         """
         if self.run_dir is None:
             return
+        self._check_state_finite("last.pt")
         local = {"rng": self._rng_state(), "totals": self.totals.state()}
         ranks = dist_utils.all_gather_object(local, self.ctx)
+        self.saved_last_step = self.progress.step
         if not self.ctx.is_main:
             return
         p = self.progress
@@ -362,35 +359,48 @@ class Trainer:
                 "augment": repr(self.augment) if self.augment is not None else None,
                 "world_size": self.ctx.world_size}
 
+    # hyperparameters an exact resume needs unchanged (everything in _hparams)
+    RESUME_FIXED = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "grad_clip", "seed", "loss",
+                    "augment", "world_size")
+
     def _load_resume(self) -> None:
         path = self.resume / "last.pt" if self.resume.is_dir() else self.resume
         ckpt = ckpt_io.read_checkpoint(path)
         state = ckpt.get("train_state")
-        if state is None:
-            raise ValueError(f"resume={str(path)!r} holds no training state (is it a best.pt?)")
-        saved = state["hparams"]
-        for key in ("batch_size", "seed", "world_size", "loss"):
-            if saved[key] != self._hparams()[key]:
-                raise ValueError(f"resume: {key}={self._hparams()[key]!r} differs from the run's {saved[key]!r}; "
-                                 "an exact resume needs the same value")
-        cfg = HSTConfig.from_dict(ckpt["config"])
-        if cfg != self.cfg:
-            self.cfg = cfg
-            self._install_model(self.build_fn(cfg).to(self.device))
-            self.optimizer = self._make_optimizer()
-            self.scheduler.attach(self.optimizer)
-        self.model.load_state_dict(ckpt["model"], strict=True)
-        self.loss_fn.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.progress = _Progress(epoch=state["epoch"], pos=state["pos"], step=state["step"],
-                                  seconds=state["seconds"], best_score=state["best_score"],
-                                  best_epoch=state["best_epoch"], history=list(state["history"]))
-        local = state["ranks"][self.ctx.rank]
-        self.totals.load(local["totals"])
-        self._set_rng_state(local["rng"], self.device)
+        if not isinstance(state, dict):
+            raise ckpt_io.CheckpointError(f"resume={str(path)!r} holds no training state (is it a best.pt?)")
+        saved, mine = state.get("hparams", {}), self._hparams()
+        for key in self.RESUME_FIXED:
+            if key in saved and saved[key] != mine[key]:
+                raise ValueError(f"resume: {key}={mine[key]!r} differs from the run's {key}={saved[key]!r} "
+                                 f"(in {str(path)!r}); an exact resume needs the same value: pass "
+                                 f"{key}={saved[key]!r}, or start a new run")
+        cfg = ckpt_io.config_of(ckpt, path)
+        try:
+            if cfg != self.cfg:
+                self.cfg = cfg
+                self._install_model(self.build_fn(cfg).to(self.device))
+                self.optimizer = self._make_optimizer()
+                self.scheduler.attach(self.optimizer)
+            self.model.load_state_dict(ckpt["model"], strict=True)
+            self.loss_fn.load_state_dict(state["loss"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            progress = _Progress(epoch=int(state["epoch"]), pos=int(state["pos"]), step=int(state["step"]),
+                                 seconds=float(state["seconds"]), best_score=float(state["best_score"]),
+                                 best_epoch=int(state["best_epoch"]), history=list(state["history"]))
+            local = state["ranks"][self.ctx.rank]
+            self.totals.load(local["totals"])
+            self._set_rng_state(local["rng"], self.device)
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise ckpt_io.CheckpointError(f"resume: the training state in {str(path)!r} is damaged or does not "
+                                          f"fit this model ({type(exc).__name__}: {first})") from exc
+        self.progress = progress
+        self.saved_last_step = progress.step
 
     def _save_best(self, val: dict[str, Any]) -> None:
+        self._check_state_finite("best.pt")
         self._best = (self.cfg, {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         if self.ctx.is_main and self.run_dir is not None:
             meta = self._meta(**{f"val_{k}": v for k, v in val.items()})
@@ -400,7 +410,7 @@ class Trainer:
         best = self._best
         if best is None and self.run_dir is not None and (self.run_dir / "best.pt").exists():
             ckpt = ckpt_io.read_checkpoint(self.run_dir / "best.pt")
-            best = (HSTConfig.from_dict(ckpt["config"]), ckpt["model"])
+            best = (ckpt_io.config_of(ckpt, self.run_dir / "best.pt"), ckpt["model"])
         if best is None:
             return self.model, self.cfg
         cfg, state = best
@@ -537,11 +547,31 @@ class Trainer:
         bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], device=self.device)
         bad = dist_utils.all_reduce_sum(bad, self.ctx)
         if bad.item() > 0:
-            where = f"run dir {str(self.run_dir)!r} keeps the last good checkpoint" if self.run_dir else "no run dir"
             raise TrainingDiverged(
                 f"{what} is {float(value.detach().float().sum())} at step {self.progress.step + 1} "
-                f"(epoch {self.progress.epoch}); training stopped ({where}). "
+                f"(epoch {self.progress.epoch}); training stopped ({self._kept()}). "
                 "Try a lower lr, a larger warm-up, or grad_clip.")
+
+    def _check_state_finite(self, target: str) -> None:
+        """Refuse to save a model whose parameters or buffers (e.g. BatchNorm running_var) hold NaN/inf."""
+        bad_names = ckpt_io.nonfinite_tensors(self.model.state_dict())
+        bad = dist_utils.all_reduce_sum(torch.tensor([float(len(bad_names))], device=self.device), self.ctx)
+        if bad.item() > 0:
+            names = ", ".join(bad_names[:3]) + (f" and {len(bad_names) - 3} more" if len(bad_names) > 3 else "")
+            raise TrainingDiverged(
+                f"the model's parameters/buffers hold NaN or inf ({names or 'on another rank'}) after step "
+                f"{self.progress.step} (epoch {self.progress.epoch}); {target} was not written and training "
+                f"stopped ({self._kept()}). Try a lower lr, a larger warm-up, or grad_clip.")
+
+    def _kept(self) -> str:
+        """What the run directory truthfully holds after a divergence."""
+        if self.run_dir is None:
+            return "no run dir: nothing was saved"
+        if self.saved_last_step is None:
+            return f"no last.pt of this run was written before it diverged in {str(self.run_dir)!r}"
+        best = (f"; best.pt holds epoch {self.progress.best_epoch}"
+                if self.progress.best_epoch >= 0 and (self.run_dir / "best.pt").is_file() else "")
+        return (f"{str(self.run_dir / 'last.pt')!r} keeps step {self.saved_last_step}, the last finite state{best}")
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask a running :meth:`fit` (e.g. in another thread) to stop after the current step.
@@ -568,7 +598,9 @@ class Trainer:
             np.random.seed(self.seed + self.ctx.rank)
         if self.ctx.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt_io.write_json(self.run_dir / "config.json", self.cfg.to_dict())
+            self.removed_temp_files = ckpt_io.remove_temp_files(self.run_dir)  # debris of a killed write
+            if self.resume is None or not (self.run_dir / "config.json").is_file():
+                ckpt_io.write_json(self.run_dir / "config.json", self.cfg.to_dict())  # the run's starting config
         t0 = time.perf_counter() - self.progress.seconds
         self._last_lr = self.scheduler.current_lr()
         p = self.progress

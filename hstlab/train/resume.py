@@ -1,0 +1,139 @@
+"""Resume checks: a run directory's ``run.json``, ``config.json`` and ``last.pt`` must agree with
+each other and with what the caller asks for, or the resume is refused with the field that differs.
+
+A resume continues a run exactly as it was started (same schedule, same data, same model), so
+nothing can be changed on the way: an edited ``config.json``, a ``--epochs`` that is not the
+run's, or a ``run.json`` from another run would otherwise be ignored or silently mixed in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hstlab.config import HSTConfig
+from hstlab.train import checkpoint as ckpt_io
+from hstlab.train.checks import RULES, check_arg
+
+RESUME_FILES = ("run.json", "config.json", "last.pt")
+# run.json fields the trainer also stores in last.pt's train_state["hparams"]
+HPARAM_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "grad_clip", "seed", "loss")
+# run.json fields also stored in last.pt's meta
+META_FIELDS = ("dataset", "limit")
+MODE_FIELDS = ("attn_mode", "mlp_mode")  # a mode schedule changes these between epochs
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Leaf fields where two JSON-like values differ: ``[(path, a_value, b_value), ...]``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in list(a) + [k for k in b if k not in a]:
+            out += _diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{prefix}[{i}]")]
+    same = (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+    return [] if same else [(prefix, a, b)]
+
+
+def config_differences(stored: HSTConfig, ckpt: HSTConfig) -> list[tuple[str, Any, Any]]:
+    """Fields where ``config.json`` and the checkpoint's config differ.
+
+    With a mode schedule the layer modes legitimately move between epochs, so they are not
+    compared then.
+
+    Example:
+        >>> a = HSTConfig.from_preset("tiny")
+        >>> config_differences(a, a.with_modes("TT"))[0][0]
+        'layers[0].attn_mode'
+        >>> import dataclasses
+        >>> scheduled = dataclasses.replace(a, mode_schedule=((0, "TT"), (1, "SS")))
+        >>> config_differences(scheduled, scheduled.with_modes("TT"))
+        []
+    """
+    diffs = _diff(stored.to_dict(), ckpt.to_dict())
+    if stored.mode_schedule and stored.mode_schedule == ckpt.mode_schedule:
+        diffs = [d for d in diffs if not (d[0].startswith("layers[") and d[0].endswith(MODE_FIELDS))]
+    return diffs
+
+
+def _say(diffs: list[tuple[str, Any, Any]], left: str, right: str) -> str:
+    shown = "; ".join(f"{path} is {a!r} in {left} but {b!r} in {right}" for path, a, b in diffs[:3])
+    return shown + (f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else "")
+
+
+def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = None,
+                dataset_name: str | None = None, modes: str | None = None,
+                mode_schedule: Any = None, run_dir: Any = None) -> tuple[Path, HSTConfig, dict[str, Any]]:
+    """Check a run directory for ``resume`` and return ``(run_dir, cfg, run arguments)``.
+
+    ``given`` holds the run arguments the caller passed explicitly (``epochs``, ``lr``, ...):
+    each must equal the run's. ``cfg`` (preset name or config), ``dataset_name``, ``modes``,
+    ``mode_schedule`` and ``run_dir`` may be given only if they match the run. Raises
+    ``ValueError`` naming the file and field that differ and how to proceed
+    (:class:`~hstlab.train.checkpoint.CheckpointError` for a damaged ``last.pt``).
+    """
+    folder = Path(resume)
+    missing = [name for name in RESUME_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"resume={str(folder)!r} must be a run directory holding run.json and last.pt, with "
+                         f"config.json (written by train_run / hstlab train); missing: {', '.join(missing)}")
+    run_json, config_json, last = folder / "run.json", folder / "config.json", folder / "last.pt"
+    stored = ckpt_io.read_json(run_json)
+    stored_cfg = ckpt_io.config_from_dict(ckpt_io.read_json(config_json), config_json)
+    ckpt = ckpt_io.read_checkpoint(last)
+    ckpt_cfg = ckpt_io.config_of(ckpt, last)
+    if (folder / "best.pt").exists():  # read at the end of training: a damaged one must stop us now
+        ckpt_io.read_checkpoint(folder / "best.pt")
+    how = "a resume continues the run exactly as it was started"
+
+    # 1. what the caller asks for must be what the run is
+    for key, value in given.items():
+        if key in stored and value != stored[key]:
+            raise ValueError(f"resume: {key}={value!r} differs from the run's {key}={stored[key]!r} ({str(run_json)!r}); "
+                             f"{how}: drop {key}, or start a new run (another run directory) to change it")
+    asked = {"dataset_name": (dataset_name, stored.get("dataset")), "run_dir": (run_dir, folder)}
+    for key, (value, theirs) in asked.items():
+        if value is not None and (Path(value).resolve() != Path(theirs).resolve() if key == "run_dir"
+                                  else value != theirs):
+            raise ValueError(f"resume: {key}={str(value)!r} differs from the run's {str(theirs)!r}; {how}: drop "
+                             f"{key}, or start a new run to change it")
+    if isinstance(cfg, str) and cfg != stored.get("preset"):
+        raise ValueError(f"resume: preset {cfg!r} differs from the run's {stored.get('preset')!r}; {how}: drop it")
+    if isinstance(cfg, HSTConfig) and cfg != stored_cfg:
+        raise ValueError(f"resume: the config passed differs from the run's ({_say(config_differences(cfg, stored_cfg), 'the one passed', str(config_json))}); {how}")  # noqa: E501
+    if modes is not None and modes != stored_cfg.modes:
+        raise ValueError(f"resume: modes={modes!r} differs from the run's {stored_cfg.modes!r} ({str(config_json)!r}); "
+                         f"{how}: drop modes, or start a new run")
+    if mode_schedule is not None and tuple(tuple(e) for e in mode_schedule) != stored_cfg.mode_schedule:
+        raise ValueError(f"resume: mode_schedule={mode_schedule!r} differs from the run's "
+                         f"{stored_cfg.mode_schedule!r}; {how}: drop it, or start a new run")
+
+    # 2. the three files must describe the same run
+    diffs = config_differences(stored_cfg, ckpt_cfg)
+    if diffs:
+        raise ValueError(f"resume: {str(config_json)!r} does not match {str(last)!r}: "
+                         f"{_say(diffs, 'config.json', 'last.pt')}. config.json was edited or belongs to another "
+                         "run: restore it to the checkpoint's values (a resume cannot change the model), or start a "
+                         "new run with the new config")
+    hparams = (ckpt.get("train_state") or {}).get("hparams") or {}
+    theirs = {**{k: hparams[k] for k in HPARAM_FIELDS if k in hparams},
+              **{k: ckpt["meta"][k] for k in META_FIELDS if k in ckpt["meta"]}}
+    for key, value in theirs.items():
+        if key in stored and stored[key] != value:
+            raise ValueError(f"resume: {str(run_json)!r} says {key}={stored[key]!r} but {str(last)!r} was trained "
+                             f"with {key}={value!r}; run.json was edited or belongs to another run: restore "
+                             f"{key}={value!r}, or start a new run")
+    if not isinstance(stored.get("dataset"), str):
+        raise ValueError(f"{str(run_json)!r} names no dataset (field 'dataset'); it was not written by hstlab train")
+    for key in RULES:
+        if key in stored:
+            try:
+                check_arg(key, stored[key])
+            except ValueError as exc:
+                raise ValueError(f"{str(run_json)!r}: {exc}") from exc
+    for key in ("loss_options", "dataset_options"):
+        if not isinstance(stored.get(key, {}), dict):
+            raise ValueError(f"{str(run_json)!r}: {key} must be a JSON object")
+    return folder, stored_cfg, stored
