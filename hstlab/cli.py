@@ -7,7 +7,8 @@ import importlib
 import sys
 
 # each module exposes register(subparsers) and is imported only when the CLI runs
-AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli")
+AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli",
+                 "hstlab.zoo.cli")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -88,7 +89,8 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from hstlab.runtime import use_passive_threads
 
-    use_passive_threads()  # before any sub-command imports torch
+    if "torch" not in sys.modules:  # called in-process (tests, notebooks): too late, leave it
+        use_passive_threads()  # before any sub-command imports torch
     return run_command(build_parser().parse_args(argv))
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hstlab.train.schedule import WARMUP_RANGE
+from hstlab.train.config import WARMUP_RANGE, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,8 @@ class Rule:
 
 # the run arguments stored in run.json, with train_run's defaults ("dataset" has none)
 RUN_DEFAULTS: dict[str, Any] = {
-    "epochs": 5, "seed": 0, "batch_size": 32, "lr": 1e-3, "limit": None, "time_bins": None, "loss": None,
-    "loss_options": {}, "checkpoint_every": 50, "dataset_options": {}, "warmup_frac": 0.03,
-    "weight_decay": 0.01, "grad_clip": 1.0, "augment_shift": 0,
+    **{k: v for k, v in TrainConfig().to_dict().items()},  # the schedule, optimiser and data defaults
+    "seed": 0, "loss": None, "loss_options": {}, "checkpoint_every": 50,
 }
 
 RULES: dict[str, Rule] = {

@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     d = RUN_DEFAULTS
     p.add_argument("--preset", help=f"model preset (hstlab presets; default: {TRAIN_DEFAULTS['preset']})")
     p.add_argument("--dataset", help=f"dataset name (hstlab data list; default: {TRAIN_DEFAULTS['dataset']})")
-    p.add_argument("--epochs", type=int, help=f"default: {d['epochs']}")
+    p.add_argument("--epochs", type=int, help=f"default: {RECIPE_DEFAULT} {d['epochs']}")
     p.add_argument("--modes", help="one letter per layer: S spiking, T standard (e.g. SSTT)")
     p.add_argument("--set", dest="config_set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field of the preset, repeatable (e.g. --set weight_bits=8 "
@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
                    help="replace the run already in --run-dir (its run files are deleted once every setting checks out)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its run.json supplies every setting "
                         "but --max-seconds, --device and --no-progress)")
-    p.add_argument("--batch-size", type=int, help=f"default: {d['batch_size']}")
-    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
+    p.add_argument("--batch-size", type=int, help=f"default: {RECIPE_DEFAULT} {d['batch_size']}")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE_DEFAULT} {d['lr']})")
     p.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
     p.add_argument("--limit", type=int, help="first N samples per split (smoke runs)")
     p.add_argument("--time-bins", type=int, help="T of sequence datasets (frames use the preset's num_steps)")
@@ -46,10 +46,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--checkpoint-every", type=int,
                    help=f"mid-epoch last.pt every K steps (0: off; default: {d['checkpoint_every']})")
     p.add_argument("--augment-shift", type=int, metavar="PIXELS",
-                   help="move each training sample by up to PIXELS (event frames only; 0: off, the default)")
+                   help=f"move each training sample by up to PIXELS (event frames only; 0: off; default: {RECIPE_DEFAULT} 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
     p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("recipes", help="training recipes: the defaults hstlab train uses per preset and dataset")
+    p.set_defaults(func=cmd_recipes)
 
     p = subparsers.add_parser("energy", help="energy report of a run's best.pt on one validation batch")
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -86,6 +89,7 @@ TRAIN_FLAGS = {"--epochs": "epochs", "--seed": "seed", "--batch-size": "batch_si
                "--limit": "limit", "--time-bins": "time_bins", "--loss": "loss",
                "--checkpoint-every": "checkpoint_every", "--augment-shift": "augment_shift"}
 TRAIN_DEFAULTS = {"preset": "hst-small", "dataset": "digits-dvs", "out": "runs"}  # when not resuming
+RECIPE_DEFAULT = "the recipe of the preset on the dataset (hstlab recipes), else"
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,6 +106,16 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.data_option:
         kwargs["dataset_options"] = parse_options(args.data_option)
     return kwargs
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from hstlab.train.recipes import GENERIC, list_recipes
+
+    for recipe in list_recipes():
+        fields = {k: v for k, v in recipe.train.to_dict().items() if v != GENERIC.to_dict()[k]}
+        print(f"{recipe.key}: {', '.join(f'{k}={v}' for k, v in fields.items())}\n    gives: {recipe.result}")
+    print(f"any other pair: {', '.join(f'{k}={v}' for k, v in GENERIC.to_dict().items())}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -123,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config_set:
             from hstlab.config import HSTConfig
 
-            overrides = parse_options(args.config_set, flag="--set")
+            overrides = HSTConfig.parse_overrides(args.config_set)
             model = HSTConfig.from_dict({**HSTConfig.from_preset(model).to_dict(), **overrides})
         metrics = train_run(
             model, args.dataset or TRAIN_DEFAULTS["dataset"], modes=args.modes,

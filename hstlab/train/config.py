@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+WARMUP_RANGE = (0.0, 0.2)  # fraction of the steps spent warming up; 1-5 % is typical, 0 disables it
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,7 +55,7 @@ class TrainConfig:
                 _integer(name, getattr(self, name), minimum=1, none_ok=True)
         _number("lr", self.lr, low=0.0, low_open=True)
         _number("weight_decay", self.weight_decay, low=0.0)
-        _number("warmup_frac", self.warmup_frac, low=0.0, high=1.0)
+        _number("warmup_frac", self.warmup_frac, low=WARMUP_RANGE[0], high=WARMUP_RANGE[1])
         if self.grad_clip is not None:
             _number("grad_clip", self.grad_clip, low=0.0, low_open=True, none_ok=True)
         if not all(isinstance(k, str) for k in self.dataset_options):
@@ -90,9 +92,9 @@ def _integer(name: str, value: Any, minimum: int, none_ok: bool = False) -> None
 def _number(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False,
             none_ok: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
     if not ok:
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        allowed = f"in [{low:g}, {high:g})" if high is not None else bound
+        allowed = f"in [{low:g}, {high:g}]" if high is not None else bound
         extra = " or None" if none_ok else ""
         raise ValueError(f"{name}={value!r} must be a finite number {allowed}{extra}")

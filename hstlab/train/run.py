@@ -16,6 +16,7 @@ from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg, check_args
+from hstlab.train.recipes import recipe_for
 from hstlab.train.trainer import Trainer
 
 # which objective a dataset kind trains with by default
@@ -171,15 +172,21 @@ def train_run(
     else:
         if dataset_name is None:
             raise ValueError("dataset_name=None: name a dataset (see hstlab.list_datasets())")
-        args = {**RUN_DEFAULTS, **given, "dataset": dataset_name}
+        if isinstance(cfg, str) or cfg is None:
+            cfg = HSTConfig.from_preset(cfg or "hst-small")
+        recipe = recipe_for(cfg.name, dataset_name)  # flags and arguments override single fields
+        args = {**RUN_DEFAULTS, **recipe.train.to_dict(), **given, "dataset": dataset_name}
+        if isinstance(given.get("dataset_options"), dict):  # given options add to the recipe's
+            args["dataset_options"] = {**recipe.train.dataset_options, **given["dataset_options"]}
+        args["recipe"] = {"preset": recipe.preset, "dataset": recipe.dataset, "train": recipe.train.to_dict(),
+                          "overridden": sorted(k for k in given if k in recipe.train.to_dict()),
+                          "notice": recipe.notice}
         args["loss_options"] = args["loss_options"] or {}
         args["dataset_options"] = args["dataset_options"] or {}
         for key in ("loss_options", "dataset_options"):
             if not isinstance(args[key], dict):
                 raise ValueError(f"{key}={args[key]!r} must be a dict (or None)")
         check_args(**{k: v for k, v in args.items() if k in RULES})
-        if isinstance(cfg, str) or cfg is None:
-            cfg = HSTConfig.from_preset(cfg or "hst-small")
         if modes is not None:
             cfg = cfg.with_modes(modes)
         if mode_schedule is not None:
@@ -195,7 +202,7 @@ def train_run(
     if shift and info["kind"] != "events-vision":
         raise ValueError(f"augment_shift={shift!r} needs frames (an events-vision dataset); "
                          f"{args['dataset']!r} is {info['kind']!r}: use 0")
-    notes: list[str] = []
+    notes: list[str] = [args["recipe"]["notice"]] if resume is None and args["recipe"]["notice"] else []
     if resume is None:
         x, y = train[0]
         args["loss"] = args["loss"] or TASK_LOSSES.get(info["kind"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-WARMUP_RANGE = (0.0, 0.2)  # 1-5 % is the recommended range; 0 disables warm-up
+from hstlab.train.config import WARMUP_RANGE, TrainConfig
 
 
 def warmup_cosine_factor(step: int, total_steps: int, warmup_steps: int, min_factor: float = 0.0) -> float:
@@ -39,7 +39,7 @@ class WarmupCosine:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, total_steps: int,
-                 warmup_frac: float = 0.03, min_factor: float = 0.0) -> None:
+                 warmup_frac: float = TrainConfig.warmup_frac, min_factor: float = 0.0) -> None:
         if not WARMUP_RANGE[0] <= warmup_frac <= WARMUP_RANGE[1]:
             raise ValueError(f"warmup_frac={warmup_frac!r} must be in [{WARMUP_RANGE[0]}, {WARMUP_RANGE[1]}] "
                              "(1-5 % of the steps is typical)")

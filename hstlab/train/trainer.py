@@ -24,6 +24,7 @@ from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.checks import check_args
+from hstlab.train.config import TrainConfig
 from hstlab.train.events import TrainEvent, TrainingDiverged, dispatch, normalize_callbacks
 from hstlab.train.losses import build_loss
 from hstlab.train.meters import SpikeRateMeter, energy_per_sample
@@ -141,10 +142,10 @@ class Trainer:
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         lr: float = 1e-3,
-        weight_decay: float = 0.01,
+        weight_decay: float = TrainConfig.weight_decay,
         betas: tuple[float, float] = (0.9, 0.999),
-        warmup_frac: float = 0.03,
-        grad_clip: float | None = 1.0,
+        warmup_frac: float = TrainConfig.warmup_frac,
+        grad_clip: float | None = TrainConfig.grad_clip,
         loss: str | nn.Module = "cross_entropy",
         loss_options: dict[str, Any] | None = None,
         callbacks: Any = None,
