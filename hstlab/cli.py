@@ -9,7 +9,7 @@ import sys
 import torch
 
 # each module exposes register(subparsers) and is imported only when the CLI runs
-AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli")
+AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli", "hstlab.released_cli")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:

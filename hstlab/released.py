@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -116,7 +115,7 @@ def released_config(preset: str, **overrides: Any) -> HSTConfig:
     cfg = HSTConfig.from_preset(preset)
     if depth is not None:
         cfg = cfg.with_depth(depth)
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+    return HSTConfig.from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg  # JSON lists welcome
 
 
 def key_mappings(cfg: HSTConfig, kernel: tuple[int, ...]) -> list[KeyMap]:
