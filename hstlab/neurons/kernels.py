@@ -179,7 +179,7 @@ class LIFMultiStep(torch.autograd.Function):
             c0 = tau_inv if p.decay_input else 1.0
             u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
             spikes, eta, u = _loops(x).lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard,
-                                                   *membrane_grid(p), ge=p.fire_at_threshold)
+                                                   *membrane_grid(p), p.fire_at_threshold)
             return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u)
         if r is None:
             k: float | Tensor = 1.0 - tau_inv
@@ -234,7 +234,7 @@ class LIFMultiStep(torch.autograd.Function):
             g_x, g_v0 = _loops(eta).lif_backward(
                 g_spikes.to(eta.dtype).contiguous(), gv, eta, spikes, 1.0 - ctx.tau_inv, c, theta,
                 p.threshold, p.hard, p.detach_reset, _compiled.CODES[p.surrogate.name], p.alpha,
-                ge=p.fire_at_threshold,
+                p.fire_at_threshold,
             )
             return g_x, (g_v0 if ctx.needs_input_grad[1] else None), None, None, None
         k: float | Tensor = 1.0 - ctx.tau_inv if r is None else 1.0 - r
