@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -191,12 +192,14 @@ def unwrap_state_dict(obj: Any, name: str = "state_dict") -> dict[str, torch.Ten
 
 
 def read_released(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a released ``.pth``/``.pth.tar`` file safely (``weights_only=True``) and unwrap it."""
+    """Load a released ``.pth``/``.pth.tar`` file safely (``weights_only=True``; of other classes only
+    ``argparse.Namespace``, which the released trainers save next to the weights) and unwrap it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"file {str(path)!r} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # the released training scripts also store their argparse options: allow that one class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle and zip errors alike: not a readable torch file
         raise ValueError(f"file {str(path)!r} is not a torch state dict readable with weights_only=True "
                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err

@@ -10,6 +10,7 @@ hstlab model must give the reference's logits and the same number of spikes in e
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -444,10 +445,15 @@ def test_presets_use_the_released_firing_rule() -> None:
 
 
 def _write_small_file(tmp_path, kind: str = "spikformer") -> str:
+    """A released-style checkpoint: weights under 'model', the trainer's argparse options under 'args'."""
     ref = _calibrated_reference(kind, dim=32, heads=4, classes=10, size=34, t=2)
     path = tmp_path / "released.pth"
-    torch.save({"model": ref.state_dict(), "epoch": 1}, path)
+    torch.save({"model": ref.state_dict(), "epoch": 1, "args": argparse.Namespace(lr=1e-3, T=2)}, path)
     return str(path)
+
+
+class _Unsafe:
+    """An arbitrary class: a released file holding one is not loaded."""
 
 
 SMALL_SET = ["--set", "n_embd=32", "--set", "n_head=4", "--set", "num_classes=10", "--set", "num_steps=2",
@@ -488,6 +494,10 @@ def test_convert_refuses_existing_out_and_bad_files(tmp_path, capsys) -> None:
     bad.write_text("not a torch file")
     assert main(["convert", str(bad), "--preset", SPIKFORMER, "--out", str(tmp_path / "r1")]) == 2
     assert "is not a torch state dict" in capsys.readouterr().err
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": {"head.weight": torch.ones(1)}, "hook": _Unsafe()}, evil)
+    assert main(["convert", str(evil), "--preset", SPIKFORMER, "--out", str(tmp_path / "r1")]) == 2
+    assert "weights_only=True" in capsys.readouterr().err  # arbitrary pickled objects stay refused
     assert main(["convert", path, "--preset", SPIKFORMER, "--out", str(tmp_path / "r2")]) == 2  # full-size preset
     err = capsys.readouterr().err.strip()
     assert "mismatched shapes" in err and len(err.splitlines()) == 1
