@@ -264,5 +264,9 @@ def load_released(preset: str, state_dict: Mapping[str, torch.Tensor], **overrid
     """
     cfg, converted = convert_state_dict(preset, state_dict, **overrides)
     model = build_model(cfg)
+    extra = sorted(set(model.state_dict()) - set(converted))
+    if extra:  # e.g. pos_encoding="learned" or neuron="plif": parameters the released model lacks
+        raise ValueError(f"overrides {sorted(overrides)} give preset {preset!r} parameters the released model "
+                         f"does not have: {_short(extra)}; drop those overrides")
     model.load_state_dict(converted, strict=True)
     return model.eval()

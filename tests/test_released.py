@@ -428,6 +428,13 @@ def test_checkpoint_wrappers_and_ddp_prefix_are_unwrapped() -> None:
         load_released(SDT, {}, **small)
 
 
+def test_overrides_that_add_parameters_are_refused() -> None:
+    state = RefModel("sdt", 32, 4, 11, 32).state_dict()
+    with pytest.raises(ValueError, match=r"overrides \['input_shape', 'n_embd', 'n_head', 'neuron'\].*"
+                                         r"parameters the released model does not have: .*blocks\.0\.attn\.pre\.w"):
+        load_released(SDT, state, n_embd=32, n_head=4, input_shape=(2, 32, 32), neuron="plif")
+
+
 def test_unknown_preset_is_refused() -> None:
     with pytest.raises(ValueError, match="preset='tiny'.*allowed: spikformer-dvs-2-256, sdt-dvs-2-256"):
         released_config("tiny")
