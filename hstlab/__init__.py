@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "build_model": "hstlab.model",
     "example_input": "hstlab.model",
     "HSTNet": "hstlab.model",
+    "load_released": "hstlab.released",
+    "ReleasedWeightsError": "hstlab.released",
     "Recorder": "hstlab.recorder",
     "LIF": "hstlab.neurons",
     "PLIF": "hstlab.neurons",

@@ -26,6 +26,7 @@ ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")
 NEURONS = ("lif", "plif", "alif")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
+FIRING_RULES = (">", ">=")  # a neuron fires on H > θ (snnTorch) or H >= θ (SpikingJelly)
 TOKENIZERS = ("sps", "events", "linear")
 POS_ENCODINGS = ("cpg", "sincos", "learned", "none")
 RESIDUALS = ("add", "sew_add", "sew_and", "sew_iand", "membrane")
@@ -338,6 +339,7 @@ class HSTConfig:
     tau: float = 2.0
     threshold: float = 1.0
     reset: str = "hard"
+    firing_rule: str = ">"  # fire on H > θ (snnTorch) or H >= θ (SpikingJelly, the released Spikformer/SDT)
     surrogate: str = "atan"
     surrogate_alpha: float = 2.0
     detach_reset: bool = True
@@ -398,6 +400,7 @@ class HSTConfig:
         _choice("neuron", self.neuron, NEURONS)
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("reset", self.reset, RESETS)
+        _choice("firing_rule", self.firing_rule, FIRING_RULES)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
         _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
         if self.cpg_neurons < 2 or self.cpg_neurons % 2:

@@ -10,7 +10,7 @@ from hstlab.layers.block import HSTBlock
 from hstlab.layers.posenc import POS_ENCODINGS
 from hstlab.layers.quant import QuantLinear
 from hstlab.layers.tokenizers import TOKENIZERS
-from hstlab.neurons import reset_state
+from hstlab.neurons import build_neuron, reset_state
 from hstlab.sizing import check_size
 
 # largest integer each float dtype holds exactly: integer inputs up to this convert without loss
@@ -48,6 +48,11 @@ class HSTNet(nn.Module):
         self.pos_encoding = POS_ENCODINGS.get(cfg.pos_encoding)(cfg, spiking_stem)
         self.blocks = nn.ModuleList(HSTBlock(cfg, layer) for layer in cfg.resolved_layers())
         self.head = QuantLinear(cfg.n_embd, cfg.num_classes, bias=True, weight_bits=cfg.weight_bits)
+        # With the membrane shortcut the stream is real-valued and every weight layer reads spikes
+        # through its own neuron; so does the classifier (SDT: LIF on the token mean, per step).
+        last = cfg.layer(cfg.n_layer - 1)
+        membrane_out = cfg.head == "classify" and last.residual == "membrane" and last.mlp_mode == "spiking"
+        self.head_neuron = build_neuron(cfg) if membrane_out else None
 
     def reset_state(self) -> None:
         """Zero every neuron's membrane (call between independent inputs)."""
@@ -60,6 +65,8 @@ class HSTNet(nn.Module):
         tokens = self.pos_encoding(self.tokenizer(x))  # [T, B, N, D]
         for block in self.blocks:
             tokens = block(tokens)
+        if self.head_neuron is not None:  # spike the token mean per step, classify, average over T
+            return self.head(self.head_neuron(tokens.mean(dim=2))).mean(dim=0)  # [T, B, D] -> [B, classes]
         if self.cfg.head == "classify":
             return self.head(tokens.mean(dim=(0, 2)))  # [B, classes]
         return self.head(tokens.mean(dim=0)).transpose(0, 1)  # [L, B, classes]

@@ -45,20 +45,35 @@ def hst_small() -> HSTConfig:
 
 @PRESETS.register("spikformer-dvs-2-256")
 def spikformer_dvs() -> HSTConfig:
-    """Spikformer-2-256 on DVS128 Gesture as its released code builds it (2,566,923 parameters)."""
+    """Spikformer-2-256 on DVS128 Gesture as its released code builds it (2,566,923 parameters).
+
+    Its neurons fire on ``H >= θ`` as SpikingJelly's, which the released weights were trained
+    with: the attention neuron sees multiples of 0.25 against θ = 0.5, so ties are frequent and
+    ``>`` would change the outputs. The surrogate gradient is SpikingJelly's default too (sigmoid,
+    α = 4), for fine-tuning. ``num_classes=10`` gives the CIFAR10-DVS model (same keys);
+    :func:`hstlab.load_released` loads the released state dict.
+    """
     return HSTConfig(name="spikformer-dvs-2-256", n_layer=2, n_embd=256, n_head=16, mlp_ratio=4.0,
                      num_steps=16, num_classes=11, input_shape=(2, 128, 128), tokenizer="sps",
                      sps_pools=(True, True, True, True), pos_encoding="none", attention="ssa",
-                     attn_scale=0.25, attn_threshold=0.5, residual="sew_add")
+                     attn_scale=0.25, attn_threshold=0.5, residual="sew_add", firing_rule=">=",
+                     surrogate="sigmoid", surrogate_alpha=4.0)
 
 
 @PRESETS.register("sdt-dvs-2-256")
 def sdt_dvs() -> HSTConfig:
-    """Spike-driven Transformer V1 (2-256) on DVS128 Gesture: SDSA, membrane shortcut, 256 tokens."""
+    """Spike-driven Transformer V1 (2-256) on DVS128 Gesture as its released code builds it.
+
+    SDSA, membrane shortcut, 256 tokens (no first pool), the classifier reads a neuron on the
+    token mean; neurons fire on ``H >= θ`` as SpikingJelly's (the talking-heads neuron at θ = 0.5
+    sees ``H = 0.5`` whenever one channel pair is active), with SpikingJelly's default surrogate
+    (sigmoid, α = 4). :func:`hstlab.load_released` loads the released state dict.
+    """
     return HSTConfig(name="sdt-dvs-2-256", n_layer=2, n_embd=256, n_head=8, mlp_ratio=4.0,
                      num_steps=16, num_classes=11, input_shape=(2, 128, 128), tokenizer="sps",
                      sps_pools=(False, True, True, True), pos_encoding="none", attention="sdsa",
-                     attn_threshold=0.5, residual="membrane")
+                     attn_threshold=0.5, residual="membrane", firing_rule=">=",
+                     surrogate="sigmoid", surrogate_alpha=4.0)
 
 
 @PRESETS.register("hst-100m")

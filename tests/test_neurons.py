@@ -37,7 +37,7 @@ def backend(request):
 
 
 def reference_lif(x, v0, r, *, threshold=1.0, v_reset=0.0, reset="hard", surrogate="atan",
-                  alpha=2.0, detach_reset=True, decay_input=True):
+                  alpha=2.0, detach_reset=True, decay_input=True, firing_rule=">"):
     """Per-step autograd LIF: returns spikes [T, ...], H [T, ...], V_last [...]."""
     v, spikes, hs = v0, [], []
     for xt in x:
@@ -45,7 +45,7 @@ def reference_lif(x, v0, r, *, threshold=1.0, v_reset=0.0, reset="hard", surroga
             h = v + r * (xt - (v - v_reset))
         else:
             h = v - r * (v - v_reset) + xt
-        s = spike(h - threshold, surrogate, alpha)
+        s = spike(h - threshold, surrogate, alpha, firing_rule)
         s_reset = s.detach() if detach_reset else s
         v = h * (1 - s_reset) + v_reset * s_reset if reset == "hard" else h - threshold * s_reset
         spikes.append(s)
@@ -99,6 +99,80 @@ def test_membrane_update_by_hand(decay_input, reset, v_reset, x, h, s, backend) 
 def test_exactly_at_threshold_does_not_fire() -> None:
     lif = LIF(tau=2.0, threshold=1.0, decay_input=False)
     assert lif(torch.tensor([[1.0], [0.5], [0.6]])).flatten().tolist() == [0.0, 0.0, 1.0]  # H = 1, 1, 1.1
+
+
+# ---------------------------------------------------------------------------------------------
+# the firing rule: H > θ (snnTorch, the default) or H >= θ (SpikingJelly, the released models)
+
+TIE_CASES = [
+    # reset, membrane_bits, firing_rule, expected spikes for x = [2, 1, 2] (tau 2, θ 1: H_0 = 1 exactly)
+    ("hard", None, ">", [0, 0, 1]),  # H = 1, 1 (two ties, kept), 1.5
+    ("hard", None, ">=", [1, 0, 1]),  # H = 1 fires and resets, 0.5, 1.25
+    ("soft", None, ">=", [1, 0, 1]),
+    ("hard", 4, ">", [0, 0, 1]),  # 4-bit membranes (step 0.5): the ties are on the grid
+    ("hard", 4, ">=", [1, 0, 1]),
+    ("soft", 6, ">=", [1, 0, 1]),
+]
+
+
+@pytest.mark.parametrize("reset, bits, rule, expected", TIE_CASES)
+def test_tie_at_threshold_follows_the_firing_rule(reset, bits, rule, expected, backend, monkeypatch) -> None:
+    calls = _record_calls(monkeypatch, _compiled)
+    lif = LIF(tau=2.0, threshold=1.0, reset=reset, membrane_bits=bits, firing_rule=rule)
+    lif.record = True
+    x = torch.tensor([[2.0], [1.0], [2.0]])  # float32: the compiled loops take it
+    assert lif(x).flatten().tolist() == expected
+    h = lif.last_v.flatten().tolist()
+    assert h[:2] == ([1.0, 0.5] if rule == ">=" else [1.0, 1.0])  # H_0 exactly θ; H_1 after reset or kept tie
+    assert calls == (["lif_forward"] if backend == "compiled" else [])  # each backend really ran
+
+
+@pytest.mark.parametrize("rule", [">", ">="])
+@pytest.mark.parametrize("reset, detach", [("hard", True), ("hard", False), ("soft", True), ("soft", False)])
+def test_ties_match_reference_with_the_same_surrogate(rule, reset, detach, backend) -> None:
+    """On a dyadic grid (inputs multiples of 0.5, τ = 2) ties are frequent; spikes and gradients
+    equal the per-step reference under either rule, whose backward is the same surrogate."""
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randint(-1, 5, (8, 3, 40), generator=g) * 0.5).float().requires_grad_(True)
+    w = torch.randn(8, 3, 40, generator=g)
+    lif = LIF(tau=2.0, threshold=1.0, reset=reset, detach_reset=detach, firing_rule=rule)
+    spikes = lif(x)
+    (grad,) = torch.autograd.grad((spikes * w).sum(), x)
+    ref_s, ref_h, _ = reference_lif(x, torch.zeros(3, 40), 0.5, reset=reset, detach_reset=detach, firing_rule=rule)
+    (ref_grad,) = torch.autograd.grad((ref_s * w).sum(), x)
+    assert (ref_h == 1.0).sum() >= 20  # many exact ties
+    assert torch.equal(spikes.detach(), ref_s.detach())
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_firing_rule_changes_only_the_comparison() -> None:
+    """Away from ties both rules give the same spikes and the same (surrogate) gradients."""
+    x = _inputs((6, 2, 7), dtype=torch.float64, seed=9)
+    weights = torch.arange(6.0, dtype=torch.float64).view(6, 1, 1)
+    out = {}
+    for rule in (">", ">="):
+        s = LIF(tau=3.0, reset="hard", detach_reset=False, firing_rule=rule).double()(x)
+        out[rule] = (s, torch.autograd.grad((s * weights).sum(), x)[0])
+    assert 0 < out[">"][0].mean() < 1
+    assert torch.equal(out[">"][0], out[">="][0]) and torch.equal(out[">"][1], out[">="][1])
+
+
+@pytest.mark.parametrize("cls", [PLIF, ALIF])
+def test_plif_and_alif_follow_the_firing_rule(cls) -> None:
+    x = torch.tensor([[2.0], [1.2]])  # H_0 = 1 = θ (PLIF starts at 1/τ = sigmoid(0) = 0.5; ALIF at a = 0)
+    assert cls(tau=2.0)(x).flatten().tolist() == [0.0, 1.0]  # the tie is kept: H_1 = 1.1
+    assert cls(tau=2.0, firing_rule=">=")(x).flatten().tolist() == [1.0, 0.0]  # fires, resets: H_1 = 0.6
+
+
+def test_firing_rule_from_config_and_errors() -> None:
+    assert build_neuron(HSTConfig(firing_rule=">=")).firing_rule == ">="
+    assert "firing_rule='>='" in repr(LIF(firing_rule=">="))
+    with pytest.raises(ValueError, match="firing_rule='>>' is not allowed; allowed: >, >="):
+        LIF(firing_rule=">>")
+    with pytest.raises(ValueError, match="firing_rule='ge' is not allowed; allowed: >, >="):
+        HSTConfig(firing_rule="ge")
+    with pytest.raises(ValueError, match="firing_rule"):
+        spike(torch.zeros(2), firing_rule="=")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +316,7 @@ def _lif_run(backend: str, device: str, opts: dict, x: torch.Tensor, v0: torch.T
     """Spikes, H, V_last and the gradients on x and v0 of one LIF run (x, v0 copied to ``device``)."""
     previous = kernels.set_backend(backend)
     try:
-        lif = LIF(tau=2.5, alpha=3.0, **opts).to(device)
+        lif = LIF(**{"tau": 2.5, "alpha": 3.0, **opts}).to(device)
         lif.record = True
         xd = x.detach().to(device).requires_grad_(True)
         lif.v = v0.detach().to(device, copy=True).requires_grad_(True)
@@ -273,6 +347,27 @@ def test_triton_loops_match_torch_loops_on_cuda(opts: dict, monkeypatch) -> None
     for a, b, c in zip(torch_loops[1:], triton_loops[1:], cpu[1:]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("rule", [">", ">="])
+@pytest.mark.parametrize("reset, detach, bits", [("hard", True, None), ("hard", False, None), ("soft", True, 4)])
+def test_triton_ties_follow_the_firing_rule(rule: str, reset: str, detach: bool, bits, monkeypatch) -> None:
+    """Inputs on a dyadic grid put many H exactly on θ: Triton's spikes and gradients equal the torch loops'."""
+    if not _gpu.AVAILABLE:
+        pytest.skip("triton not installed")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(-1, 5, (9, 3, 700), generator=g) * 0.5  # [T, B, N]
+    case = (x, torch.zeros(3, 700), torch.randn(9, 3, 700, generator=g), torch.randn(3, 700, generator=g))
+    opts = {"tau": 2.0, "reset": reset, "detach_reset": detach, "membrane_bits": bits, "firing_rule": rule}
+    calls = _record_calls(monkeypatch, _gpu)
+    triton_loops = _lif_run("auto", "cuda", opts, *case)
+    assert calls == ["lif_forward", "lif_backward"]
+    cpu = _lif_run("torch", "cpu", opts, *case)
+    assert torch.equal(cpu[0], triton_loops[0]) and torch.equal(cpu[1], triton_loops[1])  # spikes, H
+    assert (cpu[1] == 1.0).sum() > 100  # many exact ties (θ = 1)
+    for a, b in zip(cpu[2:], triton_loops[2:]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

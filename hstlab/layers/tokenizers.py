@@ -39,8 +39,10 @@ class SpikingPatchSplitting(nn.Module):
     spikes is an OR over the window) or, with ``cfg.sps_pool_first``, conv-BN-pool-neuron: the
     neuron sees the window's strongest input and a pooled stage has 4x fewer neurons (measured
     on digits-dvs, hst-small, 9 epochs: 0.974 vs 0.941 test accuracy, and the stem's membrane
-    traffic falls by about 4x). ``cfg.residual == "membrane"`` selects SDT's stem: pool first,
-    the last stage stays real-valued, and the RPE is added to that pre-spike feature.
+    traffic falls by about 4x). ``cfg.residual == "membrane"`` selects SDT's stem: the last stage
+    stays real-valued (conv-BN-pool, no neuron) and the RPE branch (neuron-conv-BN) is added to
+    that pre-spike feature; the first three stages keep the order of ``sps_pool_first`` (SDT's
+    released code spikes, then pools, as Spikformer).
 
     Example:
         >>> from hstlab import HSTConfig
@@ -52,7 +54,7 @@ class SpikingPatchSplitting(nn.Module):
     def __init__(self, cfg: HSTConfig, spiking: bool) -> None:
         super().__init__()
         self.membrane_tokens = cfg.residual == "membrane"  # SDT: real-valued last stage and RPE sum
-        self.pool_first = cfg.sps_pool_first or self.membrane_tokens
+        self.pool_first = cfg.sps_pool_first
         dim = cfg.n_embd
         inner = cfg.sps_channels or (max(1, dim // 8), max(1, dim // 4), max(1, dim // 2))
         widths = [*inner, dim]
@@ -76,9 +78,10 @@ class SpikingPatchSplitting(nn.Module):
         last = len(self.convs) - 1
         for i, (conv, norm, act, pool) in enumerate(zip(self.convs, self.norms, self.acts, self.pools)):
             y = norm(conv(y))  # [TB, C_i, H_i, W_i]
-            if self.pool_first:  # pool the neuron input, then spike (SDT: the last stage stays real-valued)
+            if self.membrane_tokens and i == last:  # SDT: the last stage stays real-valued
                 y = pool(y)
-                y = y if self.membrane_tokens and i == last else _stepwise(act, y, t)
+            elif self.pool_first:  # pool the neuron input, then spike
+                y = _stepwise(act, pool(y), t)
             else:  # Spikformer: spike, then pool the spikes
                 y = pool(_stepwise(act, y, t))
         if self.membrane_tokens:

@@ -89,22 +89,23 @@ def _shutdown() -> None:  # pragma: no cover - interpreter exit
 
 
 def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool,
-                qstep: float = 0.0, qlevels: int = 0):
+                qstep: float = 0.0, qlevels: int = 0, ge: bool = False):
     """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r); ``qstep > 0``
-    rounds the state to fixed point ``qstep * [-qlevels, qlevels - 1]`` after every step."""
+    rounds the state to fixed point ``qstep * [-qlevels, qlevels - 1]`` after every step; ``ge``
+    fires on ``η >= θ`` instead of ``η > θ``."""
     T = x.shape[0]
     s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
     f = np.float32
     x2 = x.detach().reshape(T, -1).numpy()
-    args = (x2, u0.detach().reshape(-1).numpy(), f(k), f(c), f(theta), f(thr), hard, f(qstep), f(qlevels),
+    args = (x2, u0.detach().reshape(-1).numpy(), f(k), f(c), f(theta), f(thr), hard, bool(ge), f(qstep), f(qlevels),
             s.view(T, -1).numpy(), eta.view(T, -1).numpy(), u_last.view(-1).numpy())
     _run(_kernels()[0], args, x2.shape[1])
     return s, eta, u_last
 
 
 def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: Tensor, k: float, c: float,
-                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float):
-    """∂L/∂X [T, ...] and ∂L/∂V_{-1} [...] in one pass."""
+                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float, ge: bool = False):
+    """∂L/∂X [T, ...] and ∂L/∂V_{-1} [...] in one pass (``ge``: the forward's firing rule)."""
     T = eta.shape[0]
     g_x = torch.empty_like(eta)
     g_v0 = torch.empty(eta.shape[1:], dtype=eta.dtype)
@@ -112,7 +113,7 @@ def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: 
     gv = np.zeros(m, dtype=np.float32) if g_vlast is None else g_vlast.detach().reshape(-1).numpy()
     f = np.float32
     args = (g_spikes.detach().reshape(T, -1).numpy(), gv, eta.view(T, -1).numpy(), spikes.view(T, -1).numpy(),
-            f(k), f(c), f(theta), f(thr), hard, detach, code, f(alpha), g_x.view(T, -1).numpy(),
+            f(k), f(c), f(theta), f(thr), hard, bool(ge), detach, code, f(alpha), g_x.view(T, -1).numpy(),
             g_v0.view(-1).numpy())
     _run(_kernels()[1], args, m)
     return g_x, g_v0

@@ -12,9 +12,16 @@ from numba import njit
 _BLOCK = 1024  # neurons per inner block: the block's rows stay in L1 while the time loop runs
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _fired(e, theta, ge):  # pragma: no cover - compiled
+    """S = 1.0 where η fires under the rule (``ge``: η >= θ, else η > θ), as the forward decided."""
+    return np.float32(e >= theta) if ge else np.float32(e > theta)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def lif_fwd(x, u0, k, c, theta, thr, hard, qstep, qlevels, s, eta, u_out, lo, hi):  # pragma: no cover
-    """qstep > 0: the state is rounded to the fixed-point grid ``qstep * [-qlevels, qlevels - 1]``."""
+def lif_fwd(x, u0, k, c, theta, thr, hard, ge, qstep, qlevels, s, eta, u_out, lo, hi):  # pragma: no cover
+    """qstep > 0: the state is rounded to the fixed-point grid ``qstep * [-qlevels, qlevels - 1]``;
+    ``ge``: fire on ``η >= θ`` (else ``η > θ``)."""
     T = x.shape[0]
     for b0 in range(lo, hi, _BLOCK):
         b1 = min(hi, b0 + _BLOCK)
@@ -25,14 +32,14 @@ def lif_fwd(x, u0, k, c, theta, thr, hard, qstep, qlevels, s, eta, u_out, lo, hi
             if hard:  # charge, fire, reset in one pass (branch hoisted out of the loop)
                 for j in range(n):
                     e = k * u[j] + c * xt[j]
-                    f = np.float32(e > theta)
+                    f = _fired(e, theta, ge)
                     et[j] = e
                     st[j] = f
                     u[j] = e - f * e
             else:
                 for j in range(n):
                     e = k * u[j] + c * xt[j]
-                    f = np.float32(e > theta)
+                    f = _fired(e, theta, ge)
                     et[j] = e
                     st[j] = f
                     u[j] = e - thr * f
@@ -64,7 +71,7 @@ def _surrogate_block(code, alpha, z0, et, sg, n):  # pragma: no cover - compiled
             sg[j] = max(np.float32(0.0), alpha * (one - alpha * abs(et[j] - z0)))
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lif_bwd(gs, gv, eta, s, k, c, theta, thr, hard, detach, code, alpha, gx, gv0, lo, hi):  # pragma: no cover
+def lif_bwd(gs, gv, eta, s, k, c, theta, thr, hard, ge, detach, code, alpha, gx, gv0, lo, hi):  # pragma: no cover
     T = eta.shape[0]
     one = np.float32(1.0)
     sg = np.empty(_BLOCK, dtype=np.float32)
@@ -77,12 +84,12 @@ def lif_bwd(gs, gv, eta, s, k, c, theta, thr, hard, detach, code, alpha, gx, gv0
             _surrogate_block(code, alpha, theta, et, sg, n)
             if hard and detach:  # dV/dH = 1 - S
                 for j in range(n):
-                    gh = gst[j] * sg[j] + g[j] * (one - np.float32(et[j] > theta))  # S from η: one stream less
+                    gh = gst[j] * sg[j] + g[j] * (one - _fired(et[j], theta, ge))  # S from η: one stream less
                     gxt[j] = c * gh
                     g[j] = k * gh
             elif hard:  # dV/dH = 1 - S + (V_r - H) g
                 for j in range(n):
-                    gh = gst[j] * sg[j] + g[j] * (one - np.float32(et[j] > theta) - et[j] * sg[j])
+                    gh = gst[j] * sg[j] + g[j] * (one - _fired(et[j], theta, ge) - et[j] * sg[j])
                     gxt[j] = c * gh
                     g[j] = k * gh
             elif detach:  # soft: dV/dH = 1

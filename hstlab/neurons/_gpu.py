@@ -40,15 +40,24 @@ def _works_on(device: torch.device) -> bool:
         s, eta, _ = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, True)  # k=1/2, θ=1, hard
         g_x, _ = lif_backward(torch.ones_like(x), None, eta, s, 0.5, 1.0, 1.0, 1.0, True, True, 0, 2.0)
         _, _, u_q = lif_forward(x, torch.zeros(2, device=device), 0.5, 1.0, 1.0, 1.0, False, 0.25, 8)
+        tie = torch.tensor([[1.0], [0.5]], device=device)  # η = 1 = θ: fires under ">="; then η = 0.5
+        s_tie, eta_tie, _ = lif_forward(tie, torch.zeros(1, device=device), 0.5, 1.0, 1.0, 1.0, True, ge=True)
+        g_tie, _ = lif_backward(torch.ones_like(tie), None, eta_tie, s_tie, 0.5, 1.0, 1.0, 1.0, True, True, 0, 2.0,
+                                ge=True)
         # by hand: η = [0.5, 3], then [2.25, -1]; atan surrogate with α=2 is g(z) = 1 / (1 + (π z)²)
         g = [1.0 / (1.0 + (math.pi * z) ** 2) for z in (-0.5, 2.0, 1.25, -2.0)]
         expected_g = torch.tensor([[g[0] + 0.5 * g[2], g[1]], [g[2], g[3]]], device=device)
         # soft reset on a grid of step 0.25, levels -8..7: u = [0.5, 2.0 -> 1.75 (saturates)], then
         # η = [2.25, -0.125]: u = [1.25, -0.125 = -0.5 steps -> 0 (a tie, rounded to even)]
+        # the tie fired, so the hard reset cuts step 1's gradient from step 0: ∂L/∂X = [g(0), g(-0.5)]
+        expected_tie = torch.tensor([[1.0], [1.0 / (1.0 + (math.pi * 0.5) ** 2)]], device=device)
         ok = (torch.equal(s, torch.tensor([[0.0, 1.0], [1.0, 0.0]], device=device))
               and torch.allclose(g_x, expected_g, rtol=1e-5, atol=1e-7)
-              and torch.equal(u_q, torch.tensor([1.25, 0.0], device=device)))
-        reason = "" if ok else f"wrong results: spikes {s.tolist()}, grads {g_x.tolist()}, fixed point {u_q.tolist()}"
+              and torch.equal(u_q, torch.tensor([1.25, 0.0], device=device))
+              and torch.equal(s_tie, torch.tensor([[1.0], [0.0]], device=device))
+              and torch.allclose(g_tie, expected_tie, rtol=1e-5, atol=1e-7))
+        reason = "" if ok else (f"wrong results: spikes {s.tolist()}, grads {g_x.tolist()}, fixed point {u_q.tolist()}, "
+                                f"tie {s_tie.tolist()} / {g_tie.tolist()}")
     except Exception as err:  # noqa: BLE001 - any compiler or driver error means: do not use these loops
         ok, reason = False, f"{type(err).__name__}: {err}"
     if not ok:
@@ -71,15 +80,22 @@ def _kernels() -> tuple[Any, Any]:
         return tl.where((d > 0.5) | ((d == 0.5) & odd), r + 1.0, r)  # ties to even, as torch.round / np.rint
 
     @triton.jit
+    def _fired(e, theta, GE: tl.constexpr):
+        """1.0 where η fires under the rule (GE: η >= θ, SpikingJelly; else η > θ, snnTorch)."""
+        if GE:
+            return (e >= theta).to(tl.float32)
+        return (e > theta).to(tl.float32)
+
+    @triton.jit
     def lif_fwd(x_ptr, u0_ptr, s_ptr, eta_ptr, u_out_ptr, M, T, k, c, theta, thr, qstep, qlevels,
-                HARD: tl.constexpr, QUANT: tl.constexpr, BLOCK: tl.constexpr):
+                HARD: tl.constexpr, QUANT: tl.constexpr, GE: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < M
         u = tl.load(u0_ptr + offs, mask=mask, other=0.0)
         x_row, s_row, e_row = x_ptr + offs, s_ptr + offs, eta_ptr + offs  # step 0 of the [T, M] rows
         for _ in range(T):
             e = k * u + c * tl.load(x_row, mask=mask, other=0.0)  # charge: η_t = k u_{t-1} + c X_t
-            f = (e > theta).to(tl.float32)  # fire
+            f = _fired(e, theta, GE)  # fire
             tl.store(e_row, e, mask=mask)
             tl.store(s_row, f, mask=mask)
             if HARD:  # reset
@@ -96,7 +112,8 @@ def _kernels() -> tuple[Any, Any]:
 
     @triton.jit
     def lif_bwd(gs_ptr, gv_ptr, eta_ptr, gx_ptr, gv0_ptr, M, T, last, k, c, theta, thr, alpha,
-                HARD: tl.constexpr, DETACH: tl.constexpr, CODE: tl.constexpr, BLOCK: tl.constexpr):
+                HARD: tl.constexpr, DETACH: tl.constexpr, CODE: tl.constexpr, GE: tl.constexpr,
+                BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < M
         g = tl.load(gv_ptr + offs, mask=mask, other=0.0)  # ∂L/∂V_t, from the last step backwards
@@ -116,7 +133,7 @@ def _kernels() -> tuple[Any, Any]:
             else:  # triangle: α max(0, 1 - α|z|)
                 sg = tl.maximum(0.0, alpha * (1.0 - alpha * tl.abs(z)))
             gst = tl.load(gs_row, mask=mask, other=0.0)
-            fired = (et > theta).to(tl.float32)
+            fired = _fired(et, theta, GE)
             if HARD and DETACH:  # dV/dH = 1 - S
                 gh = gst * sg + g * (1.0 - fired)
             elif HARD:  # dV/dH = 1 - S + (V_r - H) g
@@ -140,7 +157,7 @@ def _grid(m: int) -> tuple[int]:
 
 
 def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: float, hard: bool,
-                qstep: float = 0.0, qlevels: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+                qstep: float = 0.0, qlevels: int = 0, ge: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes [T, ...], η [T, ...] and the last u [...] (potentials relative to V_r); see ._compiled."""
     T = x.shape[0]
     s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
@@ -149,12 +166,13 @@ def lif_forward(x: Tensor, u0: Tensor, k: float, c: float, theta: float, thr: fl
         with torch.cuda.device(x.device):  # Triton launches on the current device
             _kernels()[0][_grid(m)](x, u0, s, eta, u_last, m, T, float(k), float(c), float(theta), float(thr),
                                     float(qstep) if qstep > 0 else 1.0, float(qlevels), HARD=bool(hard),
-                                    QUANT=qstep > 0, BLOCK=_BLOCK)
+                                    QUANT=qstep > 0, GE=bool(ge), BLOCK=_BLOCK)
     return s, eta, u_last
 
 
 def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: Tensor, k: float, c: float,
-                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float) -> tuple[Tensor, Tensor]:
+                 theta: float, thr: float, hard: bool, detach: bool, code: int, alpha: float,
+                 ge: bool = False) -> tuple[Tensor, Tensor]:
     """∂L/∂X [T, ...] and ∂L/∂V_{-1} [...] in one kernel (``spikes`` is recomputed from η)."""
     T = eta.shape[0]
     g_x = torch.empty_like(eta)
@@ -165,5 +183,5 @@ def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: 
         with torch.cuda.device(eta.device):
             _kernels()[1][_grid(m)](g_spikes.contiguous(), gv, eta, g_x, g_v0, m, T, (T - 1) * m, float(k), float(c),
                                     float(theta), float(thr), float(alpha), HARD=bool(hard), DETACH=bool(detach),
-                                    CODE=int(code), BLOCK=_BLOCK)
+                                    CODE=int(code), GE=bool(ge), BLOCK=_BLOCK)
     return g_x, g_v0

@@ -47,5 +47,6 @@ def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
         "alpha": cfg.surrogate_alpha,
         "detach_reset": cfg.detach_reset,
         "membrane_bits": None if cfg.membrane_bits >= 32 else cfg.membrane_bits,
+        "firing_rule": cfg.firing_rule,
     }
     return NEURONS.get(cfg.neuron)(cfg, common)

@@ -12,7 +12,7 @@ spikes and gradients.
 
 Maths (``V_r`` reset potential, ``r = 1/τ``, ``k = 1 - r``, ``c = r`` if decay_input else 1):
     charge   H_t = V_{t-1} + r (X_t - (V_{t-1} - V_r))   |  H_t = V_{t-1} - r (V_{t-1} - V_r) + X_t
-    fire     S_t = Θ(H_t - θ)                            (fires on H_t > θ)
+    fire     S_t = Θ(H_t - θ)         (fires on H_t > θ, or on H_t >= θ with fire_at_threshold)
     reset    V_t = H_t (1 - S_t) + V_r S_t  (hard)       |  V_t = H_t - θ S_t  (soft)
 The loops run on potentials relative to ``V_r`` (``u = V - V_r``, ``η = H - V_r``) where the
 charge is simply ``η_t = k u_{t-1} + c X_t`` and the hard reset ``u_t = η_t (1 - S_t)``.
@@ -82,6 +82,19 @@ class LIFParams:
     surrogate: Surrogate
     alpha: float
     membrane_bits: int | None = None  # fixed-point membranes (see quantize_membrane_); None: float
+    fire_at_threshold: bool = False  # firing rule: H >= θ (True, SpikingJelly) or H > θ (False, snnTorch)
+
+
+def fire(h: Tensor, theta: float | Tensor, p: LIFParams, out: Tensor | None = None) -> Tensor:
+    """Spikes of membrane ``h`` against ``theta`` under ``p``'s firing rule (``>=`` or ``>``).
+
+    Example:
+        >>> p = LIFParams(1.0, 0.0, True, True, True, None, 2.0, fire_at_threshold=True)
+        >>> fire(torch.tensor([0.5, 1.0, 1.5]), 1.0, p).tolist()
+        [False, True, True]
+    """
+    compare = torch.ge if p.fire_at_threshold else torch.gt
+    return compare(h, theta) if out is None else compare(h, theta, out=out)
 
 
 def dense_time_major_order(x: Tensor) -> tuple[int, ...] | None:
@@ -166,7 +179,7 @@ class LIFMultiStep(torch.autograd.Function):
             c0 = tau_inv if p.decay_input else 1.0
             u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
             spikes, eta, u = _loops(x).lif_forward(x, u0, 1.0 - tau_inv, c0, theta, p.threshold, p.hard,
-                                                   *membrane_grid(p))
+                                                   *membrane_grid(p), p.fire_at_threshold)
             return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u)
         if r is None:
             k: float | Tensor = 1.0 - tau_inv
@@ -183,7 +196,7 @@ class LIFMultiStep(torch.autograd.Function):
                 torch.add(cx[t], u, alpha=k, out=eta[t])
             else:
                 torch.addcmul(cx[t], u, k, out=eta[t])
-            torch.gt(eta[t], theta, out=spikes[t])
+            fire(eta[t], theta, p, out=spikes[t])
             u = quantize_membrane_(_reset(eta[t], spikes[t], p, out=u_buf), p)
         return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u.clone())
 
@@ -221,6 +234,7 @@ class LIFMultiStep(torch.autograd.Function):
             g_x, g_v0 = _loops(eta).lif_backward(
                 g_spikes.to(eta.dtype).contiguous(), gv, eta, spikes, 1.0 - ctx.tau_inv, c, theta,
                 p.threshold, p.hard, p.detach_reset, _compiled.CODES[p.surrogate.name], p.alpha,
+                p.fire_at_threshold,
             )
             return g_x, (g_v0 if ctx.needs_input_grad[1] else None), None, None, None
         k: float | Tensor = 1.0 - ctx.tau_inv if r is None else 1.0 - r
@@ -309,7 +323,7 @@ class ALIFMultiStep(torch.autograd.Function):
         for t in range(x.shape[0]):
             torch.add(cx[t], v - p.v_reset, alpha=k, out=h[t]).add_(p.v_reset)
             torch.add(a, p.threshold, out=theta[t])
-            torch.gt(h[t], theta[t], out=spikes[t])
+            fire(h[t], theta[t], p, out=spikes[t])
             if p.hard:
                 v = torch.addcmul(h[t], spikes[t], h[t] - p.v_reset, value=-1.0)
             else:

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hstlab.config import ALLOWED_MEMBRANE_BITS, RESETS
+from hstlab.config import ALLOWED_MEMBRANE_BITS, FIRING_RULES, RESETS
 from hstlab.neurons.base import SpikingNeuron
 from hstlab.neurons.kernels import ALIFMultiStep, ALIFParams, LIFMultiStep, LIFParams
 from hstlab.neurons.surrogate import check_alpha, get_surrogate
@@ -46,8 +46,12 @@ class _LIFBase(SpikingNeuron):
         decay_input: bool = True,
         v_reset: float = 0.0,
         membrane_bits: int | None = None,
+        firing_rule: str = ">",
     ) -> None:
         super().__init__(threshold=_check_positive("threshold", threshold))
+        if firing_rule not in FIRING_RULES:
+            raise ValueError(f"firing_rule={firing_rule!r} is not allowed; allowed: {', '.join(FIRING_RULES)}")
+        self.firing_rule = firing_rule
         self.tau = _check_tau("tau", tau)
         if reset not in RESETS:
             raise ValueError(f"reset={reset!r} is not allowed; allowed: {', '.join(RESETS)}")
@@ -72,6 +76,7 @@ class _LIFBase(SpikingNeuron):
             threshold=self.threshold, v_reset=self.v_reset, decay_input=self.decay_input,
             hard=self.reset == "hard", detach_reset=self.detach_reset,
             surrogate=get_surrogate(self.surrogate), alpha=self.alpha, membrane_bits=self.membrane_bits,
+            fire_at_threshold=self.firing_rule == ">=",
         )
 
     def extra_repr(self) -> str:
@@ -80,6 +85,7 @@ class _LIFBase(SpikingNeuron):
             f"surrogate={self.surrogate!r}, alpha={self.alpha}, detach_reset={self.detach_reset}, "
             f"decay_input={self.decay_input}, v_reset={self.v_reset}"
             + (f", membrane_bits={self.membrane_bits}" if self.membrane_bits is not None else "")
+            + (f", firing_rule={self.firing_rule!r}" if self.firing_rule != ">" else "")
         )
 
 
@@ -89,6 +95,9 @@ class LIF(_LIFBase):
     ``H_t = V_{t-1} + (X_t - (V_{t-1} - V_reset)) / tau`` (``decay_input=False``:
     ``H_t = V_{t-1} - (V_{t-1} - V_reset) / tau + X_t``), ``S_t = Θ(H_t - threshold)``, then a
     hard (``V_t = V_reset`` where it fired) or soft (``V_t = H_t - threshold S_t``) reset.
+    ``firing_rule`` decides a tie: ``">"`` fires on ``H_t > threshold`` (snnTorch's rule),
+    ``">="`` on ``H_t >= threshold`` (SpikingJelly's, which every released Spikformer and SDT
+    model was trained with). Only the comparison changes; the surrogate gradient is the same.
     ``membrane_bits`` b stores ``V_t`` in b-bit fixed point (step ``(threshold - V_reset) / 2**(b-3)``,
     saturating at ±4x that span; straight-through gradients).
 
@@ -96,6 +105,9 @@ class LIF(_LIFBase):
         >>> lif = LIF(tau=2.0)
         >>> lif(torch.full((3, 1), 1.5)).flatten().tolist()  # H = 0.75, 1.125 -> fire, 0.75
         [0.0, 1.0, 0.0]
+        >>> ties = torch.tensor([[2.0], [1.2]])  # H = 1.0 (the threshold), then 1.1 (kept) or 0.6 (reset)
+        >>> LIF(tau=2.0)(ties).flatten().tolist(), LIF(tau=2.0, firing_rule=">=")(ties).flatten().tolist()
+        ([0.0, 1.0], [1.0, 0.0])
     """
 
     def forward(self, x: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hstlab.config import FIRING_RULES
 from hstlab.registry import Registry
 
 GradFn = Callable[[Tensor, float], Tensor]
@@ -111,23 +112,28 @@ def check_alpha(alpha: float) -> float:
 
 class _SpikeFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, surrogate: Surrogate, alpha: float) -> Tensor:
+    def forward(ctx, x: Tensor, surrogate: Surrogate, alpha: float, at_zero: bool) -> Tensor:
         ctx.save_for_backward(x)
         ctx.surrogate, ctx.alpha = surrogate, alpha
-        return (x > 0).to(x.dtype)
+        return (x >= 0 if at_zero else x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         (x,) = ctx.saved_tensors
-        return grad_out * ctx.surrogate.grad(x, ctx.alpha), None, None
+        return grad_out * ctx.surrogate.grad(x, ctx.alpha), None, None, None
 
 
-def spike(x: Tensor, surrogate: str = "atan", alpha: float = 2.0) -> Tensor:
-    """Θ(x) (1 where ``x > 0``) with the surrogate derivative ``surrogate`` in the backward pass.
+def spike(x: Tensor, surrogate: str = "atan", alpha: float = 2.0, firing_rule: str = ">") -> Tensor:
+    """Θ(x) (1 where ``x > 0``; with ``firing_rule=">="`` where ``x >= 0``) with the surrogate
+    derivative ``surrogate`` in the backward pass (the same for both rules).
 
     Example:
         >>> x = torch.tensor([-0.5, 0.0, 0.5], requires_grad=True)
         >>> spike(x, "atan", 2.0)
         tensor([0., 0., 1.], grad_fn=<_SpikeFnBackward>)
+        >>> spike(x, "atan", 2.0, firing_rule=">=")
+        tensor([0., 1., 1.], grad_fn=<_SpikeFnBackward>)
     """
-    return _SpikeFn.apply(x, get_surrogate(surrogate), check_alpha(alpha))
+    if firing_rule not in FIRING_RULES:
+        raise ValueError(f"firing_rule={firing_rule!r} is not allowed; allowed: {', '.join(FIRING_RULES)}")
+    return _SpikeFn.apply(x, get_surrogate(surrogate), check_alpha(alpha), firing_rule == ">=")

@@ -1,0 +1,272 @@
+"""Load the weights the Spikformer and Spike-driven Transformer authors released into hstlab.
+
+The released repositories build their models with separate 1x1 convolutions for Q, K and V,
+BatchNorm after every convolution and SpikingJelly LIF neurons. hstlab's presets
+``spikformer-dvs-2-256`` and ``sdt-dvs-2-256`` compute the same functions, so a released state
+dict converts by renaming keys:
+
+- Q, K, V: the three 1x1 conv weights ``[D, D, 1(, 1)]`` stack into hstlab's fused projection
+  ``[3D, D]`` (one GEMM, one BatchNorm, one neuron call); their BatchNorms stack the same way;
+- every other 1x1 conv (attention output, MLP) becomes a ``Linear`` (the kernel axes dropped);
+- the stem's 3x3 convs, every BatchNorm's weight, bias and running statistics and the
+  classifier are copied as they are;
+- parameters the released forward never reads are ignored: Spikformer's position embedding and
+  LayerNorms (``pos_embed``, ``block.*.norm1/norm2``, ``norm``), SDT's ``talking_heads`` conv.
+
+The firing rule matters: SpikingJelly fires on ``H >= θ``, and the presets do too. A state
+dict that does not fit (another class count, another architecture, a truncated file) raises
+:class:`ReleasedWeightsError` naming the missing keys, the unexpected keys and the shapes
+that differ.
+
+Example:
+    >>> import torch
+    >>> from hstlab.released import load_released, released_keys
+    >>> shapes = released_keys("spikformer-dvs-2-256", n_embd=32, n_head=4)
+    >>> state = {key: torch.zeros(shape) for key, shape in shapes.items()}
+    >>> model = load_released("spikformer-dvs-2-256", state, n_embd=32, n_head=4)
+    >>> model.cfg.firing_rule, model.training
+    ('>=', False)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hstlab.config import HSTConfig
+from hstlab.model import HSTNet, build_model
+from hstlab.registry import Registry
+
+BN_PARTS = ("weight", "bias", "running_mean", "running_var")
+STEM_SUFFIXES = ("", "1", "2", "3")  # patch_embed.proj_conv{suffix}: the four stem stages
+
+
+class ReleasedWeightsError(ValueError):
+    """A state dict that does not fit the preset; lists what is missing, extra and mis-shaped."""
+
+    def __init__(self, preset: str, missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]], hint: str = "") -> None:
+        self.preset, self.missing, self.unexpected, self.mismatched = preset, missing, unexpected, mismatched
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {_short(unexpected)}")
+        if mismatched:
+            shown = [f"{k} has {list(got)}, expected {list(want)}" for k, got, want in mismatched]
+            parts.append(f"mismatched shapes ({len(mismatched)}): {_short(shown)}")
+        super().__init__(f"state dict does not fit preset {preset!r}: " + "; ".join(parts) + hint)
+
+
+def _short(items: list[str], limit: int = 8) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+@dataclass(frozen=True)
+class KeyMap:
+    """hstlab key ``target`` from the released keys ``sources`` (stacked on dim 0 if several)."""
+
+    target: str
+    sources: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]  # the released shape of each source
+    conv1x1: bool = False  # the sources are 1x1 conv weights [out, in, 1(, 1)]: drop the kernel axes
+
+
+@dataclass(frozen=True)
+class ReleasedLayout:
+    """How one preset's released state dict is laid out."""
+
+    kernel: tuple[int, ...]  # trailing axes of a released 1x1 conv weight: (1,) Conv1d, (1, 1) Conv2d
+    ignored: Callable[[HSTConfig], dict[str, tuple[int, ...] | None]]  # unused keys (None: any shape)
+    source: str  # where the layout comes from, for messages
+
+
+def _spikformer_ignored(cfg: HSTConfig) -> dict[str, tuple[int, ...] | None]:
+    keys: dict[str, tuple[int, ...] | None] = {"pos_embed": None, "norm.weight": (cfg.n_embd,),
+                                               "norm.bias": (cfg.n_embd,)}
+    for i in range(cfg.n_layer):
+        for norm in ("norm1", "norm2"):
+            keys.update({f"block.{i}.{norm}.{p}": (cfg.n_embd,) for p in ("weight", "bias")})
+    return keys
+
+
+def _sdt_ignored(cfg: HSTConfig) -> dict[str, tuple[int, ...] | None]:
+    return {f"block.{i}.attn.talking_heads.weight": (cfg.n_head, cfg.n_head, 1) for i in range(cfg.n_layer)}
+
+
+RELEASED: Registry[ReleasedLayout] = Registry("released preset")
+RELEASED.register("spikformer-dvs-2-256")(
+    ReleasedLayout((1,), _spikformer_ignored, "ZK-Zhou/spikformer (cifar10dvs, dvs128-gesture model.py)"))
+RELEASED.register("sdt-dvs-2-256")(
+    ReleasedLayout((1, 1), _sdt_ignored, "BICLab/Spike-Driven-Transformer (model/spikeformer.py)"))
+
+
+def released_config(preset: str, **overrides: Any) -> HSTConfig:
+    """The preset's config with ``overrides`` (``n_layer`` changes the depth as ``with_depth``)."""
+    if preset not in RELEASED:
+        raise ValueError(f"preset={preset!r} has no released-weights converter; allowed: "
+                         f"{', '.join(RELEASED.names())} (QKFormer has no preset yet)")
+    depth = overrides.pop("n_layer", None)
+    cfg = HSTConfig.from_preset(preset)
+    if depth is not None:
+        cfg = cfg.with_depth(depth)
+    return HSTConfig.from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg  # JSON lists welcome
+
+
+def key_mappings(cfg: HSTConfig, kernel: tuple[int, ...]) -> list[KeyMap]:
+    """Every hstlab key of ``cfg``'s model and the released keys (and shapes) it is made from."""
+    maps: list[KeyMap] = []
+    d, hidden = cfg.n_embd, int(cfg.n_embd * cfg.mlp_ratio)
+    inner = cfg.sps_channels or (max(1, d // 8), max(1, d // 4), max(1, d // 2))
+    widths, c_in = [*inner, d], [cfg.input_shape[0], *inner]
+
+    def bn(target: str, sources: list[str], width: int) -> None:
+        for part in BN_PARTS:
+            maps.append(KeyMap(f"{target}.{part}", tuple(f"{s}.{part}" for s in sources),
+                                 tuple((width,) for _ in sources)))
+
+    for j, suffix in enumerate(STEM_SUFFIXES):
+        maps.append(KeyMap(f"tokenizer.convs.{j}.weight", (f"patch_embed.proj_conv{suffix}.weight",),
+                             ((widths[j], c_in[j], 3, 3),)))
+        bn(f"tokenizer.norms.{j}", [f"patch_embed.proj_bn{suffix}"], widths[j])
+    maps.append(KeyMap("tokenizer.rpe_conv.weight", ("patch_embed.rpe_conv.weight",), ((d, d, 3, 3),)))
+    bn("tokenizer.rpe_norm", ["patch_embed.rpe_bn"], d)
+    for i in range(cfg.n_layer):
+        src, dst = f"block.{i}", f"blocks.{i}"
+        qkv = [f"{src}.attn.{p}_conv.weight" for p in "qkv"]
+        maps.append(KeyMap(f"{dst}.attn.branch.qkv.linear.weight", tuple(qkv), tuple((d, d, *kernel) for _ in qkv),
+                           conv1x1=True))
+        bn(f"{dst}.attn.branch.qkv.norm", [f"{src}.attn.{p}_bn" for p in "qkv"], d)
+        linears = (("attn.proj_conv", "attn.branch.proj", d, d), ("mlp.fc1_conv", "mlp.branch.fc1", hidden, d),
+                   ("mlp.fc2_conv", "mlp.branch.fc2", d, hidden))
+        for name, target, n_out, n_in in linears:
+            maps.append(KeyMap(f"{dst}.{target}.weight", (f"{src}.{name}.weight",), ((n_out, n_in, *kernel),),
+                               conv1x1=True))
+            maps.append(KeyMap(f"{dst}.{target}.bias", (f"{src}.{name}.bias",), ((n_out,),)))
+        bn(f"{dst}.attn.branch.proj_norm", [f"{src}.attn.proj_bn"], d)
+        bn(f"{dst}.mlp.branch.norm1", [f"{src}.mlp.fc1_bn"], hidden)
+        bn(f"{dst}.mlp.branch.norm2", [f"{src}.mlp.fc2_bn"], d)
+    maps.append(KeyMap("head.weight", ("head.weight",), ((cfg.num_classes, d),)))
+    maps.append(KeyMap("head.bias", ("head.bias",), ((cfg.num_classes,),)))
+    return maps
+
+
+def released_keys(preset: str, **overrides: Any) -> dict[str, tuple[int, ...]]:
+    """Every key (and shape) the released model of ``preset`` has and its forward reads.
+
+    BatchNorms also carry ``num_batches_tracked``, which is accepted but not needed.
+
+    Example:
+        >>> keys = released_keys("sdt-dvs-2-256")
+        >>> keys["block.0.attn.q_conv.weight"], len(keys)
+        ((256, 256, 1, 1), 93)
+    """
+    cfg = released_config(preset, **overrides)
+    return {src: shape for m in key_mappings(cfg, RELEASED.get(preset).kernel)
+            for src, shape in zip(m.sources, m.shapes)}
+
+
+def unwrap_state_dict(obj: Any, name: str = "state_dict") -> dict[str, torch.Tensor]:
+    """The model state dict inside a released checkpoint: the dict itself, or its ``'model'`` or
+    ``'state_dict'`` entry; a ``module.`` prefix (DistributedDataParallel) is removed."""
+    if isinstance(obj, Mapping):
+        for wrapper in ("model", "state_dict"):
+            if isinstance(obj.get(wrapper), Mapping):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{name} must be a non-empty dict of tensors (or a checkpoint holding one under "
+                         f"'model' or 'state_dict'), got {type(obj).__name__}")
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{name}: entries {_short(bad)} are not tensors under string keys")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def read_released(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a released ``.pth``/``.pth.tar`` file safely (``weights_only=True``; of other classes only
+    ``argparse.Namespace``, which the released trainers save next to the weights) and unwrap it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"file {str(path)!r} does not exist")
+    try:  # the released training scripts also store their argparse options: allow that one class
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - pickle and zip errors alike: not a readable torch file
+        raise ValueError(f"file {str(path)!r} is not a torch state dict readable with weights_only=True "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+    return unwrap_state_dict(obj, name=f"file {str(path)!r}")
+
+
+def convert_state_dict(preset: str, state_dict: Mapping[str, torch.Tensor],
+                       **overrides: Any) -> tuple[HSTConfig, dict[str, torch.Tensor]]:
+    """``(cfg, hstlab state dict)`` from a released state dict; raises :class:`ReleasedWeightsError`."""
+    cfg = released_config(preset, **overrides)
+    layout = RELEASED.get(preset)
+    given = unwrap_state_dict(state_dict)
+    maps = key_mappings(cfg, layout.kernel)
+    expected = {src: shape for m in maps for src, shape in zip(m.sources, m.shapes)}
+    optional = layout.ignored(cfg)
+    tracked = {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in expected if k.endswith(".running_mean")}
+    missing = [k for k in expected if k not in given]
+    unexpected = sorted(k for k in given if k not in expected and k not in optional and k not in tracked)
+    mismatched = [(k, tuple(given[k].shape), want) for k, want in expected.items()
+                  if k in given and tuple(given[k].shape) != want]
+    mismatched += [(k, tuple(given[k].shape), want) for k, want in optional.items()
+                   if want is not None and k in given and tuple(given[k].shape) != want]
+    if missing or unexpected or mismatched:
+        raise ReleasedWeightsError(preset, missing, unexpected, mismatched, _hint(given, cfg))
+    converted: dict[str, torch.Tensor] = {}
+    for m in maps:
+        parts = [given[s].detach().to("cpu", torch.float32) for s in m.sources]
+        if m.conv1x1:  # [out, in, 1(, 1)] -> Linear [out, in]
+            parts = [p.reshape(p.shape[0], p.shape[1]) for p in parts]
+        converted[m.target] = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
+        if m.target.endswith(".running_mean"):  # the count travels with the statistics (q's for Q/K/V)
+            count = given.get(m.sources[0].rsplit(".", 1)[0] + ".num_batches_tracked")
+            base = m.target.rsplit(".", 1)[0]
+            converted[f"{base}.num_batches_tracked"] = (count.detach().to("cpu", torch.long).reshape(())
+                                                        if count is not None else torch.tensor(0))
+    return cfg, converted
+
+
+def _hint(given: Mapping[str, torch.Tensor], cfg: HSTConfig) -> str:
+    """A suggestion when the file is another size of the same architecture."""
+    head = given.get("head.weight")
+    if head is not None and head.dim() == 2 and head.shape[1] == cfg.n_embd and head.shape[0] != cfg.num_classes:
+        return f" (the file classifies {head.shape[0]} classes: pass num_classes={head.shape[0]})"
+    return ""
+
+
+def load_released(preset: str, state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> HSTNet:
+    """An eval-mode hstlab model computing what the released model of ``preset`` computes.
+
+    ``state_dict``: the released repository's model state dict (or its checkpoint, holding it
+    under ``'model'`` or ``'state_dict'``). ``overrides``: config fields, e.g. ``num_classes=10``
+    for Spikformer's CIFAR10-DVS file. Presets: ``spikformer-dvs-2-256``, ``sdt-dvs-2-256``.
+
+    Example:
+        >>> import torch
+        >>> state = {k: torch.zeros(s) for k, s in released_keys("sdt-dvs-2-256").items()}
+        >>> del state["head.bias"]
+        >>> load_released("sdt-dvs-2-256", state)
+        Traceback (most recent call last):
+        ...
+        hstlab.released.ReleasedWeightsError: state dict does not fit preset 'sdt-dvs-2-256': missing keys (1): head.bias
+    """
+    cfg, converted = convert_state_dict(preset, state_dict, **overrides)
+    model = build_model(cfg)
+    extra = sorted(set(model.state_dict()) - set(converted))
+    if extra:  # e.g. pos_encoding="learned" or neuron="plif": parameters the released model lacks
+        raise ValueError(f"overrides {sorted(overrides)} give preset {preset!r} parameters the released model "
+                         f"does not have: {_short(extra)}; drop those overrides")
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
