@@ -149,13 +149,15 @@ def test_linear_on_known_spikes_costs_nnz_times_out_features() -> None:
 
 
 def test_spike_counts_cost_one_accumulate_per_spike() -> None:
-    """SEW-ADD sums (0/1/2) and event counts: a count c on one synapse is c accumulates."""
+    """Event counts declared as such: a count c on one synapse is c accumulates."""
     x = torch.tensor([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]]])  # [T=1, B=2, in=3]
-    r = row(energy_report(nn.Linear(3, 4), x, memory=False), "")
-    assert (r["mode"], r["macs"]) == ("spiking", 0)
+    r = row(energy_report(nn.Linear(3, 4), x, memory=False, input_kind="counts"), "")
+    assert (r["mode"], r["macs"], r["input_kind"]) == ("spiking", 0, "counts")
     assert r["acs"] == pytest.approx(6 * 4 / 2)  # 6 spikes x 4 outputs, per sample
-    negative = row(energy_report(nn.Linear(3, 4), -x, memory=False), "")
-    assert (negative["mode"], negative["acs"]) == ("standard", 0)  # not counts: dense MACs
+    undeclared = row(energy_report(nn.Linear(3, 4), x, memory=False), "")  # integers, but not from spikes
+    assert (undeclared["mode"], undeclared["acs"], undeclared["macs"]) == ("standard", 0, 3 * 4 / 2 * 2)
+    with pytest.raises(ValueError, match="input_kind='counts'.*allowed input_kind values: auto, spikes"):
+        energy_report(nn.Linear(3, 4), -x, input_kind="counts")
 
 
 def test_all_zero_spikes_cost_zero_compute() -> None:

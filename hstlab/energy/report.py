@@ -27,9 +27,20 @@ from hstlab.energy.constants import (
     select_memory_level,
 )
 from hstlab.energy.counting import CountContext, LayerTally, OpCounter
+from hstlab.energy.neurons import adapter_for
+from hstlab.energy.provenance import (
+    COUNTS,
+    INPUT_KINDS,
+    REAL,
+    SPIKES,
+    TOKENIZER_INPUT_KINDS,
+    check_input_kind,
+    is_binary,
+    is_spike_count,
+)
 
 COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j", "total_j",
-           "output_rate", "steps", "params", "bits", "format", "calls")
+           "output_rate", "steps", "params", "bits", "format", "calls", "input_kind")
 
 _SUM_FIELDS = ("macs", "acs", "compute_j", "memory_j", "total_j")
 
@@ -58,6 +69,9 @@ class EnergyReport:
     assumptions: list[str] = field(default_factory=list)
     baseline_note: str = ""
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    input_kind: str = "auto"  # how the model's input was priced: spikes, counts or real (see INPUT_KINDS)
+    # what the pass met but could not price, "name (reason)": shown by summary(); nothing is skipped in silence
+    unpriced: list[str] = field(default_factory=list)
     # prices the same measured pass under a given dataflow (set by energy_report)
     _reprice: Callable[[str], EnergyReport] | None = field(default=None, repr=False, compare=False)
 
@@ -137,6 +151,8 @@ class EnergyReport:
             "breakdown": {k: {kk: _json_value(vv) for kk, vv in v.items()} for k, v in self.breakdown.items()},
             "assumptions": list(self.assumptions),
             "baseline_note": self.baseline_note,
+            "input_kind": self.input_kind,
+            "unpriced": list(self.unpriced),
         }
 
     def summary(self, max_rows: int = 40) -> str:
@@ -162,6 +178,9 @@ class EnergyReport:
             f"+ memory {self.memory_j * 1e6:.4g} uJ; MACs {self.macs:.4g}, ACs {self.acs:.4g}"
         )
         lines.append(self.baseline_note)
+        if self.unpriced:
+            lines.append(f"Not priced ({len(self.unpriced)}; these totals leave them out):")
+            lines.extend(f"  - {entry}" for entry in self.unpriced)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -186,7 +205,7 @@ def _json_value(value: Any) -> Any:
 # ----------------------------------------------------------------------------------- measuring
 def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "45nm-fp32",
                   memory: bool = True, *, memory_level: str | None = None, dataflow: str = "step-major",
-                  seed: int | None = 0) -> EnergyReport:
+                  seed: int | None = 0, input_kind: str = "auto") -> EnergyReport:
     """Measure ``model`` on ``example_input`` ``[T, B, ...]`` and cost every layer per sample.
 
     One forward pass in eval mode under ``torch.no_grad`` with counting hooks (removed afterwards,
@@ -198,7 +217,12 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     neither written nor read); compute is the same under all three. To price "fused", the pass holds
     every Linear/Conv output (and its BatchNorm and pooled copies) until it ends, so its peak memory
     grows by their sum. ``seed`` fixes random masking during the pass without touching the global
-    RNG (None: no seed).
+    RNG (None: no seed). ``input_kind`` (one of ``INPUT_KINDS``) says what ``example_input`` is:
+    "auto" prices it as spikes when binary, as spike counts when the model declares counts (an
+    ``input_kind`` attribute, or an hstlab config whose tokenizer takes event frames) and the values
+    are non-negative integers, and as real values otherwise; "spikes" and "counts" insist (a
+    ``ValueError`` when the values are not); "real" prices it as real values even when binary.
+    Modules the engine cannot price are listed in ``report.unpriced``, never skipped in silence.
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]
@@ -214,7 +238,9 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
         raise ValueError(f"example_input shape {tuple(example_input.shape)} needs T >= 1 and B >= 1")
     settings = get_preset(preset)
     check_dataflow(dataflow)
+    check_input_kind(input_kind)
     level = get_memory_level(memory_level) if memory_level is not None else None
+    input_tag = _input_tag(model, example_input, input_kind)
 
     batch = int(example_input.shape[1])
     x = example_input.to(_device_of(model))
@@ -224,8 +250,11 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
         model.eval()
         _reset_state(model)
         with torch.no_grad(), _seeded(seed, x.device), OpCounter(model, ctx) as counter:
+            if input_tag is not None:
+                ctx.provenance.tag(x, input_tag)
             ctx.epilogues.returned(model(x))
         tallies = counter.called()
+        unpriced = [f"{name or '<model>'}: {reason}" for name, reason in ctx.unpriced.items()]
     finally:
         _reset_state(model)
         model.train(was_training)
@@ -250,6 +279,8 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
             assumptions=assumptions(settings, level, memory, flow),
             baseline_note=_baseline_note(shape, cfg, settings, level, memory, weight_bytes, flow),
             breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
+            input_kind=input_tag or (SPIKES if is_binary(example_input) else REAL),
+            unpriced=list(unpriced),
             _reprice=priced,
         )
 
@@ -303,6 +334,7 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
         "bits": ops.bits,
         "format": ops.name,
         "calls": t.calls,
+        "input_kind": t.input_kind,
     }
 
 
@@ -366,6 +398,44 @@ def _baseline_note(shape: tuple[int, ...], cfg: Any, preset: EnergyPreset, level
     return note
 
 
+def declared_input_kind(model: nn.Module) -> str | None:
+    """What ``model`` says its input is: its ``input_kind`` attribute, else what its config's tokenizer
+    takes (``TOKENIZER_INPUT_KINDS``: hstlab's frame and event tokenizers take event counts), else None.
+
+    Example:
+        >>> from hstlab import HSTConfig, build_model
+        >>> declared_input_kind(build_model(HSTConfig.from_preset("tiny"))), declared_input_kind(nn.Linear(2, 2))
+        ('counts', None)
+    """
+    kind = getattr(model, "input_kind", None)
+    if isinstance(kind, str):
+        return check_input_kind(kind)
+    tokenizer = getattr(getattr(model, "cfg", None), "tokenizer", None)
+    return TOKENIZER_INPUT_KINDS.get(tokenizer) if isinstance(tokenizer, str) else None
+
+
+def _input_tag(model: nn.Module, x: torch.Tensor, input_kind: str) -> str | None:
+    """The provenance tag of the model's input (None: priced by its values alone)."""
+    if input_kind == REAL:
+        return REAL
+    if input_kind == SPIKES:
+        if not is_binary(x):
+            raise ValueError("input_kind='spikes' but example_input has values other than 0 and 1; "
+                             f"allowed input_kind values: {', '.join(INPUT_KINDS)}")
+        return SPIKES
+    if input_kind == COUNTS:
+        if not is_spike_count(x):
+            raise ValueError("input_kind='counts' but example_input has negative or non-integer values; "
+                             f"allowed input_kind values: {', '.join(INPUT_KINDS)}")
+        return COUNTS
+    declared = declared_input_kind(model)  # auto: trust a declaration only when the values fit it
+    if declared == COUNTS and is_spike_count(x) and not is_binary(x):
+        return COUNTS
+    if declared == REAL:
+        return REAL
+    return None
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -373,15 +443,20 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _reset_state(model: nn.Module) -> None:
-    """``model.reset_state()`` if it has one, else ``reset_state()`` on every submodule that has it."""
+    """``model.reset_state()`` if it has one, else ``reset_state()`` on every submodule that has it; then
+    every foreign neuron (snnTorch, SpikingJelly) is reset through its adapter."""
     reset = getattr(model, "reset_state", None)
     if callable(reset):
         reset()
-        return
+    else:
+        for module in model.modules():
+            reset = getattr(module, "reset_state", None)
+            if callable(reset):
+                reset()
     for module in model.modules():
-        reset = getattr(module, "reset_state", None)
-        if callable(reset):
-            reset()
+        adapter = adapter_for(module)
+        if adapter is not None:
+            adapter.reset(module)
 
 
 @contextlib.contextmanager
