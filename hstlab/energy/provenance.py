@@ -50,8 +50,10 @@ VALUE_OPS = frozenset({
     "max_pool2d", "max_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
     "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices", "__setitem__",
 })
-# ops that add or combine spikes into counts (their result is checked for non-negative integers anyway)
+# ops that add or combine spikes into counts (their result is checked for non-negative integers anyway);
+# a product of two spike tensors counts the spike pairs that meet
 ARITH_OPS = frozenset({
+    "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "dot", "einsum",
     "add", "__add__", "__radd__", "__iadd__", "add_", "sum", "cumsum", "sub", "__sub__", "__rsub__", "rsub",
     "__isub__", "sub_", "mul", "__mul__", "__rmul__", "__imul__", "mul_", "maximum", "minimum", "max", "min",
     "clamp", "clamp_", "relu", "abs", "logical_or", "logical_and", "__or__", "__and__", "bitwise_or",
