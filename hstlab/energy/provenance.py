@@ -135,8 +135,8 @@ class Provenance:
             if t.dim() == 0:  # a scalar operand: a threshold or a scale, not data
                 continue
             tag = self._tags.get(t)
-            if tag is None and t.dtype == torch.bool:
-                tag = SPIKES  # a 0/1 mask
+            if tag is None and is_binary(t):
+                tag = SPIKES  # a 0/1 mask or spike code (a binary tensor is spikes by its values)
             if tag is None:
                 return None
             tags.add(tag)
