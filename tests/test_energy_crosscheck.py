@@ -75,7 +75,11 @@ def neurobench_layers(net: nn.Module, run: Callable[[], object], batch: int,
 def spikingjelly_layers(net: nn.Module, run: Callable[[], object], batch: int) -> dict[str, Layer]:
     """SpikingJelly's SynOps and MACs per module, per sample."""
     pytest.importorskip("spikingjelly")
-    from spikingjelly.activation_based.op_counter import DispatchCounterMode, MACCounter, SynOpCounter
+    from spikingjelly.activation_based.op_counter import (
+        DispatchCounterMode,
+        MACCounter,
+        SynOpCounter,
+    )
 
     synops, macs = SynOpCounter(), MACCounter()
     with torch.no_grad(), DispatchCounterMode([synops, macs]):
