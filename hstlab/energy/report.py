@@ -348,17 +348,23 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "int8 0.23/0.03 pJ."),
         f"Layers with weight_bits b < 32 compute in b-bit integers; {INT_SCALING_RULE}.",
         "All counts and joules are per sample: the measured batch total divided by B = example_input.shape[1].",
-        ("A Linear/Conv layer whose input is spikes or spike counts (every value a non-negative integer: "
-        "binary spikes, SEW-ADD sums 0/1/2, event counts) is 'spiking' and costs accumulates, a count c "
-        "being c spikes on the same synapse: Linear sum(input) x out_features (nnz x out for 0/1 input); "
-        "Conv the exact number of (spike, weight) pairs (the input convolved with an all-ones kernel). "
-        "Any other input is 'standard' and costs dense MACs (Linear rows x in x out, Conv out_numel x "
-        "C_in/groups x prod(kernel)) for every step it runs."),
+        ("A Linear/Conv layer whose input is spikes or spike counts is 'spiking' and costs accumulates, a "
+        "count c being c spikes on the same synapse: Linear sum(input) x out_features (nnz x out for 0/1 "
+        "input); Conv the exact number of (spike, weight) pairs (the input convolved with an all-ones "
+        "kernel). Binary input is spikes; non-negative integers are counts only when they come from spikes "
+        "(neuron outputs and their sums, e.g. SEW-ADD 0/1/2) or are the model input declared as counts "
+        "(input_kind, or hstlab's event-frame tokenizers). Any other input is 'standard' and costs dense "
+        "MACs (Linear rows x in x out, Conv out_numel x C_in/groups x prod(kernel)) for every step it runs."),
         ("Attention products come from the module's matmul_ops(q, k, v) (hstlab protocol: non-zero operands "
         "for spiking kinds); nn.MultiheadAttention in closed form: in-projections as Linear, Q K^T and A V "
-        "at batch x heads x L x S x d MACs each; its out_proj is a Linear row."),
-        ("Neuron updates: one multiply and two adds (1 MAC + 1 AC) per neuron per step, in the preset's "
-        "arithmetic (or membrane_bits); adaptive-threshold state is not counted."),
+        "at batch x heads x L x S x d MACs each; its out_proj is a Linear row. Products of two activations "
+        "anywhere else (matmul/@, bmm, einsum, scaled_dot_product_attention) are priced where they run: "
+        "accumulates when an operand is spikes or counts (one per pair of non-zero entries that meet when "
+        "both are), MACs otherwise; scaled_dot_product_attention adds its softmax."),
+        ("Neuron updates: one multiply and two adds (1 MAC + 1 AC) per state variable per neuron per step, in "
+        "the preset's arithmetic (or membrane_bits): hstlab neurons and snnTorch Leaky 1 (the membrane), "
+        "snnTorch Synaptic 2, Alpha 3, Norse LIF 2 (v, i), SpikingJelly one per registered memory; "
+        "adaptive-threshold state is not counted."),
         "BatchNorm is folded into the preceding Linear/Conv at inference: zero compute and memory.",
         "Elementwise layers on real values count MAC-equivalents per element: "
         + ", ".join(f"{k} {v:g}" for k, v in ELEMENTWISE_MACS.items())
