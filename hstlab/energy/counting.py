@@ -88,6 +88,7 @@ class CountContext:
     epilogues: EpilogueTracker = field(default_factory=EpilogueTracker, compare=False)
     provenance: Provenance = field(default_factory=Provenance, compare=False)
     unpriced: dict[str, str] = field(default_factory=dict, compare=False)
+    state_bits: int | None = None  # width of neuron state without membrane_bits (None: act_bits)
 
     def kind_of(self, tally: LayerTally, x: torch.Tensor) -> str:
         """How ``tally``'s layer prices its input ``x`` ("spikes", "counts", "real"), recorded on the tally."""
@@ -318,7 +319,7 @@ class NeuronCounter(Counter):
         tally.acs += updates * states
         tally.add("updates", updates)
         self.record_io(tally, x, out, self.ctx.kind_of(tally, x) == SPIKES)
-        mem_bits = tally.weight_bits or self.ctx.act_bits
+        mem_bits = tally.weight_bits or self.ctx.state_bits or self.ctx.act_bits
         steps = self.adapter.steps(module, x, self.ctx.batch_size)
         tally.membrane_step_bits += 2 * updates * states * mem_bits  # read + write on every update
         tally.membrane_call_bits += 2 * updates * states / max(steps, 1.0) * mem_bits  # once per neuron per call

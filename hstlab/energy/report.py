@@ -24,6 +24,7 @@ from hstlab.energy.constants import (
     get_preset,
     layer_op_energy,
     memory_energy,
+    mixed_op_energy,
     select_memory_level,
 )
 from hstlab.energy.counting import CountContext, LayerTally, OpCounter
@@ -70,6 +71,7 @@ class EnergyReport:
     baseline_note: str = ""
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
     input_kind: str = "auto"  # how the model's input was priced: spikes, counts or real (see INPUT_KINDS)
+    activation_bits: int | None = None  # width of real activations (None: the preset's), e.g. a bit-matched twin
     # what the pass met but could not price, "name (reason)": shown by summary(); nothing is skipped in silence
     unpriced: list[str] = field(default_factory=list)
     # prices the same measured pass under a given dataflow (set by energy_report)
@@ -152,6 +154,7 @@ class EnergyReport:
             "assumptions": list(self.assumptions),
             "baseline_note": self.baseline_note,
             "input_kind": self.input_kind,
+            "activation_bits": self.activation_bits,
             "unpriced": list(self.unpriced),
         }
 
@@ -205,7 +208,8 @@ def _json_value(value: Any) -> Any:
 # ----------------------------------------------------------------------------------- measuring
 def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "45nm-fp32",
                   memory: bool = True, *, memory_level: str | None = None, dataflow: str = "step-major",
-                  seed: int | None = 0, input_kind: str = "auto") -> EnergyReport:
+                  seed: int | None = 0, input_kind: str = "auto",
+                  activation_bits: int | None = None) -> EnergyReport:
     """Measure ``model`` on ``example_input`` ``[T, B, ...]`` and cost every layer per sample.
 
     One forward pass in eval mode under ``torch.no_grad`` with counting hooks (removed afterwards,
@@ -223,6 +227,10 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     are non-negative integers, and as real values otherwise; "spikes" and "counts" insist (a
     ``ValueError`` when the values are not); "real" prices it as real values even when binary.
     Modules the engine cannot price are listed in ``report.unpriced``, never skipped in silence.
+    ``activation_bits`` prices real-valued activations as integers of that width (a standard twin
+    bit-matched to a T-step spiking model: ``twin_activation_bits(T)``): they are read and written at
+    that width, and a layer with ``weight_bits`` w < 32 multiplies w-bit weights by them
+    (``mixed_op_energy``); membranes stay at the preset's width (or ``membrane_bits``).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]
@@ -239,12 +247,15 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     settings = get_preset(preset)
     check_dataflow(dataflow)
     check_input_kind(input_kind)
+    if activation_bits is not None and (isinstance(activation_bits, bool) or not isinstance(activation_bits, int)
+                                        or not 1 <= activation_bits <= 32):
+        raise ValueError(f"activation_bits={activation_bits!r} must be an integer from 1 to 32 (or None: the preset's)")
     level = get_memory_level(memory_level) if memory_level is not None else None
     input_tag = _input_tag(model, example_input, input_kind)
 
     batch = int(example_input.shape[1])
     x = example_input.to(_device_of(model))
-    ctx = CountContext(batch_size=batch, act_bits=settings.bits)
+    ctx = CountContext(batch_size=batch, act_bits=activation_bits or settings.bits, state_bits=settings.bits)
     was_training = model.training
     try:
         model.eval()
@@ -264,7 +275,7 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     shape, cfg = tuple(int(s) for s in example_input.shape), getattr(model, "cfg", None)  # not the tensors
 
     def priced(flow: str) -> EnergyReport:  # the tallies of this one pass, priced under ``flow``
-        rows = [_row(t, settings, level, memory, batch, flow) for t in tallies]
+        rows = [_row(t, settings, level, memory, batch, flow, activation_bits) for t in tallies]
         return EnergyReport(
             layers=pd.DataFrame(rows, columns=list(COLUMNS)),
             preset=settings.name,
@@ -276,10 +287,11 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
             batch_size=batch,
             input_shape=shape,
             dataflow=flow,
-            assumptions=assumptions(settings, level, memory, flow),
+            assumptions=assumptions(settings, level, memory, flow, activation_bits),
             baseline_note=_baseline_note(shape, cfg, settings, level, memory, weight_bytes, flow),
             breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
             input_kind=input_tag or (SPIKES if is_binary(example_input) else REAL),
+            activation_bits=activation_bits,
             unpriced=list(unpriced),
             _reprice=priced,
         )
@@ -304,10 +316,12 @@ def model_weight_bytes(model: nn.Module, preset: EnergyPreset) -> float:
 
 
 def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, batch: int,
-         dataflow: str) -> dict[str, Any]:
+         dataflow: str, activation_bits: int | None = None) -> dict[str, Any]:
     ops = layer_op_energy(preset, t.weight_bits)
     macs, acs = t.macs / batch, t.acs / batch
-    compute = macs * ops.mac_j + acs * ops.ac_j
+    quantized = t.weight_bits is not None and t.weight_bits < 32 and not t.is_neuron
+    mac_ops = mixed_op_energy(int(t.weight_bits), activation_bits) if quantized and activation_bits else ops
+    compute = macs * mac_ops.mac_j + acs * ops.ac_j
     weight_bits = t.weight_bits if t.weight_bits is not None and t.weight_bits < 32 else preset.bits
     if t.is_neuron:
         weight_bits = preset.bits  # PLIF/ALIF parameters are stored like activations
@@ -332,13 +346,14 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
         "steps": t.steps,
         "params": t.params,
         "bits": ops.bits,
-        "format": ops.name,
+        "format": mac_ops.name if macs else ops.name,
         "calls": t.calls,
         "input_kind": t.input_kind,
     }
 
 
-def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major") -> list[str]:
+def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major",
+                activation_bits: int | None = None) -> list[str]:
     """The modelling assumptions of a report, as sentences for model cards."""
     check_dataflow(dataflow)
     ops = preset.ops
@@ -366,6 +381,11 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "snnTorch Synaptic 2, Alpha 3, Norse LIF 2 (v, i), SpikingJelly one per registered memory; "
         "adaptive-threshold state is not counted."),
         "BatchNorm is folded into the preceding Linear/Conv at inference: zero compute and memory.",
+        *([f"Real-valued activations are {activation_bits}-bit integers (a standard twin bit-matched to T "
+           f"spiking steps has ceil(log2(T+1)) bits): read and written at {activation_bits} bits; a layer with "
+           f"w-bit weights multiplies them by {activation_bits}-bit activations (multiply 0.2 pJ x (w/8) x "
+           f"({activation_bits}/8), add 0.03 pJ x max(w, {activation_bits})/8); membranes keep their width."]
+          if activation_bits else []),
         "Elementwise layers on real values count MAC-equivalents per element: "
         + ", ".join(f"{k} {v:g}" for k, v in ELEMENTWISE_MACS.items())
         + " (softmax of softmax-kind hstlab attention included); nn.ReLU modules count one accumulate-equivalent "
