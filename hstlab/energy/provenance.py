@@ -151,10 +151,12 @@ class Provenance:
     def observe(self, func: Any, args: tuple, kwargs: dict, result: Any) -> None:
         """One torch op ran: tag its outputs (or, in place, its destination) from its data inputs."""
         name = getattr(func, "__name__", "")
-        inputs = _data_inputs(name, args, kwargs)
-        destinations = list(tensors(kwargs.get("out")))
+        destinations = list(tensors(kwargs.get("out"))) if "out" in kwargs else []
         in_place = bool(destinations) or name in _IN_PLACE_DUNDERS or (
             name.endswith("_") and not name.endswith("__"))
+        if not in_place and name not in VALUE_OPS and name not in ARITH_OPS:
+            return  # a new, untagged output
+        inputs = _data_inputs(name, args, kwargs)
         targets = destinations or (list(tensors(args[:1])) if in_place else list(tensors(result)))
         if not targets:
             return
