@@ -202,6 +202,17 @@ def test_norse_lif_cell_and_lif() -> None:
     cell = row(energy_report(StepLoop(norse.LIFCell(), fixed_linear(2, 4, 1.0)), torch.ones(T, B, 2),
                              memory=False), "neuron")
     assert cell["macs"] == T * 4 * 2  # LIFFeedForwardState(v, i)
+
+    class Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.lif = fixed_linear(2, 4, 1.0), norse.LIF()
+
+        def forward(self, x):  # [T, B, 2]
+            return self.lif(self.fc(x))[0]
+
+    seq = row(energy_report(Seq(), torch.ones(T, B, 2), memory=False), "lif")
+    assert (seq["macs"], seq["steps"], seq["calls"]) == (T * 4 * 2, T, 1)
     recurrent = energy_report(StepLoop(norse.LIFRecurrentCell(4, 4), nn.Identity()), torch.ones(T, B, 4),
                               memory=False)
     assert any("recurrent" in entry and entry.startswith("neuron") for entry in recurrent.unpriced)
