@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 # CPU build of PyTorch; installed before the package so nothing pulls a CUDA build.
 TORCH  ?= torch==2.13.0
+# Tools the energy cross-checks compare against (tests/test_energy_crosscheck.py, the Norse adapter
+# test); --no-deps so they cannot pull a CUDA torch; loguru, nir and nirtorch are what they import
+CROSSCHECK ?= spikingjelly==2.0.0 neurobench==2.3.0 norse==1.1.0 loguru==0.7.3 nir==1.0.8 nirtorch==2.6
 BIN    := $(VENV)/bin
 # OpenMP threads that spin between ops stall badly on shared or CPU-limited machines
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -14,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps $(CROSSCHECK)
 	touch $@
 
 ## install and launch the explorer on the built-in digits-dvs data (http://localhost:5006/explorer)

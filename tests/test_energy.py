@@ -149,13 +149,15 @@ def test_linear_on_known_spikes_costs_nnz_times_out_features() -> None:
 
 
 def test_spike_counts_cost_one_accumulate_per_spike() -> None:
-    """SEW-ADD sums (0/1/2) and event counts: a count c on one synapse is c accumulates."""
+    """Event counts declared as such: a count c on one synapse is c accumulates."""
     x = torch.tensor([[[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]]])  # [T=1, B=2, in=3]
-    r = row(energy_report(nn.Linear(3, 4), x, memory=False), "")
-    assert (r["mode"], r["macs"]) == ("spiking", 0)
+    r = row(energy_report(nn.Linear(3, 4), x, memory=False, input_kind="counts"), "")
+    assert (r["mode"], r["macs"], r["input_kind"]) == ("spiking", 0, "counts")
     assert r["acs"] == pytest.approx(6 * 4 / 2)  # 6 spikes x 4 outputs, per sample
-    negative = row(energy_report(nn.Linear(3, 4), -x, memory=False), "")
-    assert (negative["mode"], negative["acs"]) == ("standard", 0)  # not counts: dense MACs
+    undeclared = row(energy_report(nn.Linear(3, 4), x, memory=False), "")  # integers, but not from spikes
+    assert (undeclared["mode"], undeclared["acs"], undeclared["macs"]) == ("standard", 0, 3 * 4 / 2 * 2)
+    with pytest.raises(ValueError, match="input_kind='counts'.*allowed input_kind values: auto, spikes"):
+        energy_report(nn.Linear(3, 4), -x, input_kind="counts")
 
 
 def test_all_zero_spikes_cost_zero_compute() -> None:
@@ -593,3 +595,34 @@ def test_cli_prints_summary(capsys) -> None:
     out = capsys.readouterr().out
     assert "total" in out and "vs modes TT" in out and "Assumptions" in out
     assert "Dataflow time-batched" in out
+
+
+# ------------------------------------------------------------------------------ bit-matched twin
+def test_bit_matched_twin_prices_low_bit_activations() -> None:
+    from hstlab.energy import mixed_op_energy, twin_activation_bits
+
+    class QuantLinear(nn.Linear):
+        weight_bits = 4
+
+    assert [twin_activation_bits(t) for t in (1, 3, 4, 7, 8)] == [1, 2, 3, 3, 4]
+    x = torch.rand(2, 1, 8) + 0.1  # [T, B=1, in], real
+    bits = twin_activation_bits(4)  # 3
+    report = energy_report(QuantLinear(8, 4), x, memory_level="sram-8kb", activation_bits=bits)
+    r = row(report, "")
+    mac = 0.2e-12 * (4 / 8) * (3 / 8) + 0.03e-12 * 4 / 8  # 4-bit weight x 3-bit activation
+    assert mixed_op_energy(4, 3).mac_j == pytest.approx(mac) and r["format"] == "int4x3"
+    assert report.compute_j == pytest.approx(2 * 8 * 4 * mac)
+    traffic = 2 * 36 * 4 + 2 * 8 * 3 + 2 * 4 * 3  # weights per step at 4 bits, input and output at 3 bits
+    assert report.memory_j == pytest.approx(traffic / 64 * 10e-12)
+    assert report.to_dict()["activation_bits"] == 3 and any("3-bit integers" in a for a in report.assumptions)
+    with pytest.raises(ValueError, match="activation_bits=0 must be an integer from 1 to 32"):
+        energy_report(QuantLinear(8, 4), x, activation_bits=0)
+
+
+def test_activation_bits_leave_membranes_at_their_width() -> None:
+    model = nn.Sequential(nn.Linear(4, 6), IFNeuron())
+    x = torch.rand(3, 1, 4)
+    plain, twin = (row(energy_report(model, x, memory_level="sram-8kb", activation_bits=b), "1") for b in (None, 4))
+    updates = 3 * 6
+    saved = (updates * 32 - updates * 4) / 64 * 10e-12  # only the real-valued input current narrows
+    assert plain["memory_j"] - twin["memory_j"] == pytest.approx(saved)

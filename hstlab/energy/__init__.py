@@ -16,8 +16,10 @@ from hstlab.energy.constants import (
     MemoryLevel,
     OpEnergy,
     memory_energy,
+    mixed_op_energy,
     op_energy,
     select_memory_level,
+    twin_activation_bits,
 )
 from hstlab.energy.counting import COUNTERS, LayerTally, OpCounter
 from hstlab.energy.epilogue import EpilogueTracker
@@ -38,7 +40,9 @@ __all__ = [
     "energy_per_sample",
     "energy_report",
     "memory_energy",
+    "mixed_op_energy",
     "model_weight_bytes",
     "op_energy",
     "select_memory_level",
+    "twin_activation_bits",
 ]

@@ -98,6 +98,39 @@ def get_preset(name: str) -> EnergyPreset:
     return ENERGY_PRESETS[name]
 
 
+def mixed_op_energy(weight_bits: int, act_bits: int) -> OpEnergy:
+    """A MAC of a ``weight_bits``-bit integer weight and an ``act_bits``-bit integer activation: the
+    multiply scales with the product of the widths, the add with the wider one (``INT_SCALING_RULE``
+    when both are equal).
+
+    Example:
+        >>> op = mixed_op_energy(4, 3)
+        >>> op.name, round(op.mac_j * 1e12, 4)
+        ('int4x3', 0.0525)
+        >>> mixed_op_energy(8, 8).mac_j == op_energy(8, "int").mac_j
+        True
+    """
+    for name, bits in (("weight_bits", weight_bits), ("act_bits", act_bits)):
+        if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
+            raise ValueError(f"{name}={bits!r} must be a positive integer")
+    mult = INT8_OPS_45NM[0] * (weight_bits / 8) * (act_bits / 8)
+    add = INT8_OPS_45NM[1] * max(weight_bits, act_bits) / 8
+    return OpEnergy(f"int{weight_bits}x{act_bits}", max(weight_bits, act_bits), mult, add)
+
+
+def twin_activation_bits(num_steps: int) -> int:
+    """Activation width of a standard twin bit-matched to a ``num_steps``-step spiking model:
+    ``ceil(log2(T + 1))`` bits hold a spike count 0..T, what a neuron's T binary outputs carry.
+
+    Example:
+        >>> [twin_activation_bits(t) for t in (1, 2, 4, 16)]
+        [1, 2, 3, 5]
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps={num_steps!r} must be a positive integer")
+    return math.ceil(math.log2(num_steps + 1))
+
+
 def layer_op_energy(preset: EnergyPreset, weight_bits: int | None) -> OpEnergy:
     """Arithmetic of one layer: the preset's unless its weights are quantized to fewer than 32 bits.
 

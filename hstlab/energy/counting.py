@@ -18,9 +18,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from hstlab.energy.constants import ELEMENTWISE_ACS, ELEMENTWISE_MACS, EPILOGUE_KINDS
 from hstlab.energy.epilogue import EpilogueTracker
+from hstlab.energy.neurons import NeuronAdapter, adapter_for
+from hstlab.energy.products import PRODUCT_OPS, SOFTMAX_MACS, Priced
+from hstlab.energy.provenance import REAL, SPIKES, WEIGHT, Provenance
 from hstlab.registry import Registry
 
 Hook = Callable[..., None]
@@ -51,6 +55,12 @@ class LayerTally:
     folded: bool = False
     is_neuron: bool = False
     breakdown: dict[str, float] = field(default_factory=dict)
+    input_kinds: dict[str, int] = field(default_factory=dict)  # calls per input kind (spikes/counts/real)
+
+    @property
+    def input_kind(self) -> str:
+        """How its inputs were priced: "spikes", "counts", "real", or e.g. "real+spikes" when calls differ."""
+        return "+".join(sorted(self.input_kinds)) if self.input_kinds else ""
 
     @property
     def mode(self) -> str:
@@ -69,32 +79,25 @@ class LayerTally:
 
 @dataclass(frozen=True)
 class CountContext:
-    """What counters need to know about the run: samples in the batch, activation width, and the
-    tracker that follows Linear/Conv outputs to their readers."""
+    """What counters need to know about the run: samples in the batch, activation width, the
+    tracker that follows Linear/Conv outputs to their readers, the provenance of spikes and counts,
+    and what the pass met but could not price (``unpriced``: module name -> reason)."""
 
     batch_size: int
     act_bits: int
     epilogues: EpilogueTracker = field(default_factory=EpilogueTracker, compare=False)
+    provenance: Provenance = field(default_factory=Provenance, compare=False)
+    unpriced: dict[str, str] = field(default_factory=dict, compare=False)
+    state_bits: int | None = None  # width of neuron state without membrane_bits (None: act_bits)
+
+    def kind_of(self, tally: LayerTally, x: torch.Tensor) -> str:
+        """How ``tally``'s layer prices its input ``x`` ("spikes", "counts", "real"), recorded on the tally."""
+        kind = self.provenance.kind_of(x)
+        tally.input_kinds[kind] = tally.input_kinds.get(kind, 0) + 1
+        return kind
 
 
 # ----------------------------------------------------------------------------------- helpers
-def is_binary(x: torch.Tensor) -> bool:
-    """True when every entry is 0 or 1 (an all-zero tensor counts as binary: spikes, none fired)."""
-    if x.dtype == torch.bool or x.numel() == 0:
-        return True
-    return bool(((x == 0) | (x == 1)).all())
-
-
-def is_spike_count(x: torch.Tensor) -> bool:
-    """True when every entry is a non-negative integer: spikes, or sums/counts of spikes (SEW-ADD
-    residuals give 0/1/2, event frames give event counts). A count c on one synapse is c accumulates."""
-    if x.dtype == torch.bool or x.numel() == 0:
-        return True
-    if x.is_floating_point():
-        return bool(((x >= 0) & (x == torch.round(x))).all())
-    return bool((x >= 0).all())
-
-
 def spike_total(x: torch.Tensor) -> float:
     """Number of spikes in a spike-count tensor (``nnz`` for binary spikes)."""
     return float(x.sum()) if x.dtype != torch.bool else float(nnz(x))
@@ -144,6 +147,7 @@ class Counter:
 
     kind = "module"
     opaque = True  # the counter accounts for every read inside the module (no op of it is watched)
+    covers_params = True  # its tally holds the parameters of the module and its uncounted submodules
 
     def __init__(self, ctx: CountContext, tallies: dict[str, LayerTally]) -> None:
         self.ctx = ctx
@@ -215,6 +219,7 @@ class ProtocolAttentionCounter(Counter):
 
     kind = "attention"
     opaque = False  # its projections, neurons and products are hooked or watched one by one
+    covers_params = False
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
@@ -253,7 +258,7 @@ class ProtocolAttentionCounter(Counter):
             tally.add("products_macs", macs)
             tally.add("products_acs", acs)
             operands = [t for t in (q, k, v) if t is not None]
-            flags = [is_binary(t) for t in operands]
+            flags = [self.ctx.kind_of(tally, t) != REAL for t in operands]
             binary = all(flags)
             tally.binary_calls += int(binary)
             tally.real_calls += int(not binary)
@@ -279,36 +284,48 @@ class ProtocolAttentionCounter(Counter):
 
 @COUNTERS.register("neuron")
 class NeuronCounter(Counter):
-    """Spiking neurons (``is_spiking_neuron = True``): one update (a multiply and two adds =
-    1 MAC + 1 AC) per neuron per step; spikes written as 1 bit. The membrane is read + written on
-    every update (step-major) or once per call, for all the steps the call runs (time-batched)."""
+    """Spiking neurons of hstlab (``is_spiking_neuron = True``), snnTorch, SpikingJelly and Norse, read
+    through ``NEURON_ADAPTERS``: one update (a multiply and two adds = 1 MAC + 1 AC) per state variable
+    per neuron per step; spikes written as 1 bit. Each state (the membrane) is read + written on every
+    update (step-major) or once per call, for all the steps the call runs (time-batched)."""
 
     kind = "neuron"
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        return getattr(module, "is_spiking_neuron", False) is True
+        return adapter_for(module) is not None
+
+    def attach(self, name: str, module: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
+        self.adapter: type[NeuronAdapter] = adapter_for(module)  # type: ignore[assignment]
+        note = self.adapter.unpriced(module)
+        if note:
+            self.ctx.unpriced[name] = f"{type(module).__name__}: {note}"
+        return super().attach(name, module)
 
     def new_tally(self, name: str, module: nn.Module) -> LayerTally:
         bits = getattr(module, "membrane_bits", None)
+        own = sum(count_params(m, recurse=False) for m in module.modules()
+                  if m is module or counter_for(m) is None)  # a recurrent Linear inside is its own row
         return LayerTally(name, self.kind, weight_bits=int(bits) if bits is not None else None,
-                          params=count_params(module), is_neuron=True)
+                          params=own, is_neuron=True)
 
     def count(self, tally, module, args, kwargs, output) -> None:
         x, out = first_tensor(args, kwargs), output_tensor(output)
         if x is None:
             return
-        updates = x.numel()
-        tally.macs += updates
-        tally.acs += updates
+        updates = x.numel()  # neuron-steps of this call, whole batch
+        states = self.adapter.states(module, output)
+        tally.macs += updates * states
+        tally.acs += updates * states
         tally.add("updates", updates)
-        self.record_io(tally, x, out, is_binary(x))
-        mem_bits = tally.weight_bits or self.ctx.act_bits
-        steps = time_steps(x, self.ctx.batch_size)
-        tally.membrane_step_bits += 2 * updates * mem_bits  # read + write on every update
-        tally.membrane_call_bits += 2 * updates / max(steps, 1.0) * mem_bits  # once per neuron per call
+        self.record_io(tally, x, out, self.ctx.kind_of(tally, x) == SPIKES)
+        mem_bits = tally.weight_bits or self.ctx.state_bits or self.ctx.act_bits
+        steps = self.adapter.steps(module, x, self.ctx.batch_size)
+        tally.membrane_step_bits += 2 * updates * states * mem_bits  # read + write on every update
+        tally.membrane_call_bits += 2 * updates * states / max(steps, 1.0) * mem_bits  # once per neuron per call
         if out is not None:
             tally.act_bits += nnz(out)  # spikes out, 1 bit each, only where fired
+            self.ctx.provenance.tag(out, SPIKES)
         tally.steps += steps
 
 
@@ -352,7 +369,7 @@ class MultiheadAttentionCounter(Counter):
         act = self.ctx.act_bits
         flags = []
         for name, t in (("q", q), ("k", k), ("v", v)):
-            binary = is_binary(t)
+            binary = self.ctx.kind_of(tally, t) != REAL
             flags.append(binary)
             if binary:
                 tally.acs += nnz(t) * embed
@@ -411,7 +428,7 @@ class ConvCounter(Counter):
             return
         kernel = math.prod(module.kernel_size)
         spatial = len(module.kernel_size)
-        binary = is_spike_count(x)
+        binary = self.ctx.kind_of(tally, x) != REAL
         if module.transposed:  # each input entry scatters into (C_out/groups) * kernel outputs
             fan_out = module.out_channels // module.groups * kernel
             dense, sparse = x.numel() * fan_out, (spike_total(x) if binary else 0.0) * fan_out
@@ -455,7 +472,7 @@ class LinearCounter(Counter):
         x, out = first_tensor(args, kwargs), output_tensor(output)
         if x is None:
             return
-        binary = is_spike_count(x)
+        binary = self.ctx.kind_of(tally, x) != REAL
         rows = x.numel() // module.in_features
         dense = rows * module.in_features * module.out_features
         if binary:
@@ -500,6 +517,7 @@ class PassThroughCounter(Counter):
     to its reader, as a fused epilogue pools before it applies its activation or neuron."""
 
     kind = "passthrough"
+    covers_params = False
     _types = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
               nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
               nn.modules.dropout._DropoutNd, nn.Identity)
@@ -557,6 +575,7 @@ class ElementwiseCounter(Counter):
             return
         tally.macs += ELEMENTWISE_MACS.get(tally.kind, 0.0) * x.numel()
         tally.acs += ELEMENTWISE_ACS.get(tally.kind, 0.0) * x.numel()
+        self.ctx.kind_of(tally, x)
         self.record_io(tally, x, out, binary=False)
         if out is not None:
             tally.act_bits += out.numel() * self.ctx.act_bits
@@ -565,6 +584,12 @@ class ElementwiseCounter(Counter):
 
 class OpCounter:
     """Hooks every countable module of ``model`` while the context is open; removes them on exit.
+
+    While open, one ``TorchFunctionMode`` sees every torch op: it follows Linear/Conv outputs for the
+    fused dataflow (outside counted modules), passes spike/count provenance on, and prices products
+    of two activations (``PRODUCT_OPS``) outside modules that count themselves. A module that holds
+    parameters and has no counter, or that changes tensor state in its forward, is reported in
+    ``ctx.unpriced`` instead of being skipped in silence.
 
     Example:
         >>> model = nn.Linear(4, 2)
@@ -579,26 +604,38 @@ class OpCounter:
         self.ctx = ctx
         self.tallies: dict[str, LayerTally] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._watcher: Any = None  # the epilogue tracker's op watcher, active while the context is open
+        self._watcher: _OpWatcher | None = None  # active while the context is open
+        self._order: dict[str, int] = {}
+        self._stack: list[str] = []  # names of the modules running now, outermost first
+        self.counted_depth = 0  # > 0 while a counted module runs: products inside are its counter's business
 
     def __enter__(self) -> OpCounter:  # noqa: PYI034 - py310 has no typing.Self
         skip: set[int] = set()
+        covered: set[int] = set()  # modules whose parameters a counter's tally holds
+        inside_counted: set[int] = set()  # modules inside an opaque counted module
         try:
-            for name, module in self.model.named_modules():
-                if id(module) in skip:
-                    continue
-                cls = counter_for(module)
-                if cls is None:
-                    continue
-                counter = cls(self.ctx, self.tallies)
-                skip.update(id(m) for m in counter.owned(module))
-                if cls.opaque:
-                    self._handles.append(module.register_forward_pre_hook(self._enter_module))
-                self._handles.extend(counter.attach(name, module))
-                if cls.opaque:  # after the counter's hook, so its own ops are not watched either; also if
-                    # the module raises (a model may catch the error and go on)
-                    self._handles.append(module.register_forward_hook(self._leave_module, always_call=True))
-            self._watcher = self.ctx.epilogues.watch()
+            for p in self.model.parameters():
+                self.ctx.provenance.tag(p, WEIGHT)
+            for index, (name, module) in enumerate(self.model.named_modules()):
+                self._order[name] = index
+                cls = None if id(module) in skip else counter_for(module)
+                self._handles.append(module.register_forward_pre_hook(self._pusher(name, cls is not None)))
+                if cls is not None:
+                    counter = cls(self.ctx, self.tallies)
+                    skip.update(id(m) for m in counter.owned(module))
+                    if cls.covers_params:
+                        covered.update(id(m) for m in module.modules())
+                    if cls.opaque:
+                        inside_counted.update(id(m) for m in module.modules() if m is not module)
+                        self._handles.append(module.register_forward_pre_hook(self._enter_module))
+                    self._handles.extend(counter.attach(name, module))
+                    if cls.opaque:  # after the counter's hook, so its own ops are not watched either; also if
+                        # the module raises (a model may catch the error and go on)
+                        self._handles.append(module.register_forward_hook(self._leave_module, always_call=True))
+                elif id(module) not in inside_counted:
+                    self._watch_uncounted(name, module, id(module) in covered)
+                self._handles.append(module.register_forward_hook(self._popper(cls is not None), always_call=True))
+            self._watcher = _OpWatcher(self)
             self._watcher.__enter__()
         except BaseException:
             self.remove()
@@ -608,6 +645,46 @@ class OpCounter:
     def __exit__(self, *exc: object) -> None:
         self.remove()
         self.ctx.epilogues.settle()
+        self.ctx.provenance.clear()
+
+    def _pusher(self, name: str, counted: bool) -> Callable[..., None]:
+        def push(module: nn.Module, args: tuple) -> None:
+            self._stack.append(name)
+            self.counted_depth += int(counted)
+
+        return push
+
+    def _popper(self, counted: bool) -> Callable[..., None]:
+        def pop(module: nn.Module, args: tuple, output: Any) -> None:
+            if self._stack:
+                self._stack.pop()
+            self.counted_depth -= int(counted)
+
+        return pop
+
+    def _watch_uncounted(self, name: str, module: nn.Module, covered: bool) -> None:
+        """Hooks that report a module without a counter that holds parameters, or changes tensor state
+        (a neuron no adapter knows), the first time it runs."""
+        params = count_params(module, recurse=False)
+        snapshot: dict[str, tuple[int, int]] = {}
+
+        def before(mod: nn.Module, args: tuple) -> None:
+            snapshot.clear()
+            snapshot.update(_tensor_state(mod))
+            if params and not covered and name not in self.ctx.unpriced:
+                self.ctx.unpriced[name] = (f"{type(mod).__name__} holds {params} parameters and has no energy "
+                                           "counter: its compute and weight reads are not priced")
+
+        def after(mod: nn.Module, args: tuple, output: Any) -> None:
+            changed = sorted(k for k, v in _tensor_state(mod).items() if snapshot.get(k) != v)
+            if changed and name not in self.ctx.unpriced:
+                self.ctx.unpriced[name] = (
+                    f"{type(mod).__name__} changes its tensor state ({', '.join(changed)}) in forward and has no "
+                    "energy counter: if it is a neuron, its updates and membrane traffic are not priced "
+                    "(declare is_spiking_neuron = True or register a NEURON_ADAPTERS entry)")
+
+        self._handles.append(module.register_forward_pre_hook(before))
+        self._handles.append(module.register_forward_hook(after, always_call=True))
 
     def _enter_module(self, module: nn.Module, args: tuple) -> None:
         self.ctx.epilogues.enter()
@@ -623,7 +700,97 @@ class OpCounter:
             handle.remove()
         self._handles.clear()
         self.ctx.epilogues.depth = 0
+        self._stack.clear()
+        self.counted_depth = 0
 
     def called(self) -> list[LayerTally]:
         """Tallies of the modules that ran, in ``named_modules()`` order."""
-        return [t for t in self.tallies.values() if t.calls]
+        ran = [t for t in self.tallies.values() if t.calls]
+        return sorted(ran, key=lambda t: self._order.get(t.name, len(self._order)))
+
+    # ------------------------------------------------------------------ products of two activations
+    def observe_product(self, func: Any, args: tuple, kwargs: dict) -> None:
+        """Price ``func`` if it is a product of two activations (``PRODUCT_OPS``) run outside counted modules."""
+        rule = PRODUCT_OPS.get(getattr(func, "__name__", ""))
+        if rule is None:
+            return
+        name = self._stack[-1] if self._stack else ""
+        op = getattr(func, "__name__", "")
+
+        def kind(t: torch.Tensor) -> str:
+            if isinstance(t, nn.Parameter) or self.ctx.provenance.get(t) == WEIGHT:
+                raise _WeightOperand
+            return self.ctx.provenance.kind_of(t)
+
+        try:
+            priced = rule(args, kwargs, kind)
+        except _WeightOperand:
+            key = f"{name}:{op}"
+            self.ctx.unpriced.setdefault(key, f"{op} with a weight operand outside a counted layer: not priced")
+            return
+        except (ValueError, RuntimeError, IndexError, TypeError) as err:
+            self.ctx.unpriced.setdefault(f"{name}:{op}", f"{op} could not be priced: {err}")
+            return
+        if priced is not None:
+            self._add_product(name, op, priced)
+
+    def _add_product(self, name: str, op: str, priced: Priced) -> None:
+        tally = self.tallies.get(name)
+        if tally is None:
+            tally = self.tallies[name] = LayerTally(name, "products")
+        tally.calls += 1
+        act = self.ctx.act_bits
+        for cost in priced.products:
+            tally.macs += cost.macs
+            tally.acs += cost.acs
+            tally.add(f"{op}_macs", cost.macs)
+            tally.add(f"{op}_acs", cost.acs)
+            tally.add("dense_macs", cost.dense)
+            spiking = cost.acs > 0 or (cost.macs == 0 and cost.dense > 0)
+            tally.binary_calls += int(spiking)
+            tally.real_calls += int(not spiking)
+        for operand in priced.operands:
+            t = operand.tensor
+            tally.input_kinds[operand.kind] = tally.input_kinds.get(operand.kind, 0) + 1
+            tally.in_numel += t.numel()
+            tally.in_nnz += nnz(t)
+            tally.act_bits += read_bits(t, operand.spiking, act)  # the op watcher saw this read of t
+        if priced.softmax_scores:
+            tally.macs += SOFTMAX_MACS * priced.softmax_scores
+            tally.add("softmax_macs", SOFTMAX_MACS * priced.softmax_scores)
+            tally.act_bits += 4 * priced.softmax_scores * act  # scores and probabilities, written + read
+        tally.act_bits += priced.result_numel * act  # the product written
+        tally.out_numel += priced.result_numel
+        tally.out_nnz += priced.result_numel
+        tally.steps += time_steps(priced.operands[0].tensor, self.ctx.batch_size)
+
+
+class _WeightOperand(Exception):
+    """A product operand is a parameter (or a view of one): a layer, not an activation product."""
+
+
+def _tensor_state(module: nn.Module) -> dict[str, tuple[int, int]]:
+    """Identity and version of every tensor a module keeps as an attribute or buffer (not parameters)."""
+    state = {k: (id(v), v._version) for k, v in vars(module).items() if isinstance(v, torch.Tensor)}
+    state.update({k: (id(v), v._version) for k, v in module._buffers.items() if v is not None})
+    return state
+
+
+class _OpWatcher(TorchFunctionMode):
+    """Sees every torch op of the measured pass: epilogue reads (outside counted modules), spike
+    provenance (everywhere) and products of two activations (outside counted modules)."""
+
+    def __init__(self, counter: OpCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        counter = self.counter
+        if counter.ctx.epilogues.depth == 0:
+            counter.ctx.epilogues.observe(func, args, kwargs, result)
+        counter.ctx.provenance.observe(func, args, kwargs, result)
+        if counter.counted_depth == 0:
+            counter.observe_product(func, args, kwargs)
+        return result

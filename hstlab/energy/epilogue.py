@@ -5,7 +5,8 @@ activation function or a spiking neuron can be consumed inside the producing ker
 read of it is saved, and, when nothing else reads that output, so is the producer's write. The
 tracker follows outputs by their storage while one forward pass runs. Reads by hooked modules are
 reported by their counters; every other torch op on a followed output (a residual add, a copy) is
-seen by a ``TorchFunctionMode`` and counts as one more reader, so the write is kept.
+seen by the op watcher of :class:`~hstlab.energy.counting.OpCounter` (a ``TorchFunctionMode``),
+which calls :meth:`EpilogueTracker.observe`, and counts as one more reader, so the write is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 if TYPE_CHECKING:
     from hstlab.energy.counting import LayerTally
@@ -44,7 +44,7 @@ class _Output:
 class EpilogueTracker:
     """Follows Linear/Conv outputs to their readers during one forward pass.
 
-    Counters call :meth:`produced`, :meth:`alias` and :meth:`read`; :meth:`watch` observes the torch
+    Counters call :meth:`produced`, :meth:`alias` and :meth:`read`; :meth:`observe` sees the torch
     ops that run outside counted modules; :meth:`settle` writes the savings into the tallies'
     ``fused_bits`` and forgets the pass.
 
@@ -155,10 +155,6 @@ class EpilogueTracker:
         finally:
             self.leave()
 
-    def watch(self) -> TorchFunctionMode:
-        """A mode that reports torch ops outside counted modules that read a followed output."""
-        return _ReadWatcher(self)
-
     def observe(self, func: Any, args: tuple, kwargs: dict, result: Any) -> None:
         """One op outside counted modules: views, metadata queries and ``*_like`` allocations pass; any other
         op reads its followed inputs (an in-place op or ``x[...] = ...`` also ends the following of what it
@@ -192,16 +188,3 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, Mapping):
         for item in obj.values():
             yield from _tensors(item)
-
-
-class _ReadWatcher(TorchFunctionMode):
-    def __init__(self, tracker: EpilogueTracker) -> None:
-        super().__init__()
-        self.tracker = tracker
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        result = func(*args, **kwargs)
-        if self.tracker.depth == 0:
-            self.tracker.observe(func, args, kwargs, result)
-        return result

@@ -24,12 +24,24 @@ from hstlab.energy.constants import (
     get_preset,
     layer_op_energy,
     memory_energy,
+    mixed_op_energy,
     select_memory_level,
 )
 from hstlab.energy.counting import CountContext, LayerTally, OpCounter
+from hstlab.energy.neurons import adapter_for
+from hstlab.energy.provenance import (
+    COUNTS,
+    INPUT_KINDS,
+    REAL,
+    SPIKES,
+    TOKENIZER_INPUT_KINDS,
+    check_input_kind,
+    is_binary,
+    is_spike_count,
+)
 
 COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j", "total_j",
-           "output_rate", "steps", "params", "bits", "format", "calls")
+           "output_rate", "steps", "params", "bits", "format", "calls", "input_kind")
 
 _SUM_FIELDS = ("macs", "acs", "compute_j", "memory_j", "total_j")
 
@@ -58,6 +70,10 @@ class EnergyReport:
     assumptions: list[str] = field(default_factory=list)
     baseline_note: str = ""
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    input_kind: str = "auto"  # how the model's input was priced: spikes, counts or real (see INPUT_KINDS)
+    activation_bits: int | None = None  # width of real activations (None: the preset's), e.g. a bit-matched twin
+    # what the pass met but could not price, "name (reason)": shown by summary(); nothing is skipped in silence
+    unpriced: list[str] = field(default_factory=list)
     # prices the same measured pass under a given dataflow (set by energy_report)
     _reprice: Callable[[str], EnergyReport] | None = field(default=None, repr=False, compare=False)
 
@@ -137,6 +153,9 @@ class EnergyReport:
             "breakdown": {k: {kk: _json_value(vv) for kk, vv in v.items()} for k, v in self.breakdown.items()},
             "assumptions": list(self.assumptions),
             "baseline_note": self.baseline_note,
+            "input_kind": self.input_kind,
+            "activation_bits": self.activation_bits,
+            "unpriced": list(self.unpriced),
         }
 
     def summary(self, max_rows: int = 40) -> str:
@@ -162,6 +181,9 @@ class EnergyReport:
             f"+ memory {self.memory_j * 1e6:.4g} uJ; MACs {self.macs:.4g}, ACs {self.acs:.4g}"
         )
         lines.append(self.baseline_note)
+        if self.unpriced:
+            lines.append(f"Not priced ({len(self.unpriced)}; these totals leave them out):")
+            lines.extend(f"  - {entry}" for entry in self.unpriced)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -186,7 +208,8 @@ def _json_value(value: Any) -> Any:
 # ----------------------------------------------------------------------------------- measuring
 def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "45nm-fp32",
                   memory: bool = True, *, memory_level: str | None = None, dataflow: str = "step-major",
-                  seed: int | None = 0) -> EnergyReport:
+                  seed: int | None = 0, input_kind: str = "auto",
+                  activation_bits: int | None = None) -> EnergyReport:
     """Measure ``model`` on ``example_input`` ``[T, B, ...]`` and cost every layer per sample.
 
     One forward pass in eval mode under ``torch.no_grad`` with counting hooks (removed afterwards,
@@ -198,7 +221,16 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     neither written nor read); compute is the same under all three. To price "fused", the pass holds
     every Linear/Conv output (and its BatchNorm and pooled copies) until it ends, so its peak memory
     grows by their sum. ``seed`` fixes random masking during the pass without touching the global
-    RNG (None: no seed).
+    RNG (None: no seed). ``input_kind`` (one of ``INPUT_KINDS``) says what ``example_input`` is:
+    "auto" prices it as spikes when binary, as spike counts when the model declares counts (an
+    ``input_kind`` attribute, or an hstlab config whose tokenizer takes event frames) and the values
+    are non-negative integers, and as real values otherwise; "spikes" and "counts" insist (a
+    ``ValueError`` when the values are not); "real" prices it as real values even when binary.
+    Modules the engine cannot price are listed in ``report.unpriced``, never skipped in silence.
+    ``activation_bits`` prices real-valued activations as integers of that width (a standard twin
+    bit-matched to a T-step spiking model: ``twin_activation_bits(T)``): they are read and written at
+    that width, and a layer with ``weight_bits`` w < 32 multiplies w-bit weights by them
+    (``mixed_op_energy``); membranes stay at the preset's width (or ``membrane_bits``).
 
     Example:
         >>> spikes = (torch.rand(4, 2, 16) < 0.2).float()  # [T, B, in]
@@ -214,18 +246,26 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
         raise ValueError(f"example_input shape {tuple(example_input.shape)} needs T >= 1 and B >= 1")
     settings = get_preset(preset)
     check_dataflow(dataflow)
+    check_input_kind(input_kind)
+    if activation_bits is not None and (isinstance(activation_bits, bool) or not isinstance(activation_bits, int)
+                                        or not 1 <= activation_bits <= 32):
+        raise ValueError(f"activation_bits={activation_bits!r} must be an integer from 1 to 32 (or None: the preset's)")
     level = get_memory_level(memory_level) if memory_level is not None else None
+    input_tag = _input_tag(model, example_input, input_kind)
 
     batch = int(example_input.shape[1])
     x = example_input.to(_device_of(model))
-    ctx = CountContext(batch_size=batch, act_bits=settings.bits)
+    ctx = CountContext(batch_size=batch, act_bits=activation_bits or settings.bits, state_bits=settings.bits)
     was_training = model.training
     try:
         model.eval()
         _reset_state(model)
         with torch.no_grad(), _seeded(seed, x.device), OpCounter(model, ctx) as counter:
+            if input_tag is not None:
+                ctx.provenance.tag(x, input_tag)
             ctx.epilogues.returned(model(x))
         tallies = counter.called()
+        unpriced = [f"{name or '<model>'}: {reason}" for name, reason in ctx.unpriced.items()]
     finally:
         _reset_state(model)
         model.train(was_training)
@@ -235,7 +275,7 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
     shape, cfg = tuple(int(s) for s in example_input.shape), getattr(model, "cfg", None)  # not the tensors
 
     def priced(flow: str) -> EnergyReport:  # the tallies of this one pass, priced under ``flow``
-        rows = [_row(t, settings, level, memory, batch, flow) for t in tallies]
+        rows = [_row(t, settings, level, memory, batch, flow, activation_bits) for t in tallies]
         return EnergyReport(
             layers=pd.DataFrame(rows, columns=list(COLUMNS)),
             preset=settings.name,
@@ -247,9 +287,12 @@ def energy_report(model: nn.Module, example_input: torch.Tensor, preset: str = "
             batch_size=batch,
             input_shape=shape,
             dataflow=flow,
-            assumptions=assumptions(settings, level, memory, flow),
+            assumptions=assumptions(settings, level, memory, flow, activation_bits),
             baseline_note=_baseline_note(shape, cfg, settings, level, memory, weight_bytes, flow),
             breakdown={t.name: {k: v / batch for k, v in t.breakdown.items()} for t in tallies},
+            input_kind=input_tag or (SPIKES if is_binary(example_input) else REAL),
+            activation_bits=activation_bits,
+            unpriced=list(unpriced),
             _reprice=priced,
         )
 
@@ -273,10 +316,12 @@ def model_weight_bytes(model: nn.Module, preset: EnergyPreset) -> float:
 
 
 def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, batch: int,
-         dataflow: str) -> dict[str, Any]:
+         dataflow: str, activation_bits: int | None = None) -> dict[str, Any]:
     ops = layer_op_energy(preset, t.weight_bits)
     macs, acs = t.macs / batch, t.acs / batch
-    compute = macs * ops.mac_j + acs * ops.ac_j
+    quantized = t.weight_bits is not None and t.weight_bits < 32 and not t.is_neuron
+    mac_ops = mixed_op_energy(int(t.weight_bits), activation_bits) if quantized and activation_bits else ops
+    compute = macs * mac_ops.mac_j + acs * ops.ac_j
     weight_bits = t.weight_bits if t.weight_bits is not None and t.weight_bits < 32 else preset.bits
     if t.is_neuron:
         weight_bits = preset.bits  # PLIF/ALIF parameters are stored like activations
@@ -301,12 +346,14 @@ def _row(t: LayerTally, preset: EnergyPreset, level: MemoryLevel, memory: bool, 
         "steps": t.steps,
         "params": t.params,
         "bits": ops.bits,
-        "format": ops.name,
+        "format": mac_ops.name if macs else ops.name,
         "calls": t.calls,
+        "input_kind": t.input_kind,
     }
 
 
-def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major") -> list[str]:
+def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow: str = "step-major",
+                activation_bits: int | None = None) -> list[str]:
     """The modelling assumptions of a report, as sentences for model cards."""
     check_dataflow(dataflow)
     ops = preset.ops
@@ -316,18 +363,29 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "int8 0.23/0.03 pJ."),
         f"Layers with weight_bits b < 32 compute in b-bit integers; {INT_SCALING_RULE}.",
         "All counts and joules are per sample: the measured batch total divided by B = example_input.shape[1].",
-        ("A Linear/Conv layer whose input is spikes or spike counts (every value a non-negative integer: "
-        "binary spikes, SEW-ADD sums 0/1/2, event counts) is 'spiking' and costs accumulates, a count c "
-        "being c spikes on the same synapse: Linear sum(input) x out_features (nnz x out for 0/1 input); "
-        "Conv the exact number of (spike, weight) pairs (the input convolved with an all-ones kernel). "
-        "Any other input is 'standard' and costs dense MACs (Linear rows x in x out, Conv out_numel x "
-        "C_in/groups x prod(kernel)) for every step it runs."),
+        ("A Linear/Conv layer whose input is spikes or spike counts is 'spiking' and costs accumulates, a "
+        "count c being c spikes on the same synapse: Linear sum(input) x out_features (nnz x out for 0/1 "
+        "input); Conv the exact number of (spike, weight) pairs (the input convolved with an all-ones "
+        "kernel). Binary input is spikes; non-negative integers are counts only when they come from spikes "
+        "(neuron outputs and their sums, e.g. SEW-ADD 0/1/2) or are the model input declared as counts "
+        "(input_kind, or hstlab's event-frame tokenizers). Any other input is 'standard' and costs dense "
+        "MACs (Linear rows x in x out, Conv out_numel x C_in/groups x prod(kernel)) for every step it runs."),
         ("Attention products come from the module's matmul_ops(q, k, v) (hstlab protocol: non-zero operands "
         "for spiking kinds); nn.MultiheadAttention in closed form: in-projections as Linear, Q K^T and A V "
-        "at batch x heads x L x S x d MACs each; its out_proj is a Linear row."),
-        ("Neuron updates: one multiply and two adds (1 MAC + 1 AC) per neuron per step, in the preset's "
-        "arithmetic (or membrane_bits); adaptive-threshold state is not counted."),
+        "at batch x heads x L x S x d MACs each; its out_proj is a Linear row. Products of two activations "
+        "anywhere else (matmul/@, bmm, einsum, scaled_dot_product_attention) are priced where they run: "
+        "accumulates when an operand is spikes or counts (one per pair of non-zero entries that meet when "
+        "both are), MACs otherwise; scaled_dot_product_attention adds its softmax."),
+        ("Neuron updates: one multiply and two adds (1 MAC + 1 AC) per state variable per neuron per step, in "
+        "the preset's arithmetic (or membrane_bits): hstlab neurons and snnTorch Leaky 1 (the membrane), "
+        "snnTorch Synaptic 2, Alpha 3, Norse LIF 2 (v, i), SpikingJelly one per registered memory; "
+        "adaptive-threshold state is not counted."),
         "BatchNorm is folded into the preceding Linear/Conv at inference: zero compute and memory.",
+        *([f"Real-valued activations are {activation_bits}-bit integers (a standard twin bit-matched to T "
+           f"spiking steps has ceil(log2(T+1)) bits): read and written at {activation_bits} bits; a layer with "
+           f"w-bit weights multiplies them by {activation_bits}-bit activations (multiply 0.2 pJ x (w/8) x "
+           f"({activation_bits}/8), add 0.03 pJ x max(w, {activation_bits})/8); membranes keep their width."]
+          if activation_bits else []),
         "Elementwise layers on real values count MAC-equivalents per element: "
         + ", ".join(f"{k} {v:g}" for k, v in ELEMENTWISE_MACS.items())
         + " (softmax of softmax-kind hstlab attention included); nn.ReLU modules count one accumulate-equivalent "
@@ -366,6 +424,44 @@ def _baseline_note(shape: tuple[int, ...], cfg: Any, preset: EnergyPreset, level
     return note
 
 
+def declared_input_kind(model: nn.Module) -> str | None:
+    """What ``model`` says its input is: its ``input_kind`` attribute, else what its config's tokenizer
+    takes (``TOKENIZER_INPUT_KINDS``: hstlab's frame and event tokenizers take event counts), else None.
+
+    Example:
+        >>> from hstlab import HSTConfig, build_model
+        >>> declared_input_kind(build_model(HSTConfig.from_preset("tiny"))), declared_input_kind(nn.Linear(2, 2))
+        ('counts', None)
+    """
+    kind = getattr(model, "input_kind", None)
+    if isinstance(kind, str):
+        return check_input_kind(kind)
+    tokenizer = getattr(getattr(model, "cfg", None), "tokenizer", None)
+    return TOKENIZER_INPUT_KINDS.get(tokenizer) if isinstance(tokenizer, str) else None
+
+
+def _input_tag(model: nn.Module, x: torch.Tensor, input_kind: str) -> str | None:
+    """The provenance tag of the model's input (None: priced by its values alone)."""
+    if input_kind == REAL:
+        return REAL
+    if input_kind == SPIKES:
+        if not is_binary(x):
+            raise ValueError("input_kind='spikes' but example_input has values other than 0 and 1; "
+                             f"allowed input_kind values: {', '.join(INPUT_KINDS)}")
+        return SPIKES
+    if input_kind == COUNTS:
+        if not is_spike_count(x):
+            raise ValueError("input_kind='counts' but example_input has negative or non-integer values; "
+                             f"allowed input_kind values: {', '.join(INPUT_KINDS)}")
+        return COUNTS
+    declared = declared_input_kind(model)  # auto: trust a declaration only when the values fit it
+    if declared == COUNTS and is_spike_count(x) and not is_binary(x):
+        return COUNTS
+    if declared == REAL:
+        return REAL
+    return None
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -373,15 +469,20 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _reset_state(model: nn.Module) -> None:
-    """``model.reset_state()`` if it has one, else ``reset_state()`` on every submodule that has it."""
+    """``model.reset_state()`` if it has one, else ``reset_state()`` on every submodule that has it; then
+    every foreign neuron (snnTorch, SpikingJelly) is reset through its adapter."""
     reset = getattr(model, "reset_state", None)
     if callable(reset):
         reset()
-        return
+    else:
+        for module in model.modules():
+            reset = getattr(module, "reset_state", None)
+            if callable(reset):
+                reset()
     for module in model.modules():
-        reset = getattr(module, "reset_state", None)
-        if callable(reset):
-            reset()
+        adapter = adapter_for(module)
+        if adapter is not None:
+            adapter.reset(module)
 
 
 @contextlib.contextmanager
