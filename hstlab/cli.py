@@ -54,7 +54,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hstlab import __version__
+
     parser = argparse.ArgumentParser(prog="hstlab", description="Hybrid SNN-Transformer workbench")
+    parser.add_argument("--version", action="version", version=f"hstlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("presets", help="list model presets")
     p.set_defaults(func=_cmd_presets)

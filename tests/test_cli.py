@@ -41,3 +41,23 @@ def test_bad_input_is_a_message_not_a_traceback(capsys):
     assert "unknown preset 'nope'" in err and "tiny" in err
     assert main(["config", "tiny", "--modes", "SXS"]) == 2
     assert "one per layer" in capsys.readouterr().err
+
+
+def test_parser_and_presets_start_without_torch():
+    """`hstlab --help`, `--version` and `presets` answer at once: building the parser imports no torch."""
+    code = ("import sys, hstlab.cli as c; c.build_parser(); "
+            "from hstlab.presets import list_presets; list_presets(); print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('torch', 'tonic', 'pandas', 'panel', 'holoviews')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_version_flag(capsys):
+    import pytest
+
+    import hstlab
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hstlab {hstlab.__version__}"

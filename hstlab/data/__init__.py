@@ -7,27 +7,32 @@ Example:
     (20, 2, 8)
 """
 
-from hstlab.data.augment import RandomShift
-from hstlab.data.collate import spread_indices, time_first_collate
-from hstlab.data.encode import spike_encode
-from hstlab.data.errors import (
-    DataError,
-    DataFileError,
-    DataOptionError,
-    DatasetUnavailable,
-    DataWarning,
-    EventFileError,
-    SplitRecordError,
-)
-from hstlab.data.registry import (
-    DATASETS,
-    data_dir,
-    dataset_folder,
-    dataset_info,
-    ensure_digits_dvs,
-    list_datasets,
-    load_dataset,
-)
+
+from typing import Any
+
+from hstlab._lazy import lazy_attribute
+
+# names -> home modules, imported on first use (so `hstlab --help` does not start torch)
+_EXPORTS: dict[str, str] = {
+    "RandomShift": "hstlab.data.augment",
+    "spread_indices": "hstlab.data.collate",
+    "time_first_collate": "hstlab.data.collate",
+    "spike_encode": "hstlab.data.encode",
+    "DataError": "hstlab.data.errors",
+    "DataFileError": "hstlab.data.errors",
+    "DataOptionError": "hstlab.data.errors",
+    "DatasetUnavailable": "hstlab.data.errors",
+    "DataWarning": "hstlab.data.errors",
+    "EventFileError": "hstlab.data.errors",
+    "SplitRecordError": "hstlab.data.errors",
+    "DATASETS": "hstlab.data.registry",
+    "data_dir": "hstlab.data.registry",
+    "dataset_folder": "hstlab.data.registry",
+    "dataset_info": "hstlab.data.registry",
+    "ensure_digits_dvs": "hstlab.data.registry",
+    "list_datasets": "hstlab.data.registry",
+    "load_dataset": "hstlab.data.registry",
+}
 
 __all__ = [
     "DATASETS",
@@ -49,3 +54,11 @@ __all__ = [
     "spread_indices",
     "time_first_collate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute("hstlab.data", _EXPORTS, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

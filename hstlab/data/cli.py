@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 
-from hstlab.data import registry as reg
-
 
 def _list(args: argparse.Namespace) -> int:
+    from hstlab.data import registry as reg
+
     for name in reg.list_datasets():
         spec = reg.DATASETS.get(name)
         where = "in memory" if not spec.on_disk else str(reg.dataset_folder(name))
@@ -18,6 +18,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from hstlab.data import registry as reg
+
     spec = reg.DATASETS.get(args.name)
     folder = reg.dataset_folder(args.name, args.root)
     if args.name == "digits-dvs":
@@ -48,6 +50,8 @@ def _print_stats(info: dict) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from hstlab.data import registry as reg
+
     info = reg.dataset_info(args.name, args.root)
     if args.json:
         print(json.dumps(info, indent=1, default=str))
@@ -64,19 +68,23 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data`` with sub-commands ``list``, ``build``, ``info``."""
+    """Add ``data`` with sub-commands ``list``, ``build``, ``info``.
+
+    Dataset names are checked by the registry when a command runs (an unknown name gets the
+    list), so building the parser imports no data code.
+    """
     data = subparsers.add_parser("data", help="list, build and describe datasets")
     sub = data.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("list", help="known datasets")
     p.set_defaults(func=_list)
     p = sub.add_parser("build", help="generate digits-dvs / check and cache a real dataset")
-    p.add_argument("name", choices=reg.list_datasets())
+    p.add_argument("name", help="dataset name (hstlab data list)")
     p.add_argument("--root", default=None, help="dataset folder (default: data/<name>)")
     p.add_argument("--seed", type=int, default=0, help="digits-dvs generator seed")
     p.add_argument("--download", action="store_true", help="let tonic download if it can")
     p.set_defaults(func=_build)
     p = sub.add_parser("info", help="sensor, classes, splits, sizes, files, event statistics")
-    p.add_argument("name", choices=reg.list_datasets())
+    p.add_argument("name", help="dataset name (hstlab data list)")
     p.add_argument("--root", default=None, help="dataset folder (default: data/<name>)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_info)

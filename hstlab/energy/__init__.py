@@ -8,22 +8,33 @@ Example:
     ['name', 'kind', 'mode', 'macs']
 """
 
-from hstlab.energy.constants import (
-    DATAFLOWS,
-    ENERGY_PRESETS,
-    MEMORY_LEVELS,
-    EnergyPreset,
-    MemoryLevel,
-    OpEnergy,
-    memory_energy,
-    mixed_op_energy,
-    op_energy,
-    select_memory_level,
-    twin_activation_bits,
-)
-from hstlab.energy.counting import COUNTERS, LayerTally, OpCounter
-from hstlab.energy.epilogue import EpilogueTracker
-from hstlab.energy.report import EnergyReport, energy_per_sample, energy_report, model_weight_bytes
+
+from typing import Any
+
+from hstlab._lazy import lazy_attribute
+
+# names -> home modules, imported on first use (so `hstlab --help` does not start torch)
+_EXPORTS: dict[str, str] = {
+    "DATAFLOWS": "hstlab.energy.constants",
+    "ENERGY_PRESETS": "hstlab.energy.constants",
+    "MEMORY_LEVELS": "hstlab.energy.constants",
+    "EnergyPreset": "hstlab.energy.constants",
+    "MemoryLevel": "hstlab.energy.constants",
+    "OpEnergy": "hstlab.energy.constants",
+    "memory_energy": "hstlab.energy.constants",
+    "mixed_op_energy": "hstlab.energy.constants",
+    "op_energy": "hstlab.energy.constants",
+    "select_memory_level": "hstlab.energy.constants",
+    "twin_activation_bits": "hstlab.energy.constants",
+    "COUNTERS": "hstlab.energy.counting",
+    "LayerTally": "hstlab.energy.counting",
+    "OpCounter": "hstlab.energy.counting",
+    "EpilogueTracker": "hstlab.energy.epilogue",
+    "EnergyReport": "hstlab.energy.report",
+    "energy_per_sample": "hstlab.energy.report",
+    "energy_report": "hstlab.energy.report",
+    "model_weight_bytes": "hstlab.energy.report",
+}
 
 __all__ = [
     "COUNTERS",
@@ -46,3 +57,11 @@ __all__ = [
     "select_memory_level",
     "twin_activation_bits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attribute("hstlab.energy", _EXPORTS, globals(), name)
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -1,19 +1,34 @@
 """Training: :class:`Trainer`, its events, losses, LR schedule, checkpoints, distributed helpers,
 model cards (:func:`write_model_card`) and cumulative ablations (:func:`run_ablation`)."""
 
-from hstlab.train.checkpoint import (
-    BUILDERS,
-    CheckpointError,
-    RunDirExists,
-    load_checkpoint,
-    read_checkpoint,
-)
-from hstlab.train.events import TrainEvent, TrainingDiverged
-from hstlab.train.losses import LOSSES, bits_per_spike, build_loss
-from hstlab.train.meters import SpikeRateMeter
-from hstlab.train.progress import TqdmProgress
-from hstlab.train.schedule import WarmupCosine, warmup_cosine_factor
-from hstlab.train.trainer import Trainer, default_collate
+
+from typing import Any
+
+from hstlab._lazy import lazy_attribute
+
+# names -> home modules, imported on first use (so `hstlab --help` does not start torch)
+_EXPORTS: dict[str, str] = {
+    "BUILDERS": "hstlab.train.checkpoint",
+    "CheckpointError": "hstlab.train.checkpoint",
+    "RunDirExists": "hstlab.train.checkpoint",
+    "load_checkpoint": "hstlab.train.checkpoint",
+    "read_checkpoint": "hstlab.train.checkpoint",
+    "TrainEvent": "hstlab.train.events",
+    "TrainingDiverged": "hstlab.train.events",
+    "LOSSES": "hstlab.train.losses",
+    "bits_per_spike": "hstlab.train.losses",
+    "build_loss": "hstlab.train.losses",
+    "SpikeRateMeter": "hstlab.train.meters",
+    "TqdmProgress": "hstlab.train.progress",
+    "WarmupCosine": "hstlab.train.schedule",
+    "warmup_cosine_factor": "hstlab.train.schedule",
+    "Trainer": "hstlab.train.trainer",
+    "default_collate": "hstlab.train.trainer",
+    "train_run": "hstlab.train.run",
+    "write_model_card": "hstlab.train.card",
+    "run_ablation": "hstlab.train.ablate",
+    "ABLATION_STEPS": "hstlab.train.ablate",
+}
 
 __all__ = [
     "ABLATION_STEPS",
@@ -39,17 +54,9 @@ __all__ = [
 ]
 
 
-_LAZY = {  # these pull in data/model/viz code; import them on first use
-    "train_run": "hstlab.train.run",
-    "write_model_card": "hstlab.train.card",
-    "run_ablation": "hstlab.train.ablate",
-    "ABLATION_STEPS": "hstlab.train.ablate",
-}
+def __getattr__(name: str) -> Any:
+    return lazy_attribute("hstlab.train", _EXPORTS, globals(), name)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'hstlab.train' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return list(__all__)
