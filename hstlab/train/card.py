@@ -26,9 +26,9 @@ from hstlab.data.collate import spread_indices
 from hstlab.train.checkpoint import load_checkpoint, read_json, write_json
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.trainer import default_collate
+from hstlab.twins import FP32_PRESET, twins
 
-ENERGY_PRESET = "45nm-fp32"
-INT8_PRESET = "45nm-int8"
+ENERGY_PRESET = FP32_PRESET
 CARD_FILES = ("model_card.md", "model_card.html", "model_card.json")
 
 
@@ -114,11 +114,6 @@ def _accumulated(x: Tensor) -> Tensor:
     return x.sum(dim=0, keepdim=True)
 
 
-def standard_twin_config(cfg: HSTConfig) -> HSTConfig:
-    """``cfg`` with every layer standard and the stem following them (``tokenizer_mode=None``)."""
-    return dataclasses.replace(cfg.with_modes("T" * cfg.n_layer), tokenizer_mode=None)
-
-
 def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path | None,
                accuracy: float | None = None, this_report: Any = None) -> dict[str, Any]:
     """Energy per sample of the model against standard-mode twins (fp32 and int8) on batch ``x``.
@@ -126,25 +121,27 @@ def comparison(cfg: HSTConfig, model: nn.Module, x: Tensor, twin_run_dir: Path |
     ``accuracy``: the model's test accuracy, shown in its row (twins: only from ``twin_run_dir``);
     ``this_report``: the model's report on ``x`` when already measured.
     """
-    twin_cfg = standard_twin_config(cfg)
-    int8_cfg = dataclasses.replace(twin_cfg, weight_bits=8)
+    standard, int8, *others = twins(cfg)
+    twin_cfg, int8_cfg = standard.cfg, int8.cfg
     this = this_report if this_report is not None else _report(model, x, ENERGY_PRESET)
     twin_model = _build(twin_cfg, 0)
-    twin_a = _report(twin_model, x, ENERGY_PRESET)
-    twin_b = _report(_build(twin_cfg, 1), x, ENERGY_PRESET)
+    twin_a = standard.energy_report(twin_model, x)
+    twin_b = standard.energy_report(_build(twin_cfg, 1), x)
     weight_independent = math.isclose(twin_a.total_j, twin_b.total_j, rel_tol=1e-9) and twin_a.macs == twin_b.macs
     rows = [
         {"variant": f"this model ({cfg.modes})", "modes": cfg.modes, "steps": cfg.num_steps, "bits": cfg.weight_bits,
          "preset": ENERGY_PRESET, **_compared(model, x, ENERGY_PRESET, this)},
-        {"variant": "standard twin", "modes": twin_cfg.modes, "steps": cfg.num_steps, "bits": twin_cfg.weight_bits,
-         "preset": ENERGY_PRESET, **_compared(twin_model, x, ENERGY_PRESET, twin_a)},
-        {"variant": "standard twin, int8", "modes": int8_cfg.modes, "steps": cfg.num_steps, "bits": 8,
-         "preset": INT8_PRESET, **_compared(_build(int8_cfg, 0), x, INT8_PRESET)},
     ]
+    for twin in (standard, int8, *others):
+        report = twin_a if twin is standard else twin.energy_report(_build(twin.cfg, 0), x)
+        bits = f"{twin.cfg.weight_bits}" + (f"/{twin.activation_bits}" if twin.activation_bits else "")
+        rows.append({"variant": twin.name, "modes": twin.cfg.modes, "steps": cfg.num_steps, "bits": bits,
+                     "preset": twin.energy_preset, "description": twin.description,
+                     **_compared(None, x, twin.energy_preset, report)})
     if cfg.tokenizer == "sps":  # a fully standard model may also run once on accumulated frames (design.md §2)
         x1 = _accumulated(x)
-        for label, c, preset in (("standard twin, T=1 on accumulated frames", twin_cfg, ENERGY_PRESET),
-                                 ("standard twin, int8, T=1 on accumulated frames", int8_cfg, INT8_PRESET)):
+        for label, c, preset in (("standard twin, T=1 on accumulated frames", twin_cfg, standard.energy_preset),
+                                 ("standard twin, int8, T=1 on accumulated frames", int8_cfg, int8.energy_preset)):
             one = dataclasses.replace(c, num_steps=1)
             rows.append({"variant": label, "modes": one.modes, "steps": 1, "bits": one.weight_bits, "preset": preset,
                          **_compared(_build(one, 0), x1, preset)})

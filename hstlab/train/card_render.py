@@ -156,14 +156,16 @@ def _comparison(d: dict[str, Any]) -> list[Block]:
              "NOT verified: two random initializations of the standard twin gave different energy "
              f"({joules(c['twin_seeds_total_j'][0])} vs {joules(c['twin_seeds_total_j'][1])})")
     blocks: list[Block] = [
-        ("p", ("Twins are built from this run's config with every layer standard (`cfg.with_modes(\"T\" * n)`), "
-              "measured on the same validation batch. A dense model's MACs, and so its energy, do not depend on "
+        ("p", ("Twins come from `hstlab.twins.twins(cfg)`: this run's config with every layer and the stem "
+              "standard, measured on the same validation batch. A dense model's MACs, and so its energy, do not depend on "
               f"its trained weight values, so untrained twins are measured: {indep}. The int8 twin sets "
               "`weight_bits=8` and uses the 45nm-int8 preset (8-bit weights and activations); it was not trained, "
-              "so its accuracy is unknown (quantization usually costs some)."
+              "so its accuracy is unknown (quantization usually costs some). The bit-matched twin (weight bits / "
+              "activation bits) quantizes activations to ceil(log2(T+1)) bits, the information a spiking neuron's "
+              "T binary outputs carry, and is priced at that width (Yan et al. 2024); it was not trained either."
               + (" The T=1 rows run the standard twin once on the frames summed over time, the cheapest way "
                  "to run an ANN on these inputs." if any(r["steps"] == 1 for r in c["rows"][1:]) else ""))),
-        ("table", ["variant", "modes", "steps", "weight bits", "preset", "energy / sample", "ratio to this model",
+        ("table", ["variant", "modes", "steps", "bits (weights/activations)", "preset", "energy / sample", "ratio to this model",
                    "time-batched energy", "time-batched ratio", "fused energy", "fused ratio", "MACs", "ACs",
                    "test accuracy"], rows, bold),
         ("p", ("Energy / sample and the lowest-energy verdict use the step-major dataflow (weights and membranes "
