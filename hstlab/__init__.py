@@ -40,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "smoke_mode": "hstlab.runtime",
     "pick": "hstlab.runtime",
     "use_passive_threads": "hstlab.runtime",
+    "list_pretrained": "hstlab.zoo",
+    "load_pretrained": "hstlab.zoo",
     "energy_report": "hstlab.energy",
     "EnergyReport": "hstlab.energy",
     "energy_per_sample": "hstlab.energy",
