@@ -112,7 +112,7 @@ def _fake_card(tiny) -> dict:
             "versions": {"torch": "x"},
             "energy": {"val": summ, "test": summ, "val_indices": "first 4", "test_indices": "first 4",
                        "assumptions": rep.assumptions, "baseline_note": rep.baseline_note,
-                       "top_layers": _top_layers(rep)},
+                       "top_layers": _top_layers(rep), "unpriced": ["pos: AddedPositionalEncoding holds 512 parameters"]},
             "comparison": comparison(cfg, model, x, None, 0.4375, rep),
             "fairness": fairness(model, data, 4, None)}
 
@@ -125,6 +125,8 @@ def test_markdown_and_html_carry_the_same_numbers_and_no_external_resources(tiny
         assert joules(d["energy"]["val"]["total_j"]) in text
         assert d["comparison"]["winner"] in text
         assert "largest accuracy gap" in text
+        assert "Not priced" in text and "AddedPositionalEncoding holds 512 parameters" in text
+        assert "bit-matched twin" in text
         for r in d["fairness"]["rows"]:
             assert joules(r["energy_j"]) in text
     assert not EXTERNAL.search(page) and "<script" not in page and "<style>" in page

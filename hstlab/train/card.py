@@ -262,6 +262,7 @@ def card_data(run_dir: str | os.PathLike, twin_run_dir: str | os.PathLike | None
                    "val_indices": f"{xv.shape[1]} validation samples spread evenly over the split",
                    "test_indices": f"{xt.shape[1]} test samples spread evenly over the split",
                    "assumptions": list(val_report.assumptions), "baseline_note": val_report.baseline_note,
+                   "unpriced": sorted(set(val_report.unpriced) | set(test_report.unpriced)),
                    "top_layers": _top_layers(val_report)},
         "comparison": comparison(cfg, model, xv, Path(twin_run_dir) if twin_run_dir is not None else None,
                                  metrics.get("test_accuracy"), val_report),

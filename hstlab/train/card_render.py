@@ -132,6 +132,9 @@ def _energy(d: dict[str, Any]) -> list[Block]:
         ("p", "Costliest layers (validation batch):"),
         ("table", ["layer", "kind", "mode", "MACs", "ACs", "input rate", "compute", "memory"], top, set()),
         ("p", "Assumptions:"), ("ul", list(e["assumptions"]) + [e["baseline_note"]]),
+        ("p", "Not priced (left out of every total above):" if e.get("unpriced") else
+         "Not priced: nothing; the engine priced every module and product it saw."),
+        *((("ul", list(e["unpriced"])),) if e.get("unpriced") else ()),
     ]
 
 
