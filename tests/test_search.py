@@ -188,3 +188,15 @@ def test_cli_search_prints_the_front(data_env: Path, tmp_path: Path, capsys) -> 
     out = capsys.readouterr().out
     assert "Pareto front (1 of 1 trials" in out and "val_accuracy" in out
     assert (tmp_path / "front.csv").is_file() and (tmp_path / "front.html").is_file()
+
+
+def test_a_design_proposed_again_is_not_retrained(data_env: Path, tmp_path: Path) -> None:
+    one = SearchSpace(stem_modes=("spiking",), attn_modes=("spiking",), mlp_modes=("spiking",),
+                      attention_kinds=("ssa",), num_steps=(2,), weight_bits=(32,))
+    assert one.size(n_layer=2) == 1
+    rows: list[dict] = []
+    result = run_search("tiny", "digits-dvs", search_dir=tmp_path, n_trials=2, space=one, on_trial=rows.append, **FAST)
+    assert [r["status"] for r in rows] == ["complete", "duplicate of trial 0 (not retrained)"]
+    assert rows[1]["val_accuracy"] == rows[0]["val_accuracy"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["trial-0000"]
+    assert len(result.trials) == 2 and result.front["number"].tolist() == [0]

@@ -193,11 +193,21 @@ def _energy(run_dir: Path, energy_preset: str, dataflow: str, batch: int) -> tup
     return float(report.total_j), sum(p.numel() for p in model.parameters())
 
 
+def _same_design(study: Any, params: dict[str, Any]) -> Any:
+    """The first completed, trained trial with exactly these parameters, or None."""
+    states = _optuna().trial.TrialState
+    for t in study.get_trials(deepcopy=False, states=(states.COMPLETE,)):
+        if t.params == params and "duplicate_of" not in t.user_attrs:
+            return t
+    return None
+
+
 def _trial_row(t: Any) -> dict[str, Any]:
     row = {"number": t.number, **t.user_attrs.get("record", {})}
     row.update(t.user_attrs.get("measured", {}))
     row["run_dir"] = t.user_attrs.get("run_dir")
     row["feasible"] = all(c <= 0 for c in t.user_attrs.get("constraints", [0.0]))
+    row["duplicate_of"] = t.user_attrs.get("duplicate_of")
     return row
 
 
@@ -227,10 +237,11 @@ def collect(study: Any, search_dir: Path) -> SearchResult:
     done = [t for t in study.get_trials(deepcopy=False) if t.state == states.COMPLETE]
     trials = pd.DataFrame([_trial_row(t) for t in done])
     if trials.empty:
-        trials = pd.DataFrame(columns=["number", *FRONT_COLUMNS[1:], "feasible", "pareto"])
+        trials = pd.DataFrame(columns=["number", *FRONT_COLUMNS[1:], "feasible", "duplicate_of", "pareto"])
         return SearchResult(trials, trials.copy(), search_dir, names, settings)
     trials["pareto"] = False
-    feasible = trials["feasible"].to_numpy(bool)
+    # the front is over distinct designs: a re-proposed design shares its first trial's result
+    feasible = trials["feasible"].to_numpy(bool) & trials["duplicate_of"].isna().to_numpy()
     if feasible.any():
         values = trials.loc[feasible, list(names)].to_numpy(float)
         mask = pareto_mask(values, [o.direction == "maximize" for o in objectives])
@@ -289,8 +300,9 @@ def run_search(
     validation samples). ``max_params`` (checked before training; over it the trial is
     pruned) and ``max_train_seconds`` are constraints. ``sampler``: ``"tpe"`` (multi-objective
     TPE) or ``"nsga2"``. The search stops when ``n_trials`` trials have finished in
-    ``search_dir``, counting those of earlier (interrupted) runs; ``on_trial(row)`` is called
-    after each. One process per search directory.
+    ``search_dir``, counting those of earlier (interrupted) runs; a design the sampler proposes
+    again is not retrained (the trial reuses the first result, ``duplicate_of``, and still
+    counts); ``on_trial(row)`` is called after each. One process per search directory.
 
     Example:
         >>> result = run_search("tiny", "digits-dvs", search_dir="runs/s", n_trials=3)  # doctest: +SKIP
@@ -341,6 +353,17 @@ def run_search(
         run_dir = search_dir / "runs" / f"trial-{trial.number:04d}"
         trial.set_user_attr("record", record)
         trial.set_user_attr("run_dir", str(run_dir))
+        twin = _same_design(study, trial.params)
+        if twin is not None:  # the sampler proposed a design already trained: reuse its result
+            for key in ("measured", "constraints", "run_dir"):
+                trial.set_user_attr(key, twin.user_attrs[key])
+            trial.set_user_attr("duplicate_of", twin.number)
+            _set_constraints(trial, twin.user_attrs["measured"]["params"], twin.user_attrs["measured"]["train_seconds"],
+                             max_params, max_train_seconds)
+            study.tell(trial, list(twin.values))
+            _report(on_trial, {"number": trial.number, **record, **twin.user_attrs["measured"],
+                               "status": f"duplicate of trial {twin.number} (not retrained)"})
+            continue
         params = sum(p.numel() for p in build_model(cfg).parameters())
         if max_params is not None and params > max_params:
             trial.set_user_attr("measured", {"params": params})
