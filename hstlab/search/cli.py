@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from hstlab.search.objectives import DEFAULT_OBJECTIVES
+from hstlab.search.objectives import DEFAULT_OBJECTIVES, SAMPLERS
 
 
 def _items(kind: type) -> Any:
@@ -27,9 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         >>> parser.parse_args(["search", "--num-steps", "2,4"]).num_steps
         (2, 4)
     """
-    from hstlab.energy.constants import DATAFLOWS, ENERGY_PRESETS
-    from hstlab.search.runner import SAMPLERS
-
     p = subparsers.add_parser("search", help="multi-objective search (accuracy vs energy) over per-layer modes")
     p.add_argument("--preset", default="hst-small")
     p.add_argument("--dataset", default="digits-dvs")
@@ -40,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=None, help="per-trial budget in training seconds")
     p.add_argument("--limit", type=int, default=None, help="samples per split")
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES))
-    p.add_argument("--dataflow", default="step-major", choices=list(DATAFLOWS))
-    p.add_argument("--energy-preset", default="45nm-fp32", choices=list(ENERGY_PRESETS))
+    # checked by run_search (the error lists the allowed values); importing them here would load torch
+    p.add_argument("--dataflow", default="step-major", help="step-major, time-batched or fused")
+    p.add_argument("--energy-preset", default="45nm-fp32", help="energy preset (hstlab.ENERGY_PRESETS)")
     p.add_argument("--sampler", default="tpe", choices=list(SAMPLERS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-params", type=int, default=None, help="constraint: parameters")

@@ -28,6 +28,7 @@ for _o in (
     OBJECTIVES.register(_o.name)(_o)
 
 DEFAULT_OBJECTIVES = ("val_accuracy", "energy_per_sample_j")
+SAMPLERS = ("tpe", "nsga2")  # Optuna's multi-objective TPE, NSGA-II
 
 
 def check_objectives(names: Sequence[str] | str) -> tuple[Objective, ...]:

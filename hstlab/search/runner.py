@@ -28,12 +28,17 @@ import pandas as pd
 from hstlab._optional import require
 from hstlab.config import HSTConfig
 from hstlab.energy.constants import DATAFLOWS, ENERGY_PRESETS
-from hstlab.search.objectives import DEFAULT_OBJECTIVES, OBJECTIVES, Objective, check_objectives
+from hstlab.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    OBJECTIVES,
+    SAMPLERS,
+    Objective,
+    check_objectives,
+)
 from hstlab.search.space import SearchSpace
 
 STUDY_NAME = "hstlab-search"
 STORAGE_FILE = "search.db"
-SAMPLERS = ("tpe", "nsga2")
 FRONT_COLUMNS = ("number", "design", "modes", "kinds", "num_steps", "weight_bits", "membrane_bits", "mask_ratio",
                  "val_accuracy", "energy_per_sample_j", "test_accuracy", "params", "train_seconds", "run_dir")
 TRAIN_ARGS = ("batch_size", "lr", "augment_shift", "warmup_frac", "weight_decay", "grad_clip", "time_bins",
