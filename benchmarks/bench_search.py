@@ -7,7 +7,7 @@ front, which parts each front model makes spiking, and how often each part spike
 vs among all trials. Resumable: run it again with the same arguments to finish a killed search.
 
     python benchmarks/bench_search.py --dir runs/bench/search --trials 32 --epochs 3 --limit 256 \
-        --json runs/bench/search.json
+        --controls --json runs/bench/search.json
 """
 
 from __future__ import annotations
@@ -33,6 +33,34 @@ def spiking_share(df: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def controls(args: argparse.Namespace) -> dict[str, dict]:
+    """All-standard and all-spiking designs at T=2, 8-bit weights, same recipe: the ends the front is read against."""
+    import dataclasses
+
+    from hstlab import HSTConfig
+    from hstlab.search.runner import _energy
+    from hstlab.search.space import design_record
+    from hstlab.train import train_run
+
+    out = {}
+    base = HSTConfig.from_preset(args.preset)
+    for modes, stem in (("TT", "standard"), ("SS", "spiking")):
+        cfg = dataclasses.replace(base.with_modes(modes), tokenizer_mode=stem, num_steps=2, weight_bits=8)
+        run = Path(args.dir) / "controls" / f"{stem}-{modes}"
+        if (run / "metrics.json").is_file():
+            metrics = json.loads((run / "metrics.json").read_text())
+        else:
+            metrics = train_run(cfg, "digits-dvs", epochs=args.epochs, limit=args.limit, seed=0, run_dir=run,
+                                lr=args.lr)
+        energy, _ = _energy(run, "45nm-fp32", args.dataflow, 32)
+        design = design_record(cfg)["design"]
+        out[design] = {"val_accuracy": metrics["val_accuracy"], "test_accuracy": metrics["test_accuracy"],
+                       "energy_uj": energy * 1e6}
+        print(f"control {design}: val {metrics['val_accuracy']:.3f} test {metrics['test_accuracy']:.3f} "
+              f"energy {energy * 1e6:.2f} µJ", flush=True)
+    return out
+
+
 def main() -> None:
     from hstlab.search import SearchSpace, run_search
 
@@ -47,6 +75,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--dataflow", default="step-major")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--controls", action="store_true",
+                        help="also train the all-standard and all-spiking designs (T=2, 8-bit) with the same recipe")
     args = parser.parse_args()
 
     space = SearchSpace(attention_kinds=("ssa", "sdsa"), num_steps=(2, 4), weight_bits=(8, 32))
@@ -70,12 +100,14 @@ def main() -> None:
     print("\nshare spiking (front vs all distinct designs):")
     for part in share_front:
         print(f"  {part:6s} {share_front[part]:.2f} vs {share_all[part]:.2f}")
+    extra = controls(args) if args.controls else {}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "args": vars(args), "wall_seconds": wall, "settings": result.settings,
             "front": result.front.to_dict(orient="records"), "trials": result.trials.to_dict(orient="records"),
-            "share_spiking_front": share_front, "share_spiking_all": share_all}, indent=2, default=str))
+            "share_spiking_front": share_front, "share_spiking_all": share_all,
+            "controls": extra}, indent=2, default=str))
 
 
 if __name__ == "__main__":
