@@ -377,8 +377,9 @@ def run_search(
             _report(on_trial, {"number": trial.number, **record, "params": params, "status": "pruned (max_params)"})
             continue
         try:
-            metrics = train_run(cfg, dataset, epochs=epochs, max_seconds=seconds, limit=limit, seed=seed,
-                                run_dir=run_dir, **train_options)
+            given = {"limit": limit} if limit is not None else {}  # unset: train_run's default
+            metrics = train_run(cfg, dataset, epochs=epochs, max_seconds=seconds, seed=seed, run_dir=run_dir,
+                                **given, **train_options)
         except TrainingDiverged as exc:
             trial.set_user_attr("failed", str(exc))
             study.tell(trial, state=states.FAIL)
