@@ -62,7 +62,8 @@ def test_per_layer_firing_rates_add_up_to_the_epoch_rate(logged) -> None:
     assert {f"firing_rate_per_neuron/{n}" for n in neurons} <= set(acc.Tags()["histograms"])
     # weight each layer's rate by its outputs per forward: the mean must be the trainer's epoch rate
     sizes: dict[str, int] = {}
-    handles = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.numel())) for n, m in neurons.items()]
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: sizes.__setitem__(n, o.numel()))
+               for n, m in neurons.items()]
     trainer.model.reset_state()
     with torch.no_grad():
         trainer.model.train()(example_input(trainer.cfg, batch_size=4))
@@ -79,8 +80,8 @@ def test_per_layer_firing_rates_add_up_to_the_epoch_rate(logged) -> None:
 def test_config_is_logged_as_hparams(logged) -> None:
     acc, events, trainer, *_ = logged
     content = acc.PluginTagToContent("hparams")
-    start = next(plugin_data_pb2.HParamsPluginData.FromString(v).session_start_info
-                 for v in content.values() if plugin_data_pb2.HParamsPluginData.FromString(v).HasField("session_start_info"))
+    data = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in content.values()]
+    start = next(d.session_start_info for d in data if d.HasField("session_start_info"))
     assert start.hparams["modes"].string_value == "ST"
     assert start.hparams["n_embd"].number_value == trainer.cfg.n_embd
     assert hparams_of(trainer.cfg)["attention"] == "ssa"
@@ -96,7 +97,8 @@ def test_missing_tensorboard_names_the_package(monkeypatch: pytest.MonkeyPatch, 
     from hstlab._optional import MissingDependency
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)
-    with pytest.raises(MissingDependency, match="needs the 'tensorboard' package, which is not installed: pip install tensorboard"):
+    message = "needs the 'tensorboard' package, which is not installed: pip install tensorboard"
+    with pytest.raises(MissingDependency, match=message):
         TensorBoardLogger(tmp_path)
 
 

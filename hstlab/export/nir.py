@@ -80,7 +80,8 @@ class NIRExport:
         return self.stopped_at is None
 
     def summary(self) -> str:
-        kinds = ", ".join(f"{k}: {type(v).__name__}" for k, v in self.graph.nodes.items() if k not in ("input", "output"))
+        kinds = ", ".join(f"{k}: {type(v).__name__}" for k, v in self.graph.nodes.items()
+                          if k not in ("input", "output"))
         head = "whole module exported" if self.complete else \
             f"prefix exported; stopped before {self.stopped_at!r}: {self.reason}"
         return f"{head}\nnodes ({len(self.graph.nodes) - 2}): {kinds}\n" + "\n".join(self.notes)
@@ -98,7 +99,8 @@ class _Builder:
         self.exported: list[str] = []
         self.notes: list[str] = []
 
-    def add(self, name: str, node: Any, shape: Sequence[int], binary: bool, sources: Iterable[str] | None = None) -> None:
+    def add(self, name: str, node: Any, shape: Sequence[int], binary: bool,
+            sources: Iterable[str] | None = None) -> None:
         self.nodes[name] = node
         for src in (sources if sources is not None else [self.tip]):
             self.edges.append((src, name))

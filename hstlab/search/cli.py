@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     result.front.to_csv(result.search_dir / "front.csv", index=False)
     result.trials.to_csv(result.search_dir / "trials.csv", index=False)
-    print(f"\nwrote {result.search_dir / 'front.csv'} and trials.csv; run directories under {result.search_dir / 'runs'}")
+    print(f"\nwrote {result.search_dir / 'front.csv'} and trials.csv; "
+          f"run directories under {result.search_dir / 'runs'}")
     if args.plot:
         import holoviews as hv
 

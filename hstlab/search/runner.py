@@ -269,7 +269,8 @@ def load_search(search_dir: str | os.PathLike) -> SearchResult:
     """Read a search directory written by :func:`run_search` (no training)."""
     search_dir = Path(search_dir)
     if not (search_dir / STORAGE_FILE).is_file():
-        raise ValueError(f"search_dir={str(search_dir)!r} holds no {STORAGE_FILE} (written by run_search / hstlab search)")
+        raise ValueError(f"search_dir={str(search_dir)!r} holds no {STORAGE_FILE} "
+                         "(written by run_search / hstlab search)")
     study = _optuna().load_study(study_name=STUDY_NAME, storage=_storage_url(search_dir))
     return collect(study, search_dir)
 
@@ -389,7 +390,8 @@ def run_search(
             study.tell(trial, state=states.FAIL)
             raise
         energy, params = _energy(run_dir, energy_preset, dataflow, energy_batch)
-        measured = {"val_accuracy": metrics.get("val_accuracy"), "val_bits_per_spike": metrics.get("val_bits_per_spike"),
+        measured = {"val_accuracy": metrics.get("val_accuracy"),
+                    "val_bits_per_spike": metrics.get("val_bits_per_spike"),
                     "energy_per_sample_j": energy, "params": params, "train_seconds": metrics["train_seconds"],
                     "val_firing_rate": metrics.get("val_firing_rate"), "steps": metrics.get("steps"),
                     "stop_reason": metrics.get("stop_reason")}
