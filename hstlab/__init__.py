@@ -62,10 +62,14 @@ _EXPORTS: dict[str, str] = {
     "bits_per_spike": "hstlab.train",
     "write_model_card": "hstlab.train",
     "run_ablation": "hstlab.train",
+    "run_search": "hstlab.search",
+    "SearchSpace": "hstlab.search",
+    "TensorBoardLogger": "hstlab.train.tensorboard",
+    "export_nir": "hstlab.export",
     "ExplorerState": "hstlab.ui",
     "create_app": "hstlab.ui",
 }
-_SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui")
+_SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui", "search", "export")
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -23,6 +23,7 @@ from hstlab.viz.posenc import (
     posenc_views,
     position_similarity,
 )
+from hstlab.viz.search import pareto_plot
 from hstlab.viz.spikes import firing_rate_heatmap, firing_rate_table, membrane_traces, spike_raster
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "layer_energy_bars",
     "layer_ops_bars",
     "membrane_traces",
+    "pareto_plot",
     "phase_portrait",
     "posenc_views",
     "position_similarity",
