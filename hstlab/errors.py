@@ -23,10 +23,12 @@ USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, 
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
-    """:data:`USER_ERRORS` plus ``TrainingDiverged`` (imported here, on first use)."""
+    """:data:`USER_ERRORS` plus ``TrainingDiverged`` and a missing optional package (imported here,
+    on first use)."""
+    from hstlab._optional import MissingDependency
     from hstlab.train.events import TrainingDiverged
 
-    return (*USER_ERRORS, TrainingDiverged)
+    return (*USER_ERRORS, TrainingDiverged, MissingDependency)
 
 
 def is_user_error(exc: BaseException) -> bool:

@@ -105,3 +105,18 @@ def test_missing_tensorboard_names_the_package(monkeypatch: pytest.MonkeyPatch, 
 def test_bad_log_dir() -> None:
     with pytest.raises(ValueError, match="log_dir=None must be a folder path"):
         TensorBoardLogger(None)
+
+
+def test_cli_tensorboard_flag_logs_a_run(tmp_path, data_env):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hstlab.cli import main
+
+    logs = tmp_path / "tb"
+    assert main(["train", "--preset", "tiny", "--dataset", "digits-dvs", "--epochs", "1", "--limit", "16",
+                 "--no-progress", "--run-dir", str(tmp_path / "run"), "--tensorboard", str(logs)]) == 0
+    files = list(logs.rglob("events.out.tfevents.*"))
+    assert files
+    acc = EventAccumulator(str(files[0].parent))
+    acc.Reload()
+    assert any("loss" in tag for tag in acc.Tags()["scalars"])

@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "train_run": "hstlab.train.run",
     "write_model_card": "hstlab.train.card",
     "run_ablation": "hstlab.train.ablate",
+    "TensorBoardLogger": "hstlab.train.tensorboard",
     "ABLATION_STEPS": "hstlab.train.ablate",
 }
 
@@ -37,6 +38,7 @@ __all__ = [
     "LOSSES",
     "RunDirExists",
     "SpikeRateMeter",
+    "TensorBoardLogger",
     "TqdmProgress",
     "TrainEvent",
     "Trainer",

@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
                    help=f"move each training sample by up to PIXELS (event frames only; 0: off; default: {RECIPE_DEFAULT} 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
+    p.add_argument("--tensorboard", metavar="LOG_DIR", help="also log loss, accuracy, lr, energy, per-layer "
+                   "firing rates and the config to TensorBoard in LOG_DIR")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser("recipes", help="training recipes: the defaults hstlab train uses per preset and dataset")
@@ -124,6 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     kwargs = train_kwargs(args)
     device = {"device": dist_utils.check_device(args.device)} if args.device else {}
+    if args.tensorboard:
+        from hstlab.train.tensorboard import TensorBoardLogger
+
+        kwargs["callbacks"] = [TensorBoardLogger(args.tensorboard)]  # a missing package: one-line error
     if args.resume:
         for flag, value in (("--set", args.config_set), ("--force", args.force), ("--out", args.out)):
             if value:
