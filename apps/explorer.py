@@ -6,8 +6,10 @@ Each browser session runs this script, so each gets its own state and training r
 import panel as pn
 
 from hstlab.ui import create_app
+from hstlab.ui.app import enable_threads
 
 pn.extension()
+enable_threads()  # rebuilds run off the event loop: one session's work never blocks another
 
 if __name__ == "__main__":  # python apps/explorer.py: serve on localhost
     from hstlab.ui import serve

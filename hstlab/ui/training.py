@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 import param
 
+from hstlab.ui.limits import TRAIN_LIMITS, check_value
 from hstlab.ui.samples import load_split
-from hstlab.ui.state import ExplorerState
+from hstlab.ui.state import ExplorerState, rejection_text
 
 POLL_MS = 250  # live charts update at 4 Hz
 RUN_COLUMNS = (
@@ -111,12 +112,27 @@ class TrainSession(param.Parameterized):
 
     # ------------------------------------------------------------------ control
     def _check_settings(self) -> None:
-        for name in ("limit", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} must be > 0")
+        """Raise ``ValueError`` naming the first setting outside :data:`~hstlab.ui.limits.TRAIN_LIMITS`
+        (``nan`` and ``inf`` included)."""
+        for name in TRAIN_LIMITS:
+            check_value(name, getattr(self, name))
+
+    def reject(self, exc: Exception) -> bool:
+        """Refuse a request: :attr:`message` says why (worded as the explorer words every refusal)."""
+        self.message = rejection_text(exc)
+        return False
+
+    def set_setting(self, name: str, value: Any) -> bool:
+        """Set training setting ``name`` (a parsed widget value) if it is within its limits."""
+        try:
+            if name not in TRAIN_LIMITS:
+                raise ValueError(f"{name!r} is not a training setting; settings: {list(TRAIN_LIMITS)}")
+            check_value(name, value)
+            setattr(self, name, value)
+        except ValueError as exc:
+            return self.reject(exc)
+        self.message = ""
+        return True
 
     def start(self, state: ExplorerState) -> bool:
         """Train a copy of ``state.model`` on ``state.dataset`` in a background thread.
@@ -125,17 +141,15 @@ class TrainSession(param.Parameterized):
         invalid.
         """
         if self.running:
-            self.message = (
+            return self.reject(ValueError(
                 f"A training run ({self._run.get('run')}) is already running in this "
                 "session: stop it or wait for it to finish before starting another."
-            )
-            return False
+            ))  # fmt: skip
         try:
             self._check_settings()
             model = state.model_copy()
         except ValueError as exc:
-            self.message = str(exc)
-            return False
+            return self.reject(exc)
         self._count += 1
         name = f"run-{self._count:03d}"
         cfg = state.cfg
@@ -171,8 +185,7 @@ class TrainSession(param.Parameterized):
     def stop(self) -> bool:
         """Stop the current run after its current step; its checkpoint and metrics are kept."""
         if not self.running:
-            self.message = "No training run is running in this session."
-            return False
+            return self.reject(ValueError("No training run is running in this session."))
         self._stop.set()
         if self._trainer is not None:
             request_stop(self._trainer)
