@@ -83,17 +83,23 @@ class RunFolders:
             raise self.refuse(text)
         path = Path(text)
         candidates = [path] if path.is_absolute() else [*(r / path for r in self.readable), path]
-        matches = []
+        first_inside = None
         for candidate in candidates:
             try:
                 resolved = candidate.resolve()
-            except (OSError, RuntimeError):  # symlink loops, too long names
-                continue
-            if any(inside(resolved, root) for root in self.readable):
-                matches.append(resolved)
-        if not matches:
+                present = os.path.lexists(candidate)
+            except (OSError, RuntimeError, ValueError):  # symlink loops, too long names
+                raise self.refuse(text) from None
+            ok = any(inside(resolved, root) for root in self.readable)
+            if present:  # the first thing that is there decides (a link leading out: refused)
+                if not ok:
+                    raise self.refuse(text)
+                return resolved
+            if ok and first_inside is None:
+                first_inside = resolved
+        if first_inside is None:
             raise self.refuse(text)
-        return next((m for m in matches if m.exists()), matches[0])
+        return first_inside  # nothing there: "does not exist" is about an allowed folder
 
     def readable_path(self, path: Path | str) -> bool:
         """True when ``path`` (symlinks followed) lies inside a readable folder."""
