@@ -7,6 +7,7 @@ views, no browser); the last ones serve the app and drive it in headless Chromiu
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,17 @@ def test_depth_and_width_together_are_bounded(no_data):
     assert not state.set_field("n_embd", 1024)  # each within its limit, together too large
     assert time.perf_counter() - t0 <= FAST_S
     assert "n_layer=24 with n_embd=1024 is too large" in state.error
+
+
+def test_edits_during_a_rebuild_neither_wait_nor_get_lost(no_data):
+    state = ExplorerState(preset="tiny")
+    edits = threading.Thread(target=lambda: [state.set_field("n_layer", n) for n in (3, 4)])
+    with state._exclusive():  # another thread of this session is rebuilding
+        edits.start()
+        edits.join(timeout=10)
+        assert not edits.is_alive(), "an edit waited for the rebuild (a worker thread parked)"
+        assert state.cfg.n_layer == 2
+    assert state.cfg.n_layer == 4 and len(state.layers) == 4 and state.error == ""
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from hstlab.ui.views import BuildView, EnergyView, InspectView, TrainView
 
 TABS = ("Build", "Inspect", "Train", "Energy")
 DEFAULT_ADDRESS = "127.0.0.1"
-THREADS = 4  # browser events run in this many worker threads, off the server's event loop
+THREADS = 8  # browser events run in this many worker threads, off the server's event loop
 
 
 def default_runs_dir() -> Path:

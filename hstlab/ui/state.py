@@ -11,6 +11,8 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,7 +265,7 @@ class ExplorerState(param.Parameterized):
     weights = param.String(default=UNTRAINED, doc="where the model's weights come from")
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
 
-    _quiet = False  # True while fields are set to show a config (no rebuild)
+    _quiet_thread: int | None = None  # the thread setting fields to show a config (no rebuild)
     _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
     _trained = False  # the model holds trained weights (keep its BatchNorm statistics)
     _run_dir: Path | None = None  # folder of the loaded checkpoint
@@ -272,6 +274,7 @@ class ExplorerState(param.Parameterized):
         """``runs``: the folders ``load_run`` may read (a served app passes its session's); None
         reads any path (scripts, notebooks)."""
         self._lock = threading.RLock()  # one change at a time (Panel runs events in threads)
+        self._pending: dict[str, Callable[[], Any]] = {}  # work left for the thread holding it
         self.runs = runs
         datasets = vision_datasets()
         super().__init__(**{k: v for k, v in params.items() if k in INIT_PARAMS})
@@ -288,9 +291,10 @@ class ExplorerState(param.Parameterized):
         """Copy the preset's fields into the params (one rebuild, not one per field)."""
         if self._quiet:
             return
-        self._base = None
-        self._show_config(HSTConfig.from_preset(self.preset))
-        self.rebuild()
+        with self._exclusive():
+            self._base = None
+            self._show_config(HSTConfig.from_preset(self.preset))
+            self._rebuild()
 
     def _show_config(self, cfg: HSTConfig, preset: str | None = None, dataset: str | None = None) -> None:
         """Set the fields (and ``preset`` / ``dataset`` if given) to ``cfg`` without rebuilding.
@@ -302,11 +306,16 @@ class ExplorerState(param.Parameterized):
             values["preset"] = preset
         if dataset is not None:
             values["dataset"] = dataset
-        self._quiet = True
+        self._quiet_thread = threading.get_ident()
         try:
             self.param.update(**values, layers=layers_frame(cfg))
         finally:
-            self._quiet = False
+            self._quiet_thread = None
+
+    @property
+    def _quiet(self) -> bool:
+        """True in the thread that is setting fields to show a config (its watchers do nothing)."""
+        return self._quiet_thread == threading.get_ident()
 
     def make_config(self) -> HSTConfig:
         """The preset (or the loaded run's config) with the global fields and the per-layer table
@@ -355,18 +364,46 @@ class ExplorerState(param.Parameterized):
         self.layers = table
         return True
 
+    # ------------------------------------------------------------------ one change at a time
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold this state (blocking), then run the work other threads left meanwhile."""
+        with self._lock:
+            yield
+        self._drain()
+
+    def _coalesce(self, key: str, work: Callable[[], Any]) -> None:
+        """Run ``work`` now, or, while another thread works on this state, leave it to that
+        thread: a flood of events from one tab never parks the server's worker threads (and a
+        burst of edits costs one rebuild with the latest values, not one per edit)."""
+        self._pending[key] = work
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._pending:
+            if not self._lock.acquire(blocking=False):
+                return  # the holder drains after it releases
+            try:
+                key = next(iter(self._pending), None)
+                work = self._pending.pop(key, None) if key is not None else None
+                if work is not None:
+                    work()
+            finally:
+                self._lock.release()
+
     @param.depends(*GLOBAL_FIELDS, "layers", watch=True)
     def _on_field(self) -> None:
-        if self._quiet:
+        if not self._quiet:
+            self._coalesce("fields", self._apply_fields)
+
+    def _apply_fields(self) -> None:
+        try:  # before the table grows to a huge n_layer
+            check_config_values({f: getattr(self, f) for f in GLOBAL_FIELDS})
+        except ValueError as exc:
+            self._reject(exc)
             return
-        with self._lock:
-            try:  # before the table grows to a huge n_layer
-                check_config_values({f: getattr(self, f) for f in GLOBAL_FIELDS})
-            except ValueError as exc:
-                self._reject(exc)
-                return
-            if not self._fit_table():
-                self.rebuild()
+        if not self._fit_table():
+            self._rebuild()
 
     def set_field(self, name: str, value: Any) -> bool:
         """Set Build field ``name`` (a parsed widget value); returns whether the model was accepted.
@@ -376,19 +413,20 @@ class ExplorerState(param.Parameterized):
         """
         if name not in GLOBAL_FIELDS:
             return self.reject(ValueError(f"{name!r} is not a Build field; fields: {GLOBAL_FIELDS}"))
-        with self._lock:
-            if name in LIMITS:  # checked before the field changes: the field keeps a valid value
-                try:
-                    check_value(name, value)
-                except ValueError as exc:
-                    return self.reject(exc)
-            if getattr(self, name) == value:
-                return self.rebuild() if self.error else True
+        if name in LIMITS:  # checked before the field changes: the field keeps a valid value
             try:
-                setattr(self, name, value)
-            except Exception as exc:  # noqa: BLE001 - param refuses the type: show it
+                check_value(name, value)
+            except ValueError as exc:
                 return self.reject(exc)
+        if getattr(self, name) == value:
+            if self.error:
+                self._coalesce("fields", self._apply_fields)
             return not self.error
+        try:
+            setattr(self, name, value)
+        except Exception as exc:  # noqa: BLE001 - param refuses the type: show it
+            return self.reject(exc)
+        return not self.error
 
     # ------------------------------------------------------------------ model
     def rebuild(self) -> bool:
@@ -396,7 +434,7 @@ class ExplorerState(param.Parameterized):
 
         Returns True when the new config was accepted.
         """
-        with self._lock:
+        with self._exclusive():
             return self._rebuild()
 
     def _rebuild(self) -> bool:
@@ -431,7 +469,7 @@ class ExplorerState(param.Parameterized):
             >>> state.weights  # doctest: +SKIP
             'trained: runs/hst-small-digits-dvs-s0-20250101-000000 (val accuracy 0.97)'
         """
-        with self._lock:
+        with self._exclusive():
             return self._load_run(run_dir)
 
     def _load_run(self, run_dir: str | Path) -> bool:
@@ -525,21 +563,23 @@ class ExplorerState(param.Parameterized):
         """
         if self.model is None or self._quiet:  # _quiet: load_run sets the dataset with its own sample
             return
-        with self._lock:
-            try:
-                sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
-                if not self._trained:
-                    calibrate_batchnorm(self.model, sample.x)
-                energy = self._energy(self.model, sample)
-                inspection = self._inspect(self.model, sample) if self.live_inspection else None
-            except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
-                self._reject(exc)
-                return
-            self.param.update(sample=sample, energy=energy, inspection=inspection, error="")
+        self._coalesce("sample", self._refresh_sample)
+
+    def _refresh_sample(self) -> None:
+        try:
+            sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
+            if not self._trained:
+                calibrate_batchnorm(self.model, sample.x)
+            energy = self._energy(self.model, sample)
+            inspection = self._inspect(self.model, sample) if self.live_inspection else None
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            self._reject(exc)
+            return
+        self.param.update(sample=sample, energy=energy, inspection=inspection, error="")
 
     @param.depends("live_inspection", watch=True)
     def _on_live(self) -> None:
-        with self._lock:
+        with self._exclusive():
             if self.live_inspection and self.inspection is None and self.model is not None:
                 try:
                     self.inspection = self._inspect(self.model, self.sample)
@@ -555,7 +595,7 @@ class ExplorerState(param.Parameterized):
     def _on_dataflow(self) -> None:
         if self.energy is None:
             return
-        with self._lock:
+        with self._exclusive():
             try:
                 self.param.update(energy=self.energy.with_dataflow(self.dataflow), error="")
             except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
@@ -590,7 +630,7 @@ class ExplorerState(param.Parameterized):
         measured on the same input as :attr:`energy`. With trained weights the 8-bit variant
         quantizes them; the mode variants cannot reuse them and are marked "(untrained)".
         """
-        with self._lock:
+        with self._exclusive():
             return self._energy_variants()
 
     def _energy_variants(self) -> dict[str, Any]:
