@@ -1,8 +1,9 @@
 """Background training for the explorer: one ``hstlab.Trainer`` thread per session, live curves.
 
 The trainer thread only puts events on a queue; :meth:`TrainSession.poll` (a periodic callback
-on the session's document, 4 Hz) moves them into the ``LiveCurves`` buffer and the run table,
-so every Bokeh update happens on the server's event loop.
+on the session's document, 4 Hz) moves them into the ``LiveCurves`` buffer and the run table.
+Served with worker threads (:func:`hstlab.ui.app.enable_threads`) the poll runs in one of them
+and Panel schedules the Bokeh updates on the server's event loop.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class TrainSession(param.Parameterized):
         self._thread: threading.Thread | None = None
         self._trainer: Any = None
         self._stop = threading.Event()
+        self._polling = threading.Lock()  # served with worker threads, two polls may overlap
         self._periodic: Any = None
         self._run: dict[str, Any] = {}
         self._count = 0
@@ -245,7 +247,18 @@ class TrainSession(param.Parameterized):
             self._periodic.start()
 
     def poll(self) -> int:
-        """Move queued trainer events into the live curves, status and run table; returns how many."""
+        """Move queued trainer events into the live curves, status and run table; returns how many.
+
+        A poll that starts while another is still running returns 0 (the next one catches up).
+        """
+        if not self._polling.acquire(blocking=False):
+            return 0
+        try:
+            return self._poll()
+        finally:
+            self._polling.release()
+
+    def _poll(self) -> int:
         events, outcome = [], None
         while True:
             try:
