@@ -120,6 +120,34 @@ def test_edits_during_a_rebuild_neither_wait_nor_get_lost(no_data):
     assert state.cfg.n_layer == 4 and len(state.layers) == 4 and state.error == ""
 
 
+def test_worker_pool_keeps_each_sessions_order_and_runs_sessions_side_by_side():
+    from bokeh.document import Document
+
+    from hstlab.ui.pool import SessionOrderedPool
+
+    pool, tab, other_tab = SessionOrderedPool(4), Document(), Document()
+    release, log = threading.Event(), []
+
+    def event(doc: Document, name: str, wait: threading.Event | None = None) -> str:
+        if wait is not None and not wait.wait(10):
+            raise TimeoutError(name)
+        log.append(name)
+        return name
+
+    first = pool.submit(event, tab, "set lr", release)  # a slow event of one tab
+    click = pool.submit(event, tab, "click Start")
+    other = pool.submit(event, other_tab, "other tab")
+    assert other.result(timeout=10) == "other tab" and not click.done()  # not held up
+    release.set()
+    assert click.result(timeout=10) == "click Start" and first.done()
+    assert log == ["other tab", "set lr", "click Start"]  # the tab's events in order
+    failing = pool.submit(lambda doc: 1 / 0, tab)  # a failing event reaches its future ...
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=10)
+    assert pool.submit(event, tab, "after").result(timeout=10) == "after"  # ... the tab goes on
+    pool.shutdown()
+
+
 @pytest.mark.parametrize(
     ("stored", "needle"),
     [

@@ -27,14 +27,25 @@ def default_runs_dir() -> Path:
 
 
 def enable_threads(n: int = THREADS) -> None:
-    """Run every session's widget events in a pool of ``n`` threads (Panel's ``config.nthreads``).
+    """Run browser events in worker threads (:class:`~hstlab.ui.pool.SessionOrderedPool`).
 
-    A rebuild then never holds the event loop: other sessions keep answering while one
-    builds. Document updates from the threads are scheduled on the loop by Panel. Keeps a pool
-    set already (``panel serve --num-threads`` or ``PANEL_NUM_THREADS``).
+    A rebuild then never holds the event loop: other sessions keep answering while one builds,
+    and each session's events still run one at a time, in the order they arrived. Document
+    updates from the threads are scheduled on the loop by Panel. The pool size is ``n``, or
+    Panel's ``config.nthreads`` when set (``panel serve --num-threads``, ``PANEL_NUM_THREADS``).
     """
-    if pn.config.nthreads is None:
-        pn.config.nthreads = n
+    from hstlab.ui.pool import SessionOrderedPool
+
+    pool = pn.state._thread_pool  # Panel's pool (private; no public way to supply one)
+    if isinstance(pool, SessionOrderedPool):
+        return
+    workers = pn.config.nthreads or n
+    if pool is None:
+        pn.config.nthreads = workers  # Panel now dispatches events to state._thread_pool
+        pool = pn.state._thread_pool
+    pn.state._thread_pool = SessionOrderedPool(workers)
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 class ExplorerApp(pn.viewable.Viewer):
