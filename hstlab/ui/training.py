@@ -1,9 +1,9 @@
 """Background training for the explorer: one ``hstlab.Trainer`` thread per session, live curves.
 
 The trainer thread only puts events on a queue; :meth:`TrainSession.poll` (a periodic callback
-on the session's document, 4 Hz) moves them into the ``LiveCurves`` buffer and the run table.
-Served with worker threads (:func:`hstlab.ui.app.enable_threads`) the poll runs in one of them
-and Panel schedules the Bokeh updates on the server's event loop.
+on the session's document, 4 Hz, run on the event loop even when browser events go to worker
+threads) moves them into the ``LiveCurves`` buffer and the run table, so every Bokeh update of
+the charts happens on the server's event loop.
 """
 
 from __future__ import annotations
@@ -242,9 +242,14 @@ class TrainSession(param.Parameterized):
         if pn.state.curdoc is None or pn.state.curdoc.session_context is None:
             return  # not served: call poll() yourself
         if self._periodic is None:
-            self._periodic = pn.state.add_periodic_callback(self.poll, period=POLL_MS)
+            self._periodic = pn.state.add_periodic_callback(self._poll_on_loop, period=POLL_MS)
         elif not self._periodic.running:
             self._periodic.start()
+
+    async def _poll_on_loop(self) -> None:
+        """The periodic callback: a coroutine, so Panel runs it on the event loop even when events
+        go to worker threads (the live charts' streams are updated where Bokeh expects it)."""
+        self.poll()
 
     def poll(self) -> int:
         """Move queued trainer events into the live curves, status and run table; returns how many.
