@@ -113,7 +113,7 @@ class BuildView(pn.viewable.Viewer):
 
     Example:
         >>> view = BuildView(state=ExplorerState(preset="tiny"))
-        >>> view.summary_text()[:16]
+        >>> view.summary_text()[:15]
         '**Parameters:**'
     """
 
