@@ -36,10 +36,13 @@ def enable_threads(n: int = THREADS) -> None:
     """
     from hstlab.ui.pool import SessionOrderedPool
 
+    workers = pn.config.nthreads or n
+    if not hasattr(pn.state, "_thread_pool"):  # a Panel without it: its own pool, unordered
+        pn.config.nthreads = workers
+        return
     pool = pn.state._thread_pool  # Panel's pool (private; no public way to supply one)
     if isinstance(pool, SessionOrderedPool):
         return
-    workers = pn.config.nthreads or n
     if pool is None:
         pn.config.nthreads = workers  # Panel now dispatches events to state._thread_pool
         pool = pn.state._thread_pool
