@@ -10,8 +10,10 @@ use_passive_threads()  # before torch starts its OpenMP threads (see BENCHMARKS.
 import panel as pn  # noqa: E402
 
 from hstlab.ui import create_app  # noqa: E402
+from hstlab.ui.app import enable_threads  # noqa: E402
 
 pn.extension()
+enable_threads()  # rebuilds run off the event loop: one session's work never blocks another
 
 if __name__ == "__main__":  # python apps/explorer.py: serve on localhost
     from hstlab.ui import serve

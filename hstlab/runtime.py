@@ -28,9 +28,10 @@ def use_passive_threads() -> bool:
         >>> hstlab.use_passive_threads()  # doctest: +SKIP
         True
     """
+    already_set = THREAD_POLICY_ENV in os.environ  # by the shell, or by an earlier call
     os.environ.setdefault(THREAD_POLICY_ENV, "PASSIVE")
     passive = os.environ[THREAD_POLICY_ENV].strip().upper() == "PASSIVE"
-    if passive and "torch" in sys.modules:
+    if passive and not already_set and "torch" in sys.modules:
         warnings.warn("use_passive_threads() came after torch was imported, so OpenMP keeps its "
                       "start-up policy: call it before importing torch (first cell of a notebook)",
                       RuntimeWarning, stacklevel=2)

@@ -165,20 +165,20 @@ def test_layer_table_widgets_drive_the_state(no_data):
     table = LayerTable(state=state)
     table.widget(0, "attn_mode").value = "standard"
     assert state.cfg.layer(0).attn_mode == "standard"
-    table.widget(1, "mask_ratio").value = 0.5
+    table.widget(1, "mask_ratio").value = "0.5"  # typed text, parsed
     assert state.cfg.layer(1).mask_ratio == 0.5
     state.n_layer = 3  # state -> widgets
-    assert len(table._rows) == 3 and table.widget(2, "mask_ratio").value == 0.5
+    assert len(table._rows) == 3 and table.widget(2, "mask_ratio").value == "0.5"
 
 
 def test_build_view_summary_and_error(no_data):
     state = ExplorerState(preset="tiny")
     view = BuildView(state=state)
     assert f"{state.n_params:,}" in view.summary_text()
-    view.widgets["n_head"].value = 3
+    view.widgets["n_head"].value = "3"
     assert "n_head=3" in state.error
     assert view.error.visible
-    view.widgets["n_head"].value = 2
+    view.widgets["n_head"].value = "2"
     assert not view.error.visible
 
 

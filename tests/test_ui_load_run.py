@@ -66,7 +66,7 @@ def test_load_run_shows_the_trained_weights(data_env, run_dir):
     assert state.n_params == sum(p.numel() for p in state.model.parameters())
     # the fields and their widgets show the run's config
     assert (state.preset, state.n_embd, state.n_head) == ("hst-small", 16, 2)
-    assert view.widgets["n_embd"].value == 16 and view.widgets["n_head"].value == 2
+    assert view.widgets["n_embd"].value == "16" and view.widgets["n_head"].value == "2"
     assert view.table.widget(0, "attn_mode").value == state.cfg.layer(0).attn_mode
     # energy and recording are of the trained model on the sample
     trained, _, _ = load_checkpoint(run_dir)
@@ -207,14 +207,18 @@ def test_build_view_loads_a_run_and_shows_errors(data_env, run_dir, tmp_path):
 
 
 def test_train_tab_button_inspects_the_last_run(data_env, run_dir, tmp_path):
+    import shutil
+
     app = create_app(preset="hst-small", runs_dir=tmp_path)
     train = app.views["Train"]
     assert isinstance(train, TrainView) and not train.inspect_button.visible
-    row = {"run": "run-001", "status": "finished", "checkpoint": str(run_dir / "best.pt")}
+    own_run = app.session.runs_dir / "run-001"  # where the Train tab writes its runs
+    shutil.copytree(run_dir, own_run)
+    row = {"run": "run-001", "status": "finished", "checkpoint": str(own_run / "best.pt")}
     app.session.runs = pd.DataFrame([row], columns=list(RUN_COLUMNS))  # as _finish records it
     assert train.inspect_button.visible
     train.inspect_button.clicks += 1
-    assert app.state.weights.startswith(f"trained: {run_dir}")
+    assert app.state.weights.startswith(f"trained: {own_run.resolve()}")
     assert app.tabs.active == 1 and app.state.inspection is not None  # Inspect tab, recorded
 
 

@@ -5,7 +5,7 @@ Example:
     >>> state = ExplorerState(preset="tiny")
     >>> state.set_layer(0, "attn_mode", "standard")
     >>> state.cfg.modes
-    'TS'
+    'HS'
 """
 
 from __future__ import annotations

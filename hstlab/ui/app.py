@@ -11,17 +11,44 @@ from typing import Any
 import panel as pn
 import param
 
+from hstlab.ui.runs import RunFolders, shared_runs_dirs
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
 from hstlab.ui.views import BuildView, EnergyView, InspectView, TrainView
 
 TABS = ("Build", "Inspect", "Train", "Energy")
 DEFAULT_ADDRESS = "127.0.0.1"
+THREADS = 8  # browser events run in this many worker threads, off the server's event loop
 
 
 def default_runs_dir() -> Path:
     """``$HSTLAB_RUNS`` or ``runs/explorer`` (relative to the working directory)."""
     return Path(os.environ.get("HSTLAB_RUNS", "runs/explorer"))
+
+
+def enable_threads(n: int = THREADS) -> None:
+    """Run browser events in worker threads (:class:`~hstlab.ui.pool.SessionOrderedPool`).
+
+    A rebuild then never holds the event loop: other sessions keep answering while one builds,
+    and each session's events still run one at a time, in the order they arrived. Document
+    updates from the threads are scheduled on the loop by Panel. The pool size is ``n``, or
+    Panel's ``config.nthreads`` when set (``panel serve --num-threads``, ``PANEL_NUM_THREADS``).
+    """
+    from hstlab.ui.pool import SessionOrderedPool
+
+    workers = pn.config.nthreads or n
+    if not hasattr(pn.state, "_thread_pool"):  # a Panel without it: its own pool, unordered
+        pn.config.nthreads = workers
+        return
+    pool = pn.state._thread_pool  # Panel's pool (private; no public way to supply one)
+    if isinstance(pool, SessionOrderedPool):
+        return
+    if pool is None:
+        pn.config.nthreads = workers  # Panel now dispatches events to state._thread_pool
+        pool = pn.state._thread_pool
+    pn.state._thread_pool = SessionOrderedPool(workers)
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 class ExplorerApp(pn.viewable.Viewer):
@@ -68,12 +95,15 @@ class ExplorerApp(pn.viewable.Viewer):
 def create_app(preset: str = "hst-small", runs_dir: str | Path | None = None) -> ExplorerApp:
     """A fresh app with its own state and training session (call once per browser session).
 
-    Runs are written under ``runs_dir / <session id>`` (default :func:`default_runs_dir`).
+    Runs are written under ``runs_dir / <session id>`` (default :func:`default_runs_dir`);
+    Load run reads only there and in ``$HSTLAB_EXPLORER_RUNS`` (see :mod:`hstlab.ui.runs`).
     """
     session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    state = ExplorerState(preset=preset, live_inspection=False)  # the Build tab opens first
-    app = ExplorerApp(state=state, session=TrainSession(runs_dir=root / session_id))
+    folders = RunFolders(own=root / session_id, shared=shared_runs_dirs())
+    # the Build tab opens first; Load run and model cards stay inside the session's folders
+    state = ExplorerState(preset=preset, live_inspection=False, runs=folders)
+    app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
         doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
@@ -85,6 +115,7 @@ def serve(
 ) -> Any:
     """Serve the explorer on ``address:port`` (localhost by default); one app per session."""
     pn.extension()
+    enable_threads()
     return pn.serve(
         {"explorer": create_app},
         port=port,

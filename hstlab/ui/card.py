@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hstlab.ui.runs import RunFolders
 from hstlab.ui.state import ExplorerState
 
 
-def model_card(state: ExplorerState, run_dir: str | Path | None = None) -> tuple[str, str]:
+def model_card(
+    state: ExplorerState, run_dir: str | Path | None = None, folders: RunFolders | None = None
+) -> tuple[str, str]:
     """``(file name, Markdown)`` of the model card.
 
     With a finished run: ``hstlab.train.card.write_model_card(run_dir)`` (written once, then
     reused). Without one, or when the trainer's card cannot be made, a card of the current
-    model built from library data (the reason is stated in it).
+    model built from library data (the reason is stated in it). With ``folders`` (a served
+    session) a card is written only inside ``folders.own``; runs loaded from shared folders get
+    their existing card or the library-data card, nothing is written there.
     """
     note = ""
     if run_dir is not None:
@@ -26,17 +31,37 @@ def model_card(state: ExplorerState, run_dir: str | Path | None = None) -> tuple
         run_dir = Path(run_dir)
         card, best = run_dir / "model_card.md", run_dir / "best.pt"
         try:
-            if not (
-                card.is_file() and best.is_file() and card.stat().st_mtime >= best.stat().st_mtime
-            ):
+            readable = folders is None or folders.readable_path(card)  # not a link leading out
+            if (readable and card.is_file() and best.is_file()
+                    and card.stat().st_mtime >= best.stat().st_mtime):  # fmt: skip
+                return card.name, card.read_text()
+            if folders is not None and not folders.writable(run_dir):
+                note = (f"The trainer's card for {run_dir} is not written: the explorer writes "
+                        "only into this session's runs folder")  # fmt: skip
+            else:
                 card = write_model_card(run_dir)
-            return card.name, card.read_text()
+                return card.name, card.read_text()
         except (ValueError, OSError) as exc:
             note = f"The trainer's card for {run_dir} could not be made: {exc}"
-    return "model_card.md", _fallback_card(state, run_dir, note)
+    return "model_card.md", _fallback_card(state, run_dir, note, folders)
 
 
-def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str = "") -> str:
+def _run_metrics(run_dir: str | Path | None, folders: RunFolders | None) -> dict | None:
+    """The run's ``metrics.json`` as a dict (None when absent, unreadable or a link leading out)."""
+    if run_dir is None:
+        return None
+    path = Path(run_dir) / "metrics.json"
+    if folders is not None and not folders.readable_path(path):
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str = "",
+                   folders: RunFolders | None = None) -> str:  # fmt: skip
     cfg, report = state.cfg, state.energy
     lines = [
         *([f"> {note}", ""] if note else []),
@@ -51,8 +76,8 @@ def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str =
         f"- energy measured on: {state.sample.source}",
         "",
     ]
-    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file():
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    metrics = _run_metrics(run_dir, folders)
+    if metrics is not None:
         keep = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
         lines += [
             "## Training run",

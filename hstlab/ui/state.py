@@ -9,7 +9,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ from hstlab.config import (
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.presets import list_presets
+from hstlab.ui.limits import LIMITS, MAX_CHECKPOINT_BYTES, check_config_values, check_value
+from hstlab.ui.runs import RUN_HOLDS, RunFolders, shown
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
 
 GLOBAL_FIELDS = (
@@ -52,6 +57,7 @@ INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 RUN_HINT = "pick a run directory written by hstlab train or the Train tab"
+_RNG_LOCK = threading.Lock()  # seeded builds of all sessions share torch's global RNG
 LAYER_CHOICES: dict[str, tuple] = {
     "attn_mode": MODES,
     "mlp_mode": MODES,
@@ -75,36 +81,69 @@ def table_cell(column: str, value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def checkpoint_file(run_dir: str | Path) -> Path:
-    """The checkpoint ``load_run`` reads: ``run_dir/best.pt``, or ``run_dir`` itself if it is a file.
+def checkpoint_file(run_dir: str | Path, folders: RunFolders | None = None) -> Path:
+    """The checkpoint ``load_run`` reads: ``run_dir/best.pt``, or ``run_dir`` itself if it is a
+    ``.pt`` file.
 
-    Raises ``ValueError`` naming the path and what is expected.
+    With ``folders`` (a served explorer) only paths inside them are looked at (see
+    :class:`hstlab.ui.runs.RunFolders`). Raises ``ValueError`` naming the path and what a run
+    directory holds.
     """
     text = str(run_dir).strip()
     if not text:
-        raise ValueError(f"run_dir={text!r} is empty: {RUN_HINT} (it holds best.pt)")
-    path = Path(text).expanduser()
+        raise ValueError(f"run_dir={text!r} is empty: {RUN_HINT}; {RUN_HOLDS}")
+    path = folders.resolve(text) if folders is not None else Path(text).expanduser()
     if path.is_file():
+        if path.suffix != ".pt":
+            raise ValueError(f"run_dir={shown(text)} is a file, not a run directory or a .pt "
+                             f"checkpoint; {RUN_HOLDS}")  # fmt: skip
         return path
     if not path.exists():
-        raise ValueError(f"run_dir={text!r} does not exist: {RUN_HINT} (it holds best.pt)")
-    if not (path / "best.pt").is_file():
-        raise ValueError(f"run_dir={text!r} holds no best.pt: {RUN_HINT}")
-    return path / "best.pt"
+        raise ValueError(f"run_dir={shown(text)} does not exist: {RUN_HINT}; {RUN_HOLDS}")
+    best = path / "best.pt"
+    if not best.is_file() or (folders is not None and not folders.readable_path(best)):
+        raise ValueError(f"run_dir={shown(text)} holds no best.pt: {RUN_HINT}; {RUN_HOLDS}")
+    return best
 
 
 def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]]:
-    """``hstlab.train.load_checkpoint(path)`` with any failure turned into a ``ValueError``."""
-    from hstlab.model import build_model
-    from hstlab.train import load_checkpoint
+    """The model, config and meta of checkpoint ``path`` (as ``hstlab.train.load_checkpoint``).
 
+    The stored config is checked against the explorer's size limits before anything is built.
+    Any failure becomes a ``ValueError`` that names the file and the kind of failure but never
+    repeats what the file holds.
+    """
+    from hstlab.model import build_model
+    from hstlab.train.checkpoint import FORMAT
+
+    where = str(path)
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"{where!r} is larger than the explorer loads "
+                         f"({MAX_CHECKPOINT_BYTES >> 20} MiB): {RUN_HINT}")  # fmt: skip
     try:
-        return load_checkpoint(path, build_fn=build_model)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
         raise ValueError(
-            f"{str(path)!r} could not be loaded as an hstlab checkpoint ({type(exc).__name__}: "
-            f"{exc}); expected the best.pt of a run: {RUN_HINT}"
-        ) from exc
+            f"{where!r} could not be loaded as an hstlab checkpoint ({type(exc).__name__}); "
+            f"expected the best.pt of a run: {RUN_HINT}; {RUN_HOLDS}"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{where!r} is not an hstlab checkpoint (format {FORMAT!r}): {RUN_HINT}")
+    config, meta = ckpt.get("config"), ckpt.get("meta")
+    if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"{where!r} is not an hstlab checkpoint: it has no config and weights")
+    check_config_values(config)
+    cfg = HSTConfig.from_dict(config)
+    with _RNG_LOCK:
+        model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(
+            f"{where!r} holds weights that do not fit its own config ({type(exc).__name__}): "
+            f"{RUN_HINT}"
+        ) from None
+    return model.eval(), cfg, meta if isinstance(meta, dict) else {}
 
 
 def weights_text(path: Path, meta: dict[str, Any]) -> str:
@@ -137,9 +176,19 @@ def same_model(a: HSTConfig, b: HSTConfig) -> bool:
     return strip(a) == strip(b) and a.resolved_layers() == b.resolved_layers()
 
 
+def rejection_text(exc: Exception) -> str:
+    """How the explorer words a refused change: a ``ValueError``'s message as it is (the library and
+    :mod:`hstlab.ui.limits` name the field), anything else prefixed with its type."""
+    message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    return message or type(exc).__name__
+
+
 def _seeded_build(build_model: Any, cfg: HSTConfig) -> torch.nn.Module:
-    """The same config always gives the same weights (and the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
+    """The same config always gives the same weights (and the global RNG is left as it was).
+
+    Sessions build in parallel threads; the lock keeps their seeding from interleaving.
+    """
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return build_model(cfg).eval()
 
@@ -216,12 +265,17 @@ class ExplorerState(param.Parameterized):
     weights = param.String(default=UNTRAINED, doc="where the model's weights come from")
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
 
-    _quiet = False  # True while fields are set to show a config (no rebuild)
+    _quiet_thread: int | None = None  # the thread setting fields to show a config (no rebuild)
     _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
     _trained = False  # the model holds trained weights (keep its BatchNorm statistics)
     _run_dir: Path | None = None  # folder of the loaded checkpoint
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, runs: RunFolders | None = None, **params: Any) -> None:
+        """``runs``: the folders ``load_run`` may read (a served app passes its session's); None
+        reads any path (scripts, notebooks)."""
+        self._lock = threading.RLock()  # one change at a time (Panel runs events in threads)
+        self._pending: dict[str, Callable[[], Any]] = {}  # work left for the thread holding it
+        self.runs = runs
         datasets = vision_datasets()
         super().__init__(**{k: v for k, v in params.items() if k in INIT_PARAMS})
         self.param.dataset.objects = datasets or ["digits-dvs"]
@@ -237,9 +291,10 @@ class ExplorerState(param.Parameterized):
         """Copy the preset's fields into the params (one rebuild, not one per field)."""
         if self._quiet:
             return
-        self._base = None
-        self._show_config(HSTConfig.from_preset(self.preset))
-        self.rebuild()
+        with self._exclusive():
+            self._base = None
+            self._show_config(HSTConfig.from_preset(self.preset))
+            self._rebuild()
 
     def _show_config(self, cfg: HSTConfig, preset: str | None = None, dataset: str | None = None) -> None:
         """Set the fields (and ``preset`` / ``dataset`` if given) to ``cfg`` without rebuilding.
@@ -251,11 +306,16 @@ class ExplorerState(param.Parameterized):
             values["preset"] = preset
         if dataset is not None:
             values["dataset"] = dataset
-        self._quiet = True
+        self._quiet_thread = threading.get_ident()
         try:
             self.param.update(**values, layers=layers_frame(cfg))
         finally:
-            self._quiet = False
+            self._quiet_thread = None
+
+    @property
+    def _quiet(self) -> bool:
+        """True in the thread that is setting fields to show a config (its watchers do nothing)."""
+        return self._quiet_thread == threading.get_ident()
 
     def make_config(self) -> HSTConfig:
         """The preset (or the loaded run's config) with the global fields and the per-layer table
@@ -304,10 +364,69 @@ class ExplorerState(param.Parameterized):
         self.layers = table
         return True
 
+    # ------------------------------------------------------------------ one change at a time
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold this state (blocking), then run the work other threads left meanwhile."""
+        with self._lock:
+            yield
+        self._drain()
+
+    def _coalesce(self, key: str, work: Callable[[], Any]) -> None:
+        """Run ``work`` now, or, while another thread works on this state, leave it to that
+        thread: a flood of events from one tab never parks the server's worker threads (and a
+        burst of edits costs one rebuild with the latest values, not one per edit)."""
+        self._pending[key] = work
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._pending:
+            if not self._lock.acquire(blocking=False):
+                return  # the holder drains after it releases
+            try:
+                key = next(iter(self._pending), None)
+                work = self._pending.pop(key, None) if key is not None else None
+                if work is not None:
+                    work()
+            finally:
+                self._lock.release()
+
     @param.depends(*GLOBAL_FIELDS, "layers", watch=True)
     def _on_field(self) -> None:
-        if not self._quiet and not self._fit_table():
-            self.rebuild()
+        if not self._quiet:
+            self._coalesce("fields", self._apply_fields)
+
+    def _apply_fields(self) -> None:
+        try:  # before the table grows to a huge n_layer
+            check_config_values({f: getattr(self, f) for f in GLOBAL_FIELDS})
+        except ValueError as exc:
+            self._reject(exc)
+            return
+        if not self._fit_table():
+            self._rebuild()
+
+    def set_field(self, name: str, value: Any) -> bool:
+        """Set Build field ``name`` (a parsed widget value); returns whether the model was accepted.
+
+        Setting the value it already has rebuilds when an error is shown, so a field typed back
+        to a good value clears a message left by bad text.
+        """
+        if name not in GLOBAL_FIELDS:
+            return self.reject(ValueError(f"{name!r} is not a Build field; fields: {GLOBAL_FIELDS}"))
+        if name in LIMITS:  # checked before the field changes: the field keeps a valid value
+            try:
+                check_value(name, value)
+            except ValueError as exc:
+                return self.reject(exc)
+        if getattr(self, name) == value:
+            if self.error:
+                self._coalesce("fields", self._apply_fields)
+            return not self.error
+        try:
+            setattr(self, name, value)
+        except Exception as exc:  # noqa: BLE001 - param refuses the type: show it
+            return self.reject(exc)
+        return not self.error
 
     # ------------------------------------------------------------------ model
     def rebuild(self) -> bool:
@@ -315,8 +434,14 @@ class ExplorerState(param.Parameterized):
 
         Returns True when the new config was accepted.
         """
+        with self._exclusive():
+            return self._rebuild()
+
+    def _rebuild(self) -> bool:
         t0 = time.perf_counter()
         try:
+            check_config_values({f: getattr(self, f) for f in GLOBAL_FIELDS}
+                                | {"layers": self.layers if self.layers is not None else ()})
             cfg = self.make_config()
             from hstlab.model import build_model
 
@@ -344,9 +469,13 @@ class ExplorerState(param.Parameterized):
             >>> state.weights  # doctest: +SKIP
             'trained: runs/hst-small-digits-dvs-s0-20250101-000000 (val accuracy 0.97)'
         """
+        with self._exclusive():
+            return self._load_run(run_dir)
+
+    def _load_run(self, run_dir: str | Path) -> bool:
         t0 = time.perf_counter()
         try:
-            path = checkpoint_file(run_dir)
+            path = checkpoint_file(run_dir, self.runs)
             model, cfg, meta = read_trained(path)
             dataset = self._run_dataset(path)
             self._check_fits(cfg, path, dataset)
@@ -361,10 +490,16 @@ class ExplorerState(param.Parameterized):
         return self._show_model(cfg, model, sample, energy, inspection, weights_text(path, meta), t0)
 
     def _reject(self, exc: Exception) -> bool:
-        """Show why a change failed (``ValueError`` messages as they are) and keep the old model."""
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        self.error = message or type(exc).__name__
+        """Show why a change failed (``ValueError`` messages as they are) and keep the old model.
+
+        The one place a refused change of this state ends up (fields, typed text, Load run).
+        """
+        self.error = rejection_text(exc)
         return False
+
+    def reject(self, exc: Exception) -> bool:
+        """Refuse a change the views could not even parse (e.g. ``'abc'`` typed as a width)."""
+        return self._reject(exc)
 
     def _show_model(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, energy: Any,
                     inspection: Inspection | None, weights: str, t0: float) -> bool:
@@ -428,21 +563,28 @@ class ExplorerState(param.Parameterized):
         """
         if self.model is None or self._quiet:  # _quiet: load_run sets the dataset with its own sample
             return
+        self._coalesce("sample", self._refresh_sample)
+
+    def _refresh_sample(self) -> None:
         try:
             sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
             if not self._trained:
                 calibrate_batchnorm(self.model, sample.x)
             energy = self._energy(self.model, sample)
             inspection = self._inspect(self.model, sample) if self.live_inspection else None
-        except Exception as exc:  # noqa: BLE001
-            self.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            self._reject(exc)
             return
         self.param.update(sample=sample, energy=energy, inspection=inspection, error="")
 
     @param.depends("live_inspection", watch=True)
     def _on_live(self) -> None:
-        if self.live_inspection and self.inspection is None and self.model is not None:
-            self.inspection = self._inspect(self.model, self.sample)
+        with self._exclusive():
+            if self.live_inspection and self.inspection is None and self.model is not None:
+                try:
+                    self.inspection = self._inspect(self.model, self.sample)
+                except Exception as exc:  # noqa: BLE001
+                    self._reject(exc)
 
     def reload_data(self) -> None:
         """Forget loaded splits (e.g. after building a dataset) and re-record."""
@@ -453,10 +595,11 @@ class ExplorerState(param.Parameterized):
     def _on_dataflow(self) -> None:
         if self.energy is None:
             return
-        try:
-            self.param.update(energy=self.energy.with_dataflow(self.dataflow), error="")
-        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
-            self._reject(exc)
+        with self._exclusive():
+            try:
+                self.param.update(energy=self.energy.with_dataflow(self.dataflow), error="")
+            except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+                self._reject(exc)
 
     def _energy(self, model: torch.nn.Module, sample: Sample) -> Any:
         from hstlab.energy import energy_report
@@ -487,6 +630,10 @@ class ExplorerState(param.Parameterized):
         measured on the same input as :attr:`energy`. With trained weights the 8-bit variant
         quantizes them; the mode variants cannot reuse them and are marked "(untrained)".
         """
+        with self._exclusive():
+            return self._energy_variants()
+
+    def _energy_variants(self) -> dict[str, Any]:
         cfg = self.cfg
         variants = {
             f"current ({cfg.modes}, {cfg.weight_bits}-bit)": cfg,

@@ -1,8 +1,9 @@
 """Background training for the explorer: one ``hstlab.Trainer`` thread per session, live curves.
 
 The trainer thread only puts events on a queue; :meth:`TrainSession.poll` (a periodic callback
-on the session's document, 4 Hz) moves them into the ``LiveCurves`` buffer and the run table,
-so every Bokeh update happens on the server's event loop.
+on the session's document, 4 Hz, run on the event loop even when browser events go to worker
+threads) moves them into the ``LiveCurves`` buffer and the run table, so every Bokeh update of
+the charts happens on the server's event loop.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import pandas as pd
 import param
 
+from hstlab.ui.limits import TRAIN_LIMITS, check_value
 from hstlab.ui.samples import load_split
-from hstlab.ui.state import ExplorerState
+from hstlab.ui.state import ExplorerState, rejection_text
 
 POLL_MS = 250  # live charts update at 4 Hz
 RUN_COLUMNS = (
@@ -105,18 +107,34 @@ class TrainSession(param.Parameterized):
         self._thread: threading.Thread | None = None
         self._trainer: Any = None
         self._stop = threading.Event()
+        self._polling = threading.Lock()  # served with worker threads, two polls may overlap
         self._periodic: Any = None
         self._run: dict[str, Any] = {}
         self._count = 0
 
     # ------------------------------------------------------------------ control
     def _check_settings(self) -> None:
-        for name in ("limit", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} must be > 0")
+        """Raise ``ValueError`` naming the first setting outside :data:`~hstlab.ui.limits.TRAIN_LIMITS`
+        (``nan`` and ``inf`` included)."""
+        for name in TRAIN_LIMITS:
+            check_value(name, getattr(self, name))
+
+    def reject(self, exc: Exception) -> bool:
+        """Refuse a request: :attr:`message` says why (worded as the explorer words every refusal)."""
+        self.message = rejection_text(exc)
+        return False
+
+    def set_setting(self, name: str, value: Any) -> bool:
+        """Set training setting ``name`` (a parsed widget value) if it is within its limits."""
+        try:
+            if name not in TRAIN_LIMITS:
+                raise ValueError(f"{name!r} is not a training setting; settings: {list(TRAIN_LIMITS)}")
+            check_value(name, value)
+            setattr(self, name, value)
+        except ValueError as exc:
+            return self.reject(exc)
+        self.message = ""
+        return True
 
     def start(self, state: ExplorerState) -> bool:
         """Train a copy of ``state.model`` on ``state.dataset`` in a background thread.
@@ -125,17 +143,15 @@ class TrainSession(param.Parameterized):
         invalid.
         """
         if self.running:
-            self.message = (
+            return self.reject(ValueError(
                 f"A training run ({self._run.get('run')}) is already running in this "
                 "session: stop it or wait for it to finish before starting another."
-            )
-            return False
+            ))  # fmt: skip
         try:
             self._check_settings()
             model = state.model_copy()
         except ValueError as exc:
-            self.message = str(exc)
-            return False
+            return self.reject(exc)
         self._count += 1
         name = f"run-{self._count:03d}"
         cfg = state.cfg
@@ -171,8 +187,7 @@ class TrainSession(param.Parameterized):
     def stop(self) -> bool:
         """Stop the current run after its current step; its checkpoint and metrics are kept."""
         if not self.running:
-            self.message = "No training run is running in this session."
-            return False
+            return self.reject(ValueError("No training run is running in this session."))
         self._stop.set()
         if self._trainer is not None:
             request_stop(self._trainer)
@@ -227,12 +242,28 @@ class TrainSession(param.Parameterized):
         if pn.state.curdoc is None or pn.state.curdoc.session_context is None:
             return  # not served: call poll() yourself
         if self._periodic is None:
-            self._periodic = pn.state.add_periodic_callback(self.poll, period=POLL_MS)
+            self._periodic = pn.state.add_periodic_callback(self._poll_on_loop, period=POLL_MS)
         elif not self._periodic.running:
             self._periodic.start()
 
+    async def _poll_on_loop(self) -> None:
+        """The periodic callback: a coroutine, so Panel runs it on the event loop even when events
+        go to worker threads (the live charts' streams are updated where Bokeh expects it)."""
+        self.poll()
+
     def poll(self) -> int:
-        """Move queued trainer events into the live curves, status and run table; returns how many."""
+        """Move queued trainer events into the live curves, status and run table; returns how many.
+
+        A poll that starts while another is still running returns 0 (the next one catches up).
+        """
+        if not self._polling.acquire(blocking=False):
+            return 0
+        try:
+            return self._poll()
+        finally:
+            self._polling.release()
+
+    def _poll(self) -> int:
         events, outcome = [], None
         while True:
             try:

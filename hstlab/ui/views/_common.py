@@ -68,3 +68,77 @@ def hv_pane(obj: Any, **kwargs: Any) -> Any:
     if isinstance(obj, pn.viewable.Viewable):
         return obj
     return pn.pane.HoloViews(obj, widget_location="bottom", linked_axes=False, **kwargs)
+
+
+class NumberField(pn.viewable.Viewer):
+    """A text box for one number: typed text is parsed explicitly, never silently reverted.
+
+    The text follows ``owner.<name>``; typed text within :mod:`hstlab.ui.limits` is handed to
+    ``apply(name, value)``, anything else to ``reject(ValueError)`` (the owner's one rejection
+    path) and stays in the box, with :attr:`invalid` holding the message, until it is fixed.
+
+    Example:
+        >>> import param
+        >>> class Owner(param.Parameterized):
+        ...     n_layer = param.Integer(default=2)
+        >>> owner, refused = Owner(), []
+        >>> field = NumberField(owner, "n_layer", lambda n, v: setattr(owner, n, v), refused.append)
+        >>> field.input.value = "1.5"
+        >>> field.invalid
+        "n_layer='1.5' is not a whole number: allowed 1 to 24"
+        >>> field.input.value = "3"
+        >>> owner.n_layer, field.invalid
+        (3, '')
+    """
+
+    def __init__(
+        self,
+        owner: Any,
+        name: str,
+        apply: Callable[[str, Any], Any],
+        reject: Callable[[Exception], Any],
+        label: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from hstlab.ui.limits import allowed
+
+        super().__init__()
+        self.owner, self.field, self._apply, self._reject = owner, name, apply, reject
+        self.invalid = ""
+        self._syncing = False
+        label = label or owner.param[name].label or name
+        where = name if label == name else f"{label}, {name}"
+        self.input = pn.widgets.TextInput(
+            label=f"{where} ({allowed(name)})", value=self._text(), **kwargs
+        )
+        self.input.param.watch(self._typed, "value")
+        owner.param.watch(self.sync, name)
+
+    def _text(self) -> str:
+        return str(getattr(self.owner, self.field))
+
+    def sync(self, *_: Any) -> None:
+        """Show the owner's value (clears a pending invalid text)."""
+        self.invalid = ""
+        self._syncing = True
+        try:
+            self.input.value = self._text()
+        finally:
+            self._syncing = False
+
+    def _typed(self, event: Any) -> None:
+        if self._syncing:
+            return
+        from hstlab.ui.limits import parse_number
+
+        try:
+            value = parse_number(self.field, event.new)
+        except ValueError as exc:
+            self.invalid = str(exc)
+            self._reject(exc)
+            return
+        self.invalid = ""
+        self._apply(self.field, value)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.input

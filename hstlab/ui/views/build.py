@@ -9,8 +9,9 @@ import panel as pn
 import param
 
 from hstlab.config import ATTENTION_KINDS, MODES, RESIDUALS
+from hstlab.ui.limits import parse_number
 from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
-from hstlab.ui.views._common import error_alert, joules, weights_pane
+from hstlab.ui.views._common import NumberField, error_alert, joules, weights_pane
 
 INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
 CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits", "membrane_bits")
@@ -23,6 +24,7 @@ COLUMN_LABELS = {
     "mask_ratio": "masking ratio",
 }
 CELL_WIDTH = 125
+TEXT_COLUMNS = ("mask_ratio",)  # typed numbers, parsed by hstlab.ui.limits.parse_number
 
 
 def _cell_widget(column: str, index: int) -> pn.widgets.Widget:
@@ -37,7 +39,7 @@ def _cell_widget(column: str, index: int) -> pn.widgets.Widget:
         return pn.widgets.Select(options=list(options[column]), width=CELL_WIDTH, css_classes=css)
     if column == "tim":
         return pn.widgets.Checkbox(width=CELL_WIDTH, css_classes=css)
-    return pn.widgets.FloatInput(step=0.05, width=CELL_WIDTH, css_classes=css)
+    return pn.widgets.TextInput(width=CELL_WIDTH, css_classes=css)  # parsed in LayerTable._edited
 
 
 class LayerTable(pn.viewable.Viewer):
@@ -85,13 +87,22 @@ class LayerTable(pn.viewable.Viewer):
                 ]
             for i, row in enumerate(self._rows):
                 for column, w in row.items():
-                    w.value = table_cell(column, table.at[i, column])
+                    value = table_cell(column, table.at[i, column])
+                    w.value = str(value) if column in TEXT_COLUMNS else value
         finally:
             self._syncing = False
 
     def _edited(self, index: int, column: str, event: param.parameterized.Event) -> None:
-        if not self._syncing:
-            self.state.set_layer(index, column, event.new)
+        if self._syncing:
+            return
+        value = event.new
+        if column in TEXT_COLUMNS:
+            try:
+                value = parse_number(column, value)
+            except ValueError as exc:
+                self.state.reject(ValueError(f"layer {index}: {exc}"))
+                return
+        self.state.set_layer(index, column, value)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._grid
@@ -102,7 +113,7 @@ class BuildView(pn.viewable.Viewer):
 
     Example:
         >>> view = BuildView(state=ExplorerState(preset="tiny"))
-        >>> view.summary_text()[:16]
+        >>> view.summary_text()[:15]
         '**Parameters:**'
     """
 
@@ -116,10 +127,11 @@ class BuildView(pn.viewable.Viewer):
                 s.param.preset, css_classes=["hst-preset"], width=200
             )
         }
-        for name in INT_FIELDS:
-            self.widgets[name] = pn.widgets.IntInput.from_param(
-                getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
-            )
+        self.fields = {
+            name: NumberField(s, name, s.set_field, s.reject, css_classes=[f"hst-{name}"], width=170)
+            for name in INT_FIELDS
+        }
+        self.widgets.update({name: field.input for name, field in self.fields.items()})
         for name in CHOICE_FIELDS:
             self.widgets[name] = pn.widgets.Select.from_param(
                 getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
@@ -135,6 +147,7 @@ class BuildView(pn.viewable.Viewer):
             label="Load run", color="primary", css_classes=["hst-load-run"]
         )
         self.load_button.on_click(lambda _: s.load_run(self.run_dir.value))
+        s.param.watch(self._show_fields, "cfg")
         self.weights = weights_pane(s)
         self.summary = pn.pane.Markdown(
             pn.bind(
@@ -148,6 +161,13 @@ class BuildView(pn.viewable.Viewer):
         self.config_json = pn.pane.Markdown(
             pn.bind(lambda cfg: f"```json\n{cfg.to_json()}\n```" if cfg else "", s.param.cfg)
         )
+
+    def _show_fields(self, *_: Any) -> None:
+        """An accepted model: every number box shows the value it was built with (drops text that
+        was refused earlier; its message went away with the accepted change)."""
+        for field in self.fields.values():
+            if field.invalid:
+                field.sync()
 
     def summary_text(self) -> str:
         s = self.state

@@ -75,7 +75,7 @@ class EnergyView(pn.viewable.Viewer):
 
     def _card(self) -> io.StringIO:
         last = self.session.last_run_dir if self.session else None
-        name, text = model_card(self.state, self.state.run_dir or last)
+        name, text = model_card(self.state, self.state.run_dir or last, self.state.runs)
         self.download.filename = name
         return io.StringIO(text)
 

@@ -7,9 +7,10 @@ from typing import Any
 import panel as pn
 import param
 
+from hstlab.ui.limits import TRAIN_LIMITS
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
-from hstlab.ui.views._common import error_alert, weights_pane
+from hstlab.ui.views._common import NumberField, error_alert, weights_pane
 
 
 class TrainView(pn.viewable.Viewer):
@@ -27,13 +28,12 @@ class TrainView(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         t = self.session
-        self.settings = {
-            name: pn.widgets.IntInput.from_param(
-                getattr(t.param, name), css_classes=[f"hst-{name}"], width=140
-            )
-            for name in ("limit", "batch_size", "epochs")
-        }
-        self.settings["lr"] = pn.widgets.FloatInput.from_param(t.param.lr, width=140)
+        self.fields = {
+            name: NumberField(t, name, t.set_setting, t.reject, css_classes=[f"hst-{name}"],
+                              width=170)
+            for name in TRAIN_LIMITS
+        }  # fmt: skip
+        self.settings = {name: field.input for name, field in self.fields.items()}
         self.start_button = pn.widgets.Button(
             label="Start training", color="success", css_classes=["hst-start"]
         )
@@ -49,7 +49,7 @@ class TrainView(pn.viewable.Viewer):
             css_classes=["hst-inspect-trained"],
             visible=pn.bind(lambda _: t.last_run_dir is not None, t.param.runs),
         )
-        self.start_button.on_click(lambda _: t.start(self.state))
+        self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: t.stop())
         self.inspect_button.on_click(lambda _: self.state.load_run(t.last_run_dir))
         self.load_error = error_alert(self.state, "hst-train-load-error")
@@ -68,6 +68,13 @@ class TrainView(pn.viewable.Viewer):
         self.runs = pn.pane.DataFrame(
             t.param.runs, index=False, sizing_mode="stretch_width", css_classes=["hst-runs"]
         )
+
+    def start(self) -> bool:
+        """Start a run, unless a setting box holds text that was refused (its message is shown)."""
+        bad = next((f.invalid for f in self.fields.values() if f.invalid), "")
+        if bad:
+            return self.session.reject(ValueError(f"Not started: {bad}"))
+        return self.session.start(self.state)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
