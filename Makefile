@@ -23,11 +23,11 @@ $(VENV)/.installed: pyproject.toml
 ## install and launch the explorer on the built-in digits-dvs data (http://localhost:5006/explorer)
 explore: $(VENV)/.installed
 	$(BIN)/hstlab data build digits-dvs
-	$(BIN)/panel serve apps/explorer.py --address 127.0.0.1 --port 5006 --allow-websocket-origin=localhost:5006 --allow-websocket-origin=127.0.0.1:5006
+	HSTLAB_EXPLORER_RUNS=runs $(BIN)/panel serve apps/explorer.py --address 127.0.0.1 --port 5006 --allow-websocket-origin=localhost:5006 --allow-websocket-origin=127.0.0.1:5006
 
-## install and run every test: unit tests, notebooks (smoke mode) and the browser tests
+## install and run every test: unit tests, docstring examples, notebooks (smoke mode) and the browser tests
 test: $(VENV)/.installed browser
-	HSTLAB_SMOKE=1 $(BIN)/pytest --nbmake tests notebooks -q -n 2 --dist loadgroup
+	HSTLAB_SMOKE=1 $(BIN)/pytest --nbmake --doctest-modules hstlab tests notebooks -q -n 2 --dist loadgroup
 
 ## quick loop while developing: unit tests without the slow ones
 test-fast: $(VENV)/.installed
