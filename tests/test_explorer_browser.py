@@ -150,12 +150,19 @@ def test_toggle_layer_updates_parameter_count_offline(browser, server, record_pr
     page = open_app(browser, server["url"], requests)
     cfg = HSTConfig.from_preset("hst-small")
     assert shown_params(page) == n_params(cfg)
+    weights = page.locator(".hst-weights p")  # it opens on the zoo's trained model
+    expect(weights).to_contain_text("pretrained: hst-small-digits-dvs (test accuracy 98.9 %)")
+    assert page.locator(".hst-pretrained select").input_value() == "hst-small-digits-dvs"
     t0 = time.perf_counter()
     page.locator(".hst-layer-0-attn_mode select").select_option("standard")
     expected = n_params(cfg.with_modes(attn="TS"))
     expect(page.locator(".hst-summary p")).to_contain_text(f"{expected:,}")
     record_property("toggle_to_update_s", round(time.perf_counter() - t0, 3))
     expect(page.locator(".hst-summary p")).to_contain_text("Modes: HS")
+    expect(weights).to_contain_text("untrained")  # an edit builds an untrained model
+    page.locator(".hst-pretrained select").select_option("hst-small-digits-dvs-standard")
+    expect(weights).to_contain_text("pretrained: hst-small-digits-dvs-standard")
+    expect(page.locator(".hst-summary p")).to_contain_text("Modes: TT")
     hosts = {
         urlsplit(u).netloc for u in requests if urlsplit(u).scheme in ("http", "https", "ws", "wss")
     }

@@ -417,7 +417,7 @@ def test_page_refuses_paths_outside_and_a_nan_learning_rate(browser, server, tmp
         expect(error).to_contain_text(f"run_dir={shown(text)} is not in a runs folder")
         expect(error).to_contain_text("holds config.json, best.pt")
         assert SECRET[:6] not in error.inner_text()
-    expect(page.locator(".hst-weights p")).to_contain_text("untrained")
+    expect(page.locator(".hst-weights p")).to_contain_text("pretrained: hst-small-digits-dvs")  # kept
     click_tab(page, "Train")
     lr = page.locator(".hst-lr input")
     lr.fill("nan")

@@ -151,12 +151,39 @@ def test_sample_shape_mismatch_falls_back(data_env):
 def test_energy_variants_match_independent_builds(no_data):
     state = ExplorerState(preset="tiny")
     reports = state.energy_variants()
-    assert list(reports) == ["current (SS, 32-bit)", "all standard", "current, 8-bit weights"]
+    assert list(reports) == ["current (SS, 32-bit)", "current, 8-bit weights", "standard twin",
+                             "standard twin, int8", "bit-matched twin"]
     torch.manual_seed(0)
     standard = build_model(state.cfg.with_modes("TT")).eval()
     expected = energy_report(standard, state.sample.x).total_j
-    assert reports["all standard"].total_j == pytest.approx(expected)
+    assert reports["standard twin"].total_j == pytest.approx(expected)
     assert reports["current, 8-bit weights"].total_j < reports["current (SS, 32-bit)"].total_j
+    assert reports["bit-matched twin"].total_j < reports["standard twin, int8"].total_j
+
+
+def test_explorer_and_model_card_price_the_same_twins(no_data):
+    """One twin builder: the Energy tab and the model card report the same twin energies."""
+    from hstlab.train.card import comparison
+
+    state = ExplorerState(preset="tiny")
+    tab = state.energy_variants()
+    card = {row["variant"]: row["total_j"] for row in comparison(state.cfg, state.model, state.sample.x, None)["rows"]}
+    for name in ("standard twin", "standard twin, int8", "bit-matched twin"):
+        assert tab[name].total_j == pytest.approx(card[name], rel=1e-9)
+
+
+def test_explorer_shows_zoo_models_with_their_weights(no_data):
+    from hstlab.ui.state import NO_PRETRAINED, UNTRAINED
+
+    state = ExplorerState(preset="tiny", pretrained="hst-small-digits-dvs")
+    assert state.weights == "pretrained: hst-small-digits-dvs (test accuracy 98.9 %)"
+    assert state.cfg.modes == "SS" and state.preset == "hst-small" and state.pretrained == "hst-small-digits-dvs"
+    assert "hst-small-text-chars" not in state.param.pretrained.objects  # a sequence model: no frames
+    state.pretrained = "hst-small-digits-dvs-standard"
+    assert state.cfg.modes == "TT" and state.weights.startswith("pretrained: hst-small-digits-dvs-standard")
+    state.n_head = 2  # editing a field: an untrained build, and the selector says so
+    assert state.weights == UNTRAINED and state.pretrained == NO_PRETRAINED
+    assert not state.load_pretrained("hst-small-text-chars") and "allowed:" in state.error
 
 
 # ---------------------------------------------------------------------------------------- views
@@ -206,7 +233,7 @@ def test_energy_view_and_model_card(no_data):
     state = ExplorerState(preset="tiny")
     view = EnergyView(state=state, session=TrainSession(runs_dir=no_data / "runs"))
     totals = view.comparison_totals()
-    assert totals["all standard"] > 0
+    assert totals["standard twin"] > 0
     name, text = model_card(state)
     assert name.endswith(".md")
     assert f"{state.n_params:,}" in text and "## Assumptions" in text

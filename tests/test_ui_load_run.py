@@ -135,8 +135,10 @@ def test_energy_variants_of_a_trained_model(data_env, run_dir):
     reports = state.energy_variants()
     assert list(reports) == [
         "current (SS, 32-bit)",
-        "all standard (untrained)",
         "current, 8-bit weights",
+        "standard twin (untrained)",
+        "standard twin, int8 (untrained)",
+        "bit-matched twin (untrained)",
     ]
     ckpt = read_checkpoint(run_dir)
     model8 = build_model(HSTConfig.from_dict({**ckpt["config"], "weight_bits": 8})).eval()

@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from hstlab.ui.runs import RunFolders, shared_runs_dirs
-from hstlab.ui.state import ExplorerState
+from hstlab.ui.state import DEFAULT_PRETRAINED, NO_PRETRAINED, ExplorerState
 from hstlab.ui.training import TrainSession
 from hstlab.ui.views import BuildView, EnergyView, InspectView, TrainView
 
@@ -92,17 +92,23 @@ class ExplorerApp(pn.viewable.Viewer):
         return pn.Column(header, self.tabs, sizing_mode="stretch_width")
 
 
-def create_app(preset: str = "hst-small", runs_dir: str | Path | None = None) -> ExplorerApp:
+def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
+               pretrained: str | None = None) -> ExplorerApp:
     """A fresh app with its own state and training session (call once per browser session).
 
+    With neither ``preset`` nor ``pretrained`` it opens on the zoo's trained
+    :data:`~hstlab.ui.state.DEFAULT_PRETRAINED`; with a ``preset`` alone, on an untrained build.
     Runs are written under ``runs_dir / <session id>`` (default :func:`default_runs_dir`);
     Load run reads only there and in ``$HSTLAB_EXPLORER_RUNS`` (see :mod:`hstlab.ui.runs`).
     """
+    if preset is None and pretrained is None:
+        pretrained = DEFAULT_PRETRAINED
     session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     folders = RunFolders(own=root / session_id, shared=shared_runs_dirs())
     # the Build tab opens first; Load run and model cards stay inside the session's folders
-    state = ExplorerState(preset=preset, live_inspection=False, runs=folders)
+    state = ExplorerState(preset=preset or "hst-small", pretrained=pretrained or NO_PRETRAINED,
+                          live_inspection=False, runs=folders)
     app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab

@@ -56,6 +56,22 @@ GLOBAL_FIELDS = (
 INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow")  # set before the first build
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
+NO_PRETRAINED = "(none: build from the fields)"
+DEFAULT_PRETRAINED = "hst-small-digits-dvs"  # what a served explorer opens on
+
+
+def frame_pretrained() -> list[str]:
+    """Zoo entries the explorer can show: models of event frames (not sequence models)."""
+    from hstlab.zoo import list_pretrained, pretrained_record
+
+    return [n for n in list_pretrained() if pretrained_record(n).config.get("tokenizer") != "linear"]
+
+
+def pretrained_text(record: Any) -> str:
+    """``'pretrained: hst-small-digits-dvs (test accuracy 98.9 %)'`` from a zoo record."""
+    accuracy = record.metrics.get("test_accuracy")
+    score = f" (test accuracy {accuracy * 100:.1f} %)" if isinstance(accuracy, (int, float)) else ""
+    return f"pretrained: {record.name}{score}"
 RUN_HINT = "pick a run directory written by hstlab train or the Train tab"
 _RNG_LOCK = threading.Lock()  # seeded builds of all sessions share torch's global RNG
 LAYER_CHOICES: dict[str, tuple] = {
@@ -238,6 +254,10 @@ class ExplorerState(param.Parameterized):
     weight_bits = param.Selector(default=32, objects=list(ALLOWED_BITS), label="weight bits")
     membrane_bits = param.Selector(default=32, objects=list(ALLOWED_MEMBRANE_BITS), label="membrane bits")
     layers = param.DataFrame(default=None, columns=set(LAYER_COLUMNS), doc="per-layer toggles")
+    pretrained = param.Selector(
+        default=NO_PRETRAINED, objects=[NO_PRETRAINED], label="trained model",
+        doc="a model of the zoo (hstlab.list_pretrained) with its trained weights",
+    )
 
     dataset = param.Selector(
         default="digits-dvs", objects=["digits-dvs"], doc="event dataset for inputs"
@@ -279,8 +299,11 @@ class ExplorerState(param.Parameterized):
         datasets = vision_datasets()
         super().__init__(**{k: v for k, v in params.items() if k in INIT_PARAMS})
         self.param.dataset.objects = datasets or ["digits-dvs"]
+        self.param.pretrained.objects = [NO_PRETRAINED, *frame_pretrained()]
         self.samples = SampleSource()
-        self._load_preset()
+        start = params.pop("pretrained", NO_PRETRAINED)
+        if start == NO_PRETRAINED or not self.load_pretrained(start):
+            self._load_preset()  # also the fallback when the zoo model cannot be shown
         overrides = {k: v for k, v in params.items() if k not in INIT_PARAMS}
         if overrides:
             self.param.update(**overrides)
@@ -453,7 +476,70 @@ class ExplorerState(param.Parameterized):
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
             return self._reject(exc)
         self._trained, self._run_dir = False, None
+        self._show_pretrained(NO_PRETRAINED)
         return self._show_model(cfg, model, sample, energy, inspection, UNTRAINED, t0)
+
+    # ------------------------------------------------------------------ zoo models
+    def _show_pretrained(self, name: str) -> None:
+        """Set the selector without loading (its watcher does nothing in this thread)."""
+        if self.pretrained == name:
+            return
+        self._quiet_thread = threading.get_ident()
+        try:
+            self.pretrained = name
+        finally:
+            self._quiet_thread = None
+
+    @param.depends("pretrained", watch=True)
+    def _on_pretrained(self) -> None:
+        if self._quiet:
+            return
+        name = self.pretrained
+        if name == NO_PRETRAINED:
+            self._coalesce("fields", self._apply_fields)  # an untrained build of the shown fields
+        else:
+            self._coalesce("pretrained", lambda: self._load_pretrained(name))
+
+    def load_pretrained(self, name: str) -> bool:
+        """Show zoo entry ``name`` with its trained weights (see :func:`hstlab.load_pretrained`).
+
+        The fields show its config (editing one builds an untrained model, as after Load run) and
+        :attr:`weights` names the entry and its recorded test accuracy. On failure ``error`` says
+        why, the old model is kept and False is returned.
+
+        Example:
+            >>> state = ExplorerState(preset="tiny")
+            >>> state.load_pretrained("hst-small-digits-dvs"), state.cfg.modes
+            (True, 'SS')
+            >>> state.weights
+            'pretrained: hst-small-digits-dvs (test accuracy 98.9 %)'
+        """
+        with self._exclusive():
+            return self._load_pretrained(name)
+
+    def _load_pretrained(self, name: str) -> bool:
+        from hstlab.zoo import load_pretrained
+
+        t0 = time.perf_counter()
+        try:
+            if name not in self.param.pretrained.objects[1:]:
+                raise ValueError(f"trained model {name!r} is not one the explorer can show; "
+                                 f"allowed: {', '.join(self.param.pretrained.objects[1:])}")
+            with _RNG_LOCK:
+                model = load_pretrained(name)
+            cfg, record = model.cfg, model.zoo_record
+            dataset = record.dataset if record.dataset in self.param.dataset.objects else self.dataset
+            self._check_fits(cfg, Path(record.weights_file), dataset)
+            sample = self.samples.sample(cfg, dataset, self.sample_index)
+            energy = self._energy(model, sample)
+            inspection = self._inspect(model, sample) if self.live_inspection else None
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            return self._reject(exc)
+        preset = cfg.name if cfg.name in self.param.preset.objects else None
+        self._show_config(cfg, preset, dataset)
+        self._show_pretrained(name)
+        self._base, self._trained, self._run_dir = cfg, True, None
+        return self._show_model(cfg, model, sample, energy, inspection, pretrained_text(record), t0)
 
     def load_run(self, run_dir: str | Path) -> bool:
         """Show a trained model: ``best.pt`` of ``run_dir`` (or a ``.pt`` file), BatchNorm as trained.
@@ -486,6 +572,7 @@ class ExplorerState(param.Parameterized):
             return self._reject(exc)
         preset = cfg.name if cfg.name in self.param.preset.objects else None
         self._show_config(cfg, preset, dataset)
+        self._show_pretrained(NO_PRETRAINED)
         self._base, self._trained, self._run_dir = cfg, True, path.parent
         return self._show_model(cfg, model, sample, energy, inspection, weights_text(path, meta), t0)
 
@@ -624,32 +711,32 @@ class ExplorerState(param.Parameterized):
 
     # ------------------------------------------------------------------ energy variants
     def energy_variants(self) -> dict[str, Any]:
-        """Energy reports of the current model and its spiking / standard / int8 variants.
+        """Energy reports of the current model, its all-spiking and 8-bit variants, and the
+        standard, int8 and bit-matched twins of :func:`hstlab.twins.twins` (the same baselines a
+        model card uses), all measured on the same input as :attr:`energy`.
 
-        Each variant is built from the current config (``with_modes`` / ``weight_bits=8``) and
-        measured on the same input as :attr:`energy`. With trained weights the 8-bit variant
-        quantizes them; the mode variants cannot reuse them and are marked "(untrained)".
+        With trained weights the 8-bit variant quantizes them; models that cannot reuse them are
+        marked "(untrained)" (a dense twin's energy does not depend on its weights).
         """
         with self._exclusive():
             return self._energy_variants()
 
     def _energy_variants(self) -> dict[str, Any]:
+        from hstlab.twins import twins
+
         cfg = self.cfg
-        variants = {
-            f"current ({cfg.modes}, {cfg.weight_bits}-bit)": cfg,
-            "all spiking": cfg.with_modes("S" * cfg.n_layer),
-            "all standard": cfg.with_modes("T" * cfg.n_layer),
-            "current, 8-bit weights": dataclasses.replace(cfg, weight_bits=8),
-        }
-        reports = {}
-        for name, variant in variants.items():
-            if same_model(variant, cfg):  # the current model itself, measured already (or a duplicate)
-                if not reports:
-                    reports[name] = self.energy
+        reports = {f"current ({cfg.modes}, {cfg.weight_bits}-bit)": self.energy}
+        for name, variant in (("all spiking", cfg.with_modes("S" * cfg.n_layer)),
+                              ("current, 8-bit weights", dataclasses.replace(cfg, weight_bits=8))):
+            if same_model(variant, cfg):  # the current model itself, measured already
                 continue
             variant_model, trained = self._variant_model(variant)
             label = name if trained or not self._trained else f"{name} (untrained)"
             reports[label] = self._energy(variant_model, self.sample)
+        for twin in twins(cfg):
+            twin_model, trained = self._variant_model(twin.cfg)
+            label = twin.name if trained or not self._trained else f"{twin.name} (untrained)"
+            reports[label] = twin.energy_report(twin_model, self.sample.x, dataflow=self.dataflow)
         return reports
 
     def _variant_model(self, variant: HSTConfig) -> tuple[torch.nn.Module, bool]:

@@ -125,7 +125,10 @@ class BuildView(pn.viewable.Viewer):
         self.widgets: dict[str, pn.widgets.Widget] = {
             "preset": pn.widgets.Select.from_param(
                 s.param.preset, css_classes=["hst-preset"], width=200
-            )
+            ),
+            "pretrained": pn.widgets.Select.from_param(
+                s.param.pretrained, css_classes=["hst-pretrained"], width=280
+            ),
         }
         self.fields = {
             name: NumberField(s, name, s.set_field, s.reject, css_classes=[f"hst-{name}"], width=170)
@@ -184,9 +187,11 @@ class BuildView(pn.viewable.Viewer):
         return pn.Column(
             pn.Row(
                 w["preset"],
+                w["pretrained"],
                 pn.pane.Markdown(
-                    "Pick a preset, then edit any field; the model rebuilds at once. Or load the "
-                    "trained weights of a run directory (`hstlab train` or the Train tab)."
+                    "Pick a trained model of the zoo, or a preset and edit any field (the model "
+                    "rebuilds at once, untrained). Or load the trained weights of a run directory "
+                    "(`hstlab train` or the Train tab)."
                 ),
             ),
             fields,

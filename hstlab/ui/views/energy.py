@@ -14,7 +14,7 @@ from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
 from hstlab.ui.views._common import hv_pane, joules, lazy
 
-TABLE_COLUMNS = ["name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j"]
+TABLE_COLUMNS = ["name", "kind", "mode", "input_kind", "macs", "acs", "input_rate", "compute_j", "memory_j"]
 
 
 def totals_text(report: Any) -> str:
@@ -40,7 +40,13 @@ def layers_view(report: Any) -> Any:
 
 
 def assumptions_text(report: Any) -> str:
-    return "" if report is None else "\n".join(f"- {a}" for a in report.assumptions)
+    if report is None:
+        return ""
+    lines = [f"- {a}" for a in report.assumptions]
+    if report.unpriced:  # what the engine could not price is shown, never dropped
+        lines += ["", f"**Not priced ({len(report.unpriced)}; left out of the totals):**"]
+        lines += [f"- {entry}" for entry in report.unpriced]
+    return "\n".join(lines)
 
 
 class EnergyView(pn.viewable.Viewer):
@@ -48,8 +54,8 @@ class EnergyView(pn.viewable.Viewer):
 
     Example:
         >>> view = EnergyView(state=ExplorerState(preset="tiny"), session=TrainSession())
-        >>> sorted(view.comparison_totals())[:1]
-        ['all standard']
+        >>> list(view.comparison_totals())[-3:]
+        ['standard twin', 'standard twin, int8', 'bit-matched twin']
     """
 
     state = param.ClassSelector(class_=ExplorerState)
@@ -70,7 +76,7 @@ class EnergyView(pn.viewable.Viewer):
 
     def _comparison(self, *_: Any) -> Any:
         totals = self.comparison_totals()
-        baseline = next((n for n in totals if n.startswith("all standard")), None)
+        baseline = next((n for n in totals if n.startswith("standard twin")), None)
         return hv_pane(viz.energy_comparison(totals, baseline=baseline))
 
     def _card(self) -> io.StringIO:
