@@ -45,9 +45,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = HSTConfig.from_preset(args.model)
 
     def measure(modes: str | None):
+        from hstlab.layers.norm import calibrate_batchnorm
+
         variant = cfg.with_modes(modes) if modes else cfg
-        return energy_report(build_model(variant), example_input(variant, batch_size=args.batch_size),
-                             preset=args.energy_preset, memory=not args.no_memory,
+        model, x = build_model(variant).eval(), example_input(variant, batch_size=args.batch_size)
+        calibrate_batchnorm(model, x)  # untrained: initial BN statistics would silence every layer
+        return energy_report(model, x, preset=args.energy_preset, memory=not args.no_memory,
                              memory_level=args.memory_level, dataflow=args.dataflow)
 
     report = measure(args.modes)
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
             payload["compare"] = {args.compare: {k: _json_value(v) for k, v in ratios.items()}}
         print(json.dumps(payload, indent=2))
         return 0
+    print(f"untrained {args.model} (BatchNorm calibrated on its example input; for trained weights use "
+          "hstlab energy RUN_DIR, or hstlab zoo run-dir NAME first)")
     print(report.summary())
     if other is not None:
         ratios = report.compare(other)

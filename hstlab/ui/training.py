@@ -45,6 +45,7 @@ def request_stop(trainer: Any) -> None:
 def write_run_json(run_dir: Path, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
     """``run.json`` as ``hstlab.train.train_run`` writes it, so the trainer's model card can read the run."""
     from hstlab.train.checkpoint import write_json
+    from hstlab.train.config import TrainConfig
     from hstlab.ui.samples import no_build_options
 
     args = {
@@ -52,7 +53,7 @@ def write_run_json(run_dir: Path, cfg: Any, dataset: str, limit: int, settings: 
         "batch_size": settings["batch_size"], "lr": settings["lr"], "limit": limit,
         "time_bins": cfg.input_steps, "loss": "cross_entropy", "loss_options": {},
         "checkpoint_every": 0, "dataset_options": no_build_options(dataset),
-        "warmup_frac": 0.03, "weight_decay": 0.01, "grad_clip": 1.0,
+        **{k: getattr(TrainConfig, k) for k in ("warmup_frac", "weight_decay", "grad_clip")},
     }  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(
