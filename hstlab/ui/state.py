@@ -527,19 +527,12 @@ class ExplorerState(param.Parameterized):
                                  f"allowed: {', '.join(self.param.pretrained.objects[1:])}")
             with _RNG_LOCK:
                 model = load_pretrained(name)
-            cfg, record = model.cfg, model.zoo_record
-            dataset = record.dataset if record.dataset in self.param.dataset.objects else self.dataset
-            self._check_fits(cfg, Path(record.weights_file), dataset)
-            sample = self.samples.sample(cfg, dataset, self.sample_index)
-            energy = self._energy(model, sample)
-            inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
             return self._reject(exc)
-        preset = cfg.name if cfg.name in self.param.preset.objects else None
-        self._show_config(cfg, preset, dataset)
-        self._show_pretrained(name)
-        self._base, self._trained, self._run_dir = cfg, True, None
-        return self._show_model(cfg, model, sample, energy, inspection, pretrained_text(record), t0)
+        record = model.zoo_record
+        dataset = record.dataset if record.dataset in self.param.dataset.objects else self.dataset
+        return self._show_trained(model, model.cfg, dataset, Path(record.weights_file),
+                                  pretrained_text(record), None, name, t0)
 
     def load_run(self, run_dir: str | Path) -> bool:
         """Show a trained model: ``best.pt`` of ``run_dir`` (or a ``.pt`` file), BatchNorm as trained.
@@ -563,8 +556,17 @@ class ExplorerState(param.Parameterized):
         try:
             path = checkpoint_file(run_dir, self.runs)
             model, cfg, meta = read_trained(path)
-            dataset = self._run_dataset(path)
-            self._check_fits(cfg, path, dataset)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+            return self._reject(exc)
+        return self._show_trained(model, cfg, self._run_dataset(path), path, weights_text(path, meta),
+                                  path.parent, NO_PRETRAINED, t0)
+
+    def _show_trained(self, model: torch.nn.Module, cfg: HSTConfig, dataset: str, where: Path,
+                      weights: str, run_dir: Path | None, pretrained: str, t0: float) -> bool:
+        """Measure a model that holds trained weights (a run's or the zoo's) and show it with its
+        config; ``where`` names its file in messages, ``run_dir`` is its run (None for the zoo)."""
+        try:
+            self._check_fits(cfg, where, dataset)
             sample = self.samples.sample(cfg, dataset, self.sample_index)
             energy = self._energy(model, sample)
             inspection = self._inspect(model, sample) if self.live_inspection else None
@@ -572,9 +574,9 @@ class ExplorerState(param.Parameterized):
             return self._reject(exc)
         preset = cfg.name if cfg.name in self.param.preset.objects else None
         self._show_config(cfg, preset, dataset)
-        self._show_pretrained(NO_PRETRAINED)
-        self._base, self._trained, self._run_dir = cfg, True, path.parent
-        return self._show_model(cfg, model, sample, energy, inspection, weights_text(path, meta), t0)
+        self._show_pretrained(pretrained)
+        self._base, self._trained, self._run_dir = cfg, True, run_dir
+        return self._show_model(cfg, model, sample, energy, inspection, weights, t0)
 
     def _reject(self, exc: Exception) -> bool:
         """Show why a change failed (``ValueError`` messages as they are) and keep the old model.
