@@ -308,3 +308,16 @@ def test_inspection_is_recorded_only_while_live(no_data):
         n for n, m in state.model.named_modules() if hasattr(m, "attention_map")
     }
     assert torch.equal(state.inspection.sample.x, state.sample.x)
+
+
+def test_inspect_attention_defaults_to_the_mean_over_steps(no_data):
+    state = ExplorerState(preset="tiny")
+    view = InspectView(state=state)
+    view.section = "Attention"
+    pane = view._content(state.inspection, "Attention", view.spike_layer, view.attention_layer, 0, 0,
+                         view.steps, state.cfg)
+    title = pane.object.opts.get().kwargs["title"]
+    assert view.steps == "mean over steps" and f"mean over {state.cfg.num_steps} steps" in title
+    one = view._content(state.inspection, "Attention", None, view.attention_layer, 0, 1, "one step (slider)",
+                        state.cfg)
+    assert "t=1," in one.object.opts.get().kwargs["title"]

@@ -169,6 +169,18 @@ def test_attention_map_selects_layer_head_step_sample():
         attention_map(torch.zeros(2, 3, 4))
 
 
+def test_attention_map_summarizes_steps_on_request():
+    att = {"a": torch.zeros(3, 1, 1, 2, 2)}  # [T, B, H, N, N]: empty at t=0, as spiking maps start
+    att["a"][1] = 1.0
+    att["a"][2] = 2.0
+    mean = attention_map(att, "a", t="mean")
+    assert mean[0, 0] == pytest.approx(1.0) and "mean over 3 steps" in mean.opts.get().kwargs["title"]
+    peak = attention_map(att, "a", t="peak")
+    assert peak[0, 0] == pytest.approx(2.0) and "t=2 (most active step)" in peak.opts.get().kwargs["title"]
+    with pytest.raises(ValueError, match="allowed: a time step index, mean, peak"):
+        attention_map(att, "a", t="max")
+
+
 def test_attention_signed_map_uses_symmetric_colour_range():
     el = attention_map(attention_dict(), "blocks.1.attn")
     low, high = el.opts.get().kwargs["clim"]

@@ -27,8 +27,27 @@ def _maps(value: Any) -> np.ndarray:
     return arr  # [T, B, H, Nq, Nk]
 
 
-def _image(arr: np.ndarray, label: str, head: int, t: int, sample: int) -> hv.Image:
-    """Draw one ``[Nq, Nk]`` map with query 0 at the top."""
+STEP_SUMMARIES = ("mean", "peak")  # t= a summary instead of one step (spiking maps are empty at t=0)
+
+
+def _pick_step(arr: np.ndarray, t: int | str, sample: int, head: int) -> tuple[np.ndarray, int | str]:
+    """``([Nq, Nk] map, what it is)`` for ``t`` = a step, ``"mean"`` over steps, or ``"peak"``: the
+    step with the largest total score (spiking neurons charge before they fire, so t=0 is often
+    empty)."""
+    maps = arr[:, sample, head]  # [T, Nq, Nk]
+    if t == "mean":
+        return maps.mean(axis=0), f"mean over {maps.shape[0]} steps"
+    if t == "peak":
+        step = int(np.argmax(maps.reshape(maps.shape[0], -1).sum(axis=1)))
+        return maps[step], f"t={step} (most active step)"
+    if isinstance(t, str):
+        raise ValueError(f"t={t!r} is not allowed; allowed: a time step index, {', '.join(STEP_SUMMARIES)}")
+    ti = check_index(t, "t", arr.shape[0])
+    return maps[ti], ti
+
+
+def _image(arr: np.ndarray, label: str, head: int, step: int | str, sample: int) -> hv.Image:
+    """Draw one ``[Nq, Nk]`` map with query 0 at the top; ``step``: its index or what it summarizes."""
     nq, nk = arr.shape
     grid = np.asarray(arr, dtype=np.float64)
     low, high = float(np.nanmin(grid)), float(np.nanmax(grid))
@@ -40,7 +59,7 @@ def _image(arr: np.ndarray, label: str, head: int, t: int, sample: int) -> hv.Im
     element = hv.Image((np.arange(nk), np.arange(nq), grid), kdims=[KEY, QUERY], vdims=[WEIGHT])
     return bokeh_opts(
         element,
-        title=f"Attention: {label}, head {head}, t={t}, sample {sample}",
+        title=f"Attention: {label}, head {head}, {step if isinstance(step, str) else f't={step}'}, sample {sample}",
         cmap=cmap,
         clim=clim,
         colorbar=True,
@@ -53,19 +72,24 @@ def _image(arr: np.ndarray, label: str, head: int, t: int, sample: int) -> hv.Im
 
 
 def attention_map(
-    attention: Any, layer: str | None = None, head: int = 0, t: int = 0, sample: int = 0
+    attention: Any, layer: str | None = None, head: int = 0, t: int | str = 0, sample: int = 0
 ) -> hv.Image:
     """One attention map (query x key) for a chosen layer, head, time step and sample.
 
+    ``t`` is a step index, ``"mean"`` (the mean over steps) or ``"peak"`` (the most active step);
+    the title says which. Spiking kinds' maps are often empty at t=0, while neurons charge.
+
     Example:
         >>> img = attention_map(rec.attention, "blocks.0.attn.branch", head=1, t=1)
+        >>> attention_map(rec.attention, "blocks.0.attn.branch", t="mean").opts.get().kwargs["title"]
+        'Attention: blocks.0.attn.branch, head 0, mean over 2 steps, sample 0'
     """
     label, value = select_layer(attention, layer, "attention")
     arr = _maps(value)
-    ti = check_index(t, "t", arr.shape[0])
     bi = check_index(sample, "sample", arr.shape[1])
     hi = check_index(head, "head", arr.shape[2])
-    return _image(arr[ti, bi, hi], label, hi, ti, bi)  # [Nq, Nk]
+    grid, which = _pick_step(arr, t, bi, hi)  # [Nq, Nk]
+    return _image(grid, label, hi, which, bi)
 
 
 def attention_holomap(

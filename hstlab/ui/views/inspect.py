@@ -42,13 +42,20 @@ def spikes_view(insp: Inspection, layer: str | None) -> Any:
     )
 
 
-def attention_view(insp: Inspection, layer: str | None, head: int, t: int) -> Any:
+STEP_VIEWS = {"mean over steps": "mean", "most active step": "peak", "one step (slider)": None}
+
+
+def attention_view(insp: Inspection, layer: str | None, head: int, t: int,
+                   steps: str = "mean over steps") -> Any:
+    """One head's map: the mean over steps by default (spiking maps are empty at t=0, while the
+    neurons charge), the most active step, or the step of the slider."""
     if not insp.attention:
         return pn.pane.Markdown("No attention maps recorded for this model.")
     layer = layer if layer in insp.attention else next(iter(insp.attention))
     maps = insp.attention[layer]  # [T, 1, H, N, N]
     head, t = min(head, maps.shape[2] - 1), min(t, maps.shape[0] - 1)
-    return hv_pane(viz.attention_map(insp.attention, layer, head=head, t=t))
+    which = STEP_VIEWS.get(steps)
+    return hv_pane(viz.attention_map(insp.attention, layer, head=head, t=t if which is None else which))
 
 
 def posenc_view(cfg: Any) -> Any:
@@ -82,6 +89,7 @@ class InspectView(pn.viewable.Viewer):
     attention_layer = param.Selector(default=None, objects=[], label="attention layer")
     head = param.Integer(default=0, bounds=(0, None))
     t = param.Integer(default=0, bounds=(0, None), label="time step")
+    steps = param.Selector(default="mean over steps", objects=list(STEP_VIEWS), label="steps shown")
     section = param.Selector(default="Events", objects=list(SECTIONS), label="view")
 
     def __init__(self, **params: Any) -> None:
@@ -106,6 +114,7 @@ class InspectView(pn.viewable.Viewer):
             "Attention": pn.Row(
                 pn.widgets.Select.from_param(self.param.attention_layer, width=300),
                 self.head_slider,
+                pn.widgets.Select.from_param(self.param.steps, width=170, css_classes=["hst-steps"]),
                 self.t_slider,
             ),
         }
@@ -186,6 +195,7 @@ class InspectView(pn.viewable.Viewer):
         attention_layer: str,
         head: int,
         t: int,
+        steps: str,
         cfg: Any,
     ) -> Any:
         if section == "Positional code":
@@ -195,7 +205,7 @@ class InspectView(pn.viewable.Viewer):
         if section == "Spikes":
             return spikes_view(insp, spike_layer)
         if section == "Attention":
-            return attention_view(insp, attention_layer, head, t)
+            return attention_view(insp, attention_layer, head, t, steps)
         return events_view(insp)
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -213,6 +223,7 @@ class InspectView(pn.viewable.Viewer):
             self.param.attention_layer,
             self.param.head,
             self.param.t,
+            self.param.steps,
             s.param.cfg,
             css_classes=["hst-inspect-content"],
         )
