@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import panel as pn
 import pytest
 import torch
 from ui_support import SMALL
@@ -321,3 +322,14 @@ def test_inspect_attention_defaults_to_the_mean_over_steps(no_data):
     one = view._content(state.inspection, "Attention", None, view.attention_layer, 0, 1, "one step (slider)",
                         state.cfg)
     assert "t=1," in one.object.opts.get().kwargs["title"]
+
+
+def test_inspect_shows_the_sample_through_the_spiking_and_standard_zoo_models(no_data):
+    state = ExplorerState(preset="tiny")
+    pair = state.zoo_comparison()
+    assert pair["spiking"].spikes and not pair["standard"].spikes  # the twin has no spiking neuron
+    assert pair["spiking"].logits.shape == pair["standard"].logits.shape == (1, 10)
+    view = InspectView(state=state)
+    pane = view._content(state.inspection, "Spiking vs standard", None, None, 0, 0, view.steps, state.cfg)
+    text = " ".join(str(p.object) for p in pane.select(pn.pane.Markdown))
+    assert "zoo: hst-small-digits-dvs-standard" in text and "predicts **" in text

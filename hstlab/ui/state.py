@@ -58,6 +58,7 @@ LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 NO_PRETRAINED = "(none: build from the fields)"
 DEFAULT_PRETRAINED = "hst-small-digits-dvs"  # what a served explorer opens on
+ZOO_PAIR = {"spiking": "hst-small-digits-dvs", "standard": "hst-small-digits-dvs-standard"}  # Inspect's comparison
 
 
 def frame_pretrained() -> list[str]:
@@ -712,6 +713,25 @@ class ExplorerState(param.Parameterized):
         return copy.deepcopy(self.model)
 
     # ------------------------------------------------------------------ energy variants
+    def zoo_comparison(self) -> dict[str, Inspection]:
+        """The current sample through the zoo's trained spiking model and its trained standard
+        twin (:data:`ZOO_PAIR`), recorded side by side: ``{"spiking": ..., "standard": ...}``.
+
+        Both models are loaded once per state; each sees the chosen digits-dvs sample at its own
+        shape (so this works whatever is built in the Build tab).
+        """
+        with self._exclusive():
+            if not hasattr(self, "_zoo_pair"):
+                from hstlab.zoo import load_pretrained
+
+                with _RNG_LOCK:
+                    self._zoo_pair = {kind: load_pretrained(name) for kind, name in ZOO_PAIR.items()}
+            out = {}
+            for kind, model in self._zoo_pair.items():
+                sample = self.samples.sample(model.cfg, "digits-dvs", self.sample_index)
+                out[kind] = self._inspect(model, sample)
+            return out
+
     def energy_variants(self) -> dict[str, Any]:
         """Energy reports of the current model, its all-spiking and 8-bit variants, and the
         standard, int8 and bit-matched twins of :func:`hstlab.twins.twins` (the same baselines a

@@ -14,7 +14,7 @@ from hstlab.ui.samples import build_dataset
 from hstlab.ui.state import ExplorerState, Inspection
 from hstlab.ui.views._common import hv_pane, lazy, weights_pane
 
-SECTIONS = ("Events", "Spikes", "Attention", "Positional code")
+SECTIONS = ("Events", "Spikes", "Attention", "Spiking vs standard", "Positional code")
 MAX_GRID_FRAMES = 8  # more input frames than this: a slider instead of a grid
 
 
@@ -56,6 +56,36 @@ def attention_view(insp: Inspection, layer: str | None, head: int, t: int,
     head, t = min(head, maps.shape[2] - 1), min(t, maps.shape[0] - 1)
     which = STEP_VIEWS.get(steps)
     return hv_pane(viz.attention_map(insp.attention, layer, head=head, t=t if which is None else which))
+
+
+def prediction_text(insp: Inspection) -> str:
+    """``'predicts 3 (p = 0.97); label 3'`` for a classifier's recorded pass."""
+    probs = insp.logits.softmax(-1)[0]  # [classes]
+    top = int(probs.argmax())
+    label = f"; label {insp.sample.label}" if insp.sample.label is not None else ""
+    return f"predicts **{top}** (p = {float(probs[top]):.2f}){label}"
+
+
+def comparison_view(pair: dict[str, Inspection]) -> Any:
+    """The same sample through the trained spiking model and its trained standard twin: what
+    each predicts, both models' first attention maps side by side, and where the spiking one
+    fires."""
+    spiking, standard = pair["spiking"], pair["standard"]
+    maps = [hv_pane(viz.attention_map(insp.attention, next(iter(insp.attention)), t="mean"))
+            for insp in (spiking, standard) if insp.attention]
+    return pn.Column(
+        pn.pane.Markdown("What to look for: both models see the same events. The spiking model's "
+                         "attention map counts Q-K spike overlaps (no softmax), the twin's are "
+                         "softmax probabilities; the heatmap shows how sparse the spiking layers are, "
+                         "while the twin passes real-valued activations (nothing spikes, every unit "
+                         "is read and written at every step)."),
+        pn.Row(pn.pane.Markdown(f"**Spiking** (zoo: hst-small-digits-dvs): {prediction_text(spiking)}",
+                                width=480),
+               pn.pane.Markdown(f"**Standard twin** (zoo: hst-small-digits-dvs-standard): "
+                                f"{prediction_text(standard)}", width=480)),
+        pn.Row(*maps, css_classes=["hst-compare"]),
+        hv_pane(viz.firing_rate_heatmap(spiking.spikes)),
+    )
 
 
 def posenc_view(cfg: Any) -> Any:
@@ -187,8 +217,8 @@ class InspectView(pn.viewable.Viewer):
     def _controls(self, section: str) -> Any:
         return self._section_controls.get(section, pn.Spacer(height=0))
 
-    @staticmethod
     def _content(
+        self,
         insp: Inspection | None,
         section: str,
         spike_layer: str,
@@ -200,6 +230,8 @@ class InspectView(pn.viewable.Viewer):
     ) -> Any:
         if section == "Positional code":
             return posenc_view(cfg)
+        if section == "Spiking vs standard":
+            return comparison_view(self.state.zoo_comparison())
         if insp is None:
             return pn.pane.Markdown("Recording ...")
         if section == "Spikes":
