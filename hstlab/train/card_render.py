@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any
 
+from hstlab.units import format_joules
+
 Block = tuple  # ("p", text) | ("ul", [text]) | ("table", header, rows, bold_row_indices) | ("code", text)
 
 CSS = """
@@ -32,12 +34,7 @@ pre{padding:.6em;overflow-x:auto}
 # ----------------------------------------------------------------------------------- formatting
 def joules(value: Any) -> str:
     """``3.6e-05`` -> ``'36 µJ'`` (4 significant digits)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    for unit, scale in (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
-        if abs(value) >= scale:
-            return f"{value / scale:.4g} {unit}"
-    return f"{value:.4g} J"
+    return format_joules(value, digits=4, missing="–")
 
 
 def num(value: Any, spec: str = ".4g") -> str:

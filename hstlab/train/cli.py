@@ -9,6 +9,7 @@ from typing import Any
 
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.train.checks import RUN_DEFAULTS
+from hstlab.units import format_joules
 
 
 def register(subparsers: Any) -> None:
@@ -199,7 +200,7 @@ def summary(metrics: dict[str, Any]) -> str:
          f"(best epoch {metrics.get('best_epoch')})"),
         f"test {score} {_f(metrics.get('test_' + score))}  loss {_f(metrics.get('test_loss'))}",
         (f"firing rate {_f(metrics.get('val_firing_rate'), '.3f')}  energy/sample "
-         f"{_f(metrics.get('energy_per_sample_j'), '.3e')} J  "
+         f"{format_joules(metrics.get('energy_per_sample_j'), missing='-')}  "
          f"train time {metrics.get('train_seconds', 0):.1f} s ({metrics.get('steps')} steps)"),
     ]
     lines += [f"note     {n}" for n in metrics.get("notes", [])]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hstlab.ui.runs import RunFolders
 from hstlab.ui.state import ExplorerState
+from hstlab.units import format_joules
 
 
 def model_card(
@@ -70,8 +71,9 @@ def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str =
         f"- parameters: {state.n_params:,}",
         f"- layers: {cfg.n_layer}, width {cfg.n_embd}, heads {cfg.n_head}, T = {cfg.num_steps}",
         (
-            f"- energy per sample: {report.total_j:.4g} J (compute {report.compute_j:.4g} J, "
-            f"memory {report.memory_j:.4g} J), preset {report.preset}"
+            f"- energy per sample: {format_joules(report.total_j, 4)} (compute "
+            f"{format_joules(report.compute_j, 4)}, memory {format_joules(report.memory_j, 4)}), "
+            f"preset {report.preset}"
         ),
         f"- energy measured on: {state.sample.source}",
         "",

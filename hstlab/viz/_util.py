@@ -8,8 +8,6 @@ from typing import Any
 import holoviews as hv
 import numpy as np
 
-ENERGY_UNITS = (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12))
-
 
 def to_numpy(x: Any, name: str = "x") -> np.ndarray:
     """Convert a torch tensor, numpy array or nested sequence to a float-or-native numpy array.
@@ -72,20 +70,6 @@ def bokeh_opts(element: hv.core.Dimensioned, **options: Any) -> Any:
     if options.get("shared_axes") is False:  # also keep a Layout from normalising ranges
         options.setdefault("axiswise", True)
     return element.opts(backend="bokeh", **options)
-
-
-def energy_unit(max_joules: float) -> tuple[str, float]:
-    """Pick a readable unit for energies up to ``max_joules``; returns (unit, joules per unit).
-
-    Example:
-        >>> energy_unit(3e-6)
-        ('µJ', 1e-06)
-    """
-    value = abs(float(max_joules)) if np.isfinite(max_joules) else 0.0
-    for unit, scale in ENERGY_UNITS:
-        if value >= scale:
-            return unit, scale
-    return ENERGY_UNITS[-1]
 
 
 def pick_indices(size: int, max_count: int) -> np.ndarray:

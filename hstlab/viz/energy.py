@@ -13,7 +13,8 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from hstlab.viz._util import bokeh_opts, energy_unit
+from hstlab.units import energy_unit
+from hstlab.viz._util import bokeh_opts
 
 LAYER_COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j")
 ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")

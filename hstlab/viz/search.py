@@ -12,7 +12,8 @@ from typing import Any
 import holoviews as hv
 import pandas as pd
 
-from hstlab.viz._util import bokeh_opts, energy_unit
+from hstlab.units import energy_unit
+from hstlab.viz._util import bokeh_opts
 
 NEEDED = ("val_accuracy", "energy_per_sample_j", "pareto")
 HOVER = ("number", "design", "modes", "kinds", "num_steps", "weight_bits", "membrane_bits", "mask_ratio",

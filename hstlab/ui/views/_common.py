@@ -8,17 +8,12 @@ from typing import Any
 
 import panel as pn
 
-ENERGY_UNITS = (("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12))
+from hstlab.units import format_joules
 
 
 def joules(value: float | None) -> str:
-    """``8.7e-05`` -> ``'87.3 µJ'`` (display only)."""
-    if value is None:
-        return "n/a"
-    for unit, scale in ENERGY_UNITS:
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-12:.3g} pJ"
+    """``8.7e-05`` -> ``'87 µJ'`` (display only)."""
+    return format_joules(value)
 
 
 def safe(fn: Callable[..., Any]) -> Callable[..., Any]:
