@@ -427,3 +427,17 @@ def test_page_refuses_paths_outside_and_a_nan_learning_rate(browser, server, tmp
     expect(message).to_contain_text("Not started: lr='nan' is not a finite number")
     expect(page.locator(".hst-train-status p")).to_contain_text("No run yet.")
     page.context.close()
+
+
+def test_pool_does_not_strand_a_document_queue_after_shutdown():
+    from bokeh.document import Document
+
+    from hstlab.ui.pool import SessionOrderedPool
+
+    pool = SessionOrderedPool(max_workers=1)
+    pool.shutdown()
+    doc = Document()
+    for _ in range(2):  # both refused at once: no queue is left behind that nobody runs
+        with pytest.raises(RuntimeError):
+            pool.submit(lambda d: None, doc)
+    assert not pool._queues

@@ -368,3 +368,27 @@ def test_disk_full_is_one_line_but_a_bug_keeps_its_traceback(data_env: Path, tmp
     monkeypatch.setattr(ckpt_io, "atomic_write_bytes", bug)
     with pytest.raises(KeyError):
         main(["train", *NEW, "--run-dir", str(tmp_path / "b")])
+
+
+def test_resume_checks_keys_run_json_lacks_against_their_defaults(run: Path):
+    """A run.json without ``augment_shift`` (as the explorer once wrote) ran with 0: asking for 2 is refused."""
+    from hstlab.train.resume import load_resume
+
+    stored = json.loads((run / "run.json").read_text())
+    stored.pop("augment_shift", None)
+    (run / "run.json").write_text(json.dumps(stored))
+    with pytest.raises(ValueError, match=r"augment_shift=2 differs from the run's augment_shift=0"):
+        load_resume(run, {"augment_shift": 2})
+    load_resume(run, {"augment_shift": 0})  # the default it ran with is accepted
+
+
+def test_resume_accepts_the_data_options_the_run_was_started_with(run: Path):
+    """A new run stores the recipe's options merged with the given ones; repeating the flag is fine."""
+    from hstlab.train.resume import load_resume
+
+    stored = json.loads((run / "run.json").read_text())
+    stored["dataset_options"] = {"seed": 0, "window_ms": 315.0}
+    (run / "run.json").write_text(json.dumps(stored))
+    load_resume(run, {"dataset_options": {"seed": 0}})
+    with pytest.raises(ValueError, match="dataset_options="):
+        load_resume(run, {"dataset_options": {"seed": 1}})

@@ -14,7 +14,7 @@ from typing import Any
 
 from hstlab.config import HSTConfig
 from hstlab.train import checkpoint as ckpt_io
-from hstlab.train.checks import RULES, check_arg
+from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg
 
 RESUME_FILES = ("run.json", "config.json", "last.pt")
 # run.json fields the trainer also stores in last.pt's train_state["hparams"]
@@ -90,8 +90,11 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
 
     # 1. what the caller asks for must be what the run is
     for key, value in given.items():
-        if key in stored and value != stored[key]:
-            raise ValueError(f"resume: {key}={value!r} differs from the run's {key}={stored[key]!r} ({str(run_json)!r}); "
+        theirs = stored.get(key, RUN_DEFAULTS.get(key))  # a key run.json lacks ran with the default
+        if key == "dataset_options" and isinstance(value, dict) and isinstance(theirs, dict):
+            value = {**theirs, **value}  # a new run adds given options to its recipe's
+        if value != theirs:
+            raise ValueError(f"resume: {key}={value!r} differs from the run's {key}={theirs!r} ({str(run_json)!r}); "
                              f"{how}: drop {key}, or start a new run (another run directory) to change it")
     asked = {"dataset_name": (dataset_name, stored.get("dataset")), "run_dir": (run_dir, folder)}
     for key, (value, theirs) in asked.items():

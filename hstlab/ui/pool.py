@@ -50,7 +50,13 @@ class SessionOrderedPool(ThreadPoolExecutor):
             queue.append((future, fn, args, kwargs))
             first = len(queue) == 1
         if first:  # no job of this document is running: start its queue
-            super().submit(self._run_queue, key)
+            try:
+                super().submit(self._run_queue, key)
+            except BaseException as exc:  # e.g. shut down: do not leave a queue nobody runs
+                with self._guard:
+                    self._queues.pop(key, None)
+                future.set_exception(exc)
+                raise
         return future
 
     def _run_queue(self, key: int) -> None:

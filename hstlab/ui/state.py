@@ -296,6 +296,7 @@ class ExplorerState(param.Parameterized):
         reads any path (scripts, notebooks)."""
         self._lock = threading.RLock()  # one change at a time (Panel runs events in threads)
         self._pending: dict[str, Callable[[], Any]] = {}  # work left for the thread holding it
+        self._pending_guard = threading.Lock()  # guards _pending itself (held only for a dict operation)
         self.runs = runs
         datasets = vision_datasets()
         super().__init__(**{k: v for k, v in params.items() if k in INIT_PARAMS})
@@ -400,16 +401,22 @@ class ExplorerState(param.Parameterized):
         """Run ``work`` now, or, while another thread works on this state, leave it to that
         thread: a flood of events from one tab never parks the server's worker threads (and a
         burst of edits costs one rebuild with the latest values, not one per edit)."""
-        self._pending[key] = work
+        with self._pending_guard:
+            self._pending[key] = work
         self._drain()
+
+    def _take_pending(self) -> Callable[[], Any] | None:
+        """The oldest work left by other threads, removed from the queue (None when empty)."""
+        with self._pending_guard:
+            key = next(iter(self._pending), None)
+            return self._pending.pop(key) if key is not None else None
 
     def _drain(self) -> None:
         while self._pending:
             if not self._lock.acquire(blocking=False):
                 return  # the holder drains after it releases
             try:
-                key = next(iter(self._pending), None)
-                work = self._pending.pop(key, None) if key is not None else None
+                work = self._take_pending()
                 if work is not None:
                     work()
             finally:
