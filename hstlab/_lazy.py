@@ -19,3 +19,22 @@ def lazy_attribute(module: str, exports: dict[str, str], namespace: dict[str, An
     value = getattr(importlib.import_module(exports[name]), name)
     namespace[name] = value
     return value
+
+
+def lazy_exports(module: str, exports: dict[str, str], namespace: dict[str, Any]) -> tuple[Any, Any]:
+    """``(__getattr__, __dir__)`` for a package whose public names are imported on first use.
+
+    Example (in a package's ``__init__.py``):
+        >>> ns = {}
+        >>> getattr_, dir_ = lazy_exports("demo", {"sqrt": "math"}, ns)
+        >>> getattr_("sqrt")(4.0), dir_()
+        (2.0, ['sqrt'])
+    """
+
+    def __getattr__(name: str) -> Any:
+        return lazy_attribute(module, exports, namespace, name)
+
+    def __dir__() -> list[str]:
+        return sorted(exports)
+
+    return __getattr__, __dir__

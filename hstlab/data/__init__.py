@@ -8,9 +8,7 @@ Example:
 """
 
 
-from typing import Any
-
-from hstlab._lazy import lazy_attribute
+from hstlab._lazy import lazy_exports
 
 # names -> home modules, imported on first use (so `hstlab --help` does not start torch)
 _EXPORTS: dict[str, str] = {
@@ -34,31 +32,6 @@ _EXPORTS: dict[str, str] = {
     "load_dataset": "hstlab.data.registry",
 }
 
-__all__ = [
-    "DATASETS",
-    "DataError",
-    "DataFileError",
-    "DataOptionError",
-    "DataWarning",
-    "DatasetUnavailable",
-    "EventFileError",
-    "SplitRecordError",
-    "RandomShift",
-    "data_dir",
-    "dataset_folder",
-    "dataset_info",
-    "ensure_digits_dvs",
-    "list_datasets",
-    "load_dataset",
-    "spike_encode",
-    "spread_indices",
-    "time_first_collate",
-]
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute("hstlab.data", _EXPORTS, globals(), name)
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

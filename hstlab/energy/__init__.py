@@ -9,9 +9,7 @@ Example:
 """
 
 
-from typing import Any
-
-from hstlab._lazy import lazy_attribute
+from hstlab._lazy import lazy_exports
 
 # names -> home modules, imported on first use (so `hstlab --help` does not start torch)
 _EXPORTS: dict[str, str] = {
@@ -36,32 +34,6 @@ _EXPORTS: dict[str, str] = {
     "model_weight_bytes": "hstlab.energy.report",
 }
 
-__all__ = [
-    "COUNTERS",
-    "DATAFLOWS",
-    "ENERGY_PRESETS",
-    "MEMORY_LEVELS",
-    "EnergyPreset",
-    "EnergyReport",
-    "EpilogueTracker",
-    "LayerTally",
-    "MemoryLevel",
-    "OpCounter",
-    "OpEnergy",
-    "energy_per_sample",
-    "energy_report",
-    "memory_energy",
-    "mixed_op_energy",
-    "model_weight_bytes",
-    "op_energy",
-    "select_memory_level",
-    "twin_activation_bits",
-]
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute("hstlab.energy", _EXPORTS, globals(), name)
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -2,9 +2,7 @@
 model cards (:func:`write_model_card`) and cumulative ablations (:func:`run_ablation`)."""
 
 
-from typing import Any
-
-from hstlab._lazy import lazy_attribute
+from hstlab._lazy import lazy_exports
 
 # names -> home modules, imported on first use (so `hstlab --help` does not start torch)
 _EXPORTS: dict[str, str] = {
@@ -31,34 +29,6 @@ _EXPORTS: dict[str, str] = {
     "ABLATION_STEPS": "hstlab.train.ablate",
 }
 
-__all__ = [
-    "ABLATION_STEPS",
-    "BUILDERS",
-    "CheckpointError",
-    "LOSSES",
-    "RunDirExists",
-    "SpikeRateMeter",
-    "TensorBoardLogger",
-    "TqdmProgress",
-    "TrainEvent",
-    "Trainer",
-    "TrainingDiverged",
-    "WarmupCosine",
-    "bits_per_spike",
-    "build_loss",
-    "default_collate",
-    "load_checkpoint",
-    "read_checkpoint",
-    "run_ablation",
-    "train_run",
-    "warmup_cosine_factor",
-    "write_model_card",
-]
+__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute("hstlab.train", _EXPORTS, globals(), name)
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

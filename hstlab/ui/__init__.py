@@ -10,9 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hstlab._lazy import lazy_attribute
+from hstlab._lazy import lazy_exports
 
 if TYPE_CHECKING:  # type checkers see the lazy names
     from hstlab.ui.app import ExplorerApp, create_app, serve
@@ -54,10 +54,4 @@ __all__ = [
     "serve",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    return lazy_attribute("hstlab.ui", _EXPORTS, globals(), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
