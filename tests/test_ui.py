@@ -333,3 +333,14 @@ def test_inspect_shows_the_sample_through_the_spiking_and_standard_zoo_models(no
     pane = view._content(state.inspection, "Spiking vs standard", None, None, 0, 0, view.steps, state.cfg)
     text = " ".join(str(p.object) for p in pane.select(pn.pane.Markdown))
     assert "zoo: hst-small-digits-dvs-standard" in text and "predicts **" in text
+
+
+def test_the_stem_has_its_own_control_and_the_summary_says_what_it_follows(no_data):
+    state = ExplorerState(preset="tiny")
+    assert state.summary()["stem"] == "spiking (follows layer 0)"
+    state.set_layer(0, "attn_mode", "standard")  # with the stem following layer 0, it turns standard too
+    assert state.summary()["stem"] == "standard (follows layer 0)" and state.cfg.stem_mode == "standard"
+    state.tokenizer_mode = "spiking"  # pinned: a hybrid with a spiking stem and a standard layer 0
+    assert state.cfg.tokenizer_mode == "spiking" and state.summary()["stem"] == "spiking"
+    hybrid = ExplorerState(preset="tiny", pretrained="hst-small-digits-dvs-hybrid-stem")
+    assert hybrid.tokenizer_mode == "standard" and hybrid.cfg.modes == "SS"  # the README's hybrid-stem model

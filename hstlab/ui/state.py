@@ -42,6 +42,7 @@ from hstlab.ui.runs import RUN_HOLDS, RunFolders, shown
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
 
 GLOBAL_FIELDS = (
+    "tokenizer_mode",
     "n_layer",
     "n_embd",
     "n_head",
@@ -57,6 +58,7 @@ INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow
 LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 NO_PRETRAINED = "(none: build from the fields)"
+STEM_FOLLOWS = "follows layer 0"  # tokenizer_mode=None
 DEFAULT_PRETRAINED = "hst-small-digits-dvs"  # what a served explorer opens on
 ZOO_PAIR = {"spiking": "hst-small-digits-dvs", "standard": "hst-small-digits-dvs-standard"}  # Inspect's comparison
 
@@ -246,6 +248,11 @@ class ExplorerState(param.Parameterized):
     n_embd = param.Integer(default=64, label="width", doc="embedding width D")
     n_head = param.Integer(default=4, label="heads")
     num_steps = param.Integer(default=4, label="T (time steps)")
+    tokenizer_mode = param.Selector(
+        default=None, objects={STEM_FOLLOWS: None, "spiking": "spiking", "standard": "standard"},
+        allow_None=True, label="stem mode",
+        doc="the tokenizer's mode: spiking or standard, or following layer 0's attention mode",
+    )
     tokenizer = param.Selector(default="sps", objects=list(TOKENIZERS))
     pos_encoding = param.Selector(
         default="cpg", objects=list(POS_ENCODINGS), label="positional encoding"
@@ -787,6 +794,8 @@ class ExplorerState(param.Parameterized):
         return {
             "preset": self.preset,
             "modes": self.cfg.modes if self.cfg else None,
+            "stem": (f"{self.cfg.stem_mode}" + (f" ({STEM_FOLLOWS})" if self.cfg.tokenizer_mode is None else ""))
+            if self.cfg else None,
             "params": self.n_params,
             "energy_j": self.energy.total_j if self.energy is not None else None,
             "build_seconds": self.build_seconds,

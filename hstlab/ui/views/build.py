@@ -14,7 +14,7 @@ from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
 from hstlab.ui.views._common import NumberField, error_alert, joules, weights_pane
 
 INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
-CHOICE_FIELDS = ("tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits", "membrane_bits")
+CHOICE_FIELDS = ("tokenizer_mode", "tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits", "membrane_bits")
 COLUMN_LABELS = {
     "attn_mode": "attention mode",
     "mlp_mode": "MLP mode",
@@ -177,7 +177,8 @@ class BuildView(pn.viewable.Viewer):
         info = s.summary()
         return (
             f"**Parameters:** {info['params']:,} &nbsp; **Energy per sample:** {joules(info['energy_j'])} "
-            f"&nbsp; **Modes:** {info['modes']} &nbsp; (rebuilt in {info['build_seconds']:.2f} s; "
+            f"&nbsp; **Stem:** {info['stem']} &nbsp; **Modes:** {info['modes']} &nbsp; "
+            f"(rebuilt in {info['build_seconds']:.2f} s; "
             f"energy measured on {info['input']})"
         )
 
