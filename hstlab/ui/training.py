@@ -323,12 +323,13 @@ class TrainSession(param.Parameterized):
                 f"{_fmt(m.get('val_accuracy'))}, energy {_fmt(row['energy_per_sample_uj'])} µJ/sample; "
                 f"checkpoints in {outcome.run_dir}"
             )
-        else:
-            row.update(status="failed", seconds=round(seconds, 2))
-            text = f"{row['run']} failed: {outcome.message}"
+        else:  # a failed run has no results: it is reported, not added to the comparison table
+            text = f"{row['run']} failed after {seconds:.1f} s: {outcome.message}"
             self.message = outcome.message
-        new = pd.DataFrame([row], columns=list(RUN_COLUMNS))
-        runs = new if self.runs.empty else pd.concat([self.runs, new], ignore_index=True)
+        runs = self.runs
+        if isinstance(outcome, _Done):
+            new = pd.DataFrame([row], columns=list(RUN_COLUMNS))
+            runs = new if runs.empty else pd.concat([runs, new], ignore_index=True)
         self._trainer = None
         self.param.update(runs=runs, status=text, running=False)
         if self._periodic is not None and self._periodic.running:
