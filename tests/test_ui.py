@@ -344,3 +344,15 @@ def test_the_stem_has_its_own_control_and_the_summary_says_what_it_follows(no_da
     assert state.cfg.tokenizer_mode == "spiking" and state.summary()["stem"] == "spiking"
     hybrid = ExplorerState(preset="tiny", pretrained="hst-small-digits-dvs-hybrid-stem")
     assert hybrid.tokenizer_mode == "standard" and hybrid.cfg.modes == "SS"  # the README's hybrid-stem model
+
+
+def test_summary_names_the_memory_level_and_says_when_a_change_crosses_one(no_data):
+    state = ExplorerState(preset="hst-small")
+    assert state.summary()["memory"] == "sram-1mb, step-major" and state.memory_note == ""
+    state.n_layer = 4  # 1,061.5 KiB of fp32 weights: past the 1 MiB on-chip level
+    assert "memory moved from sram-1mb to dram" in state.memory_note
+    assert "⚠ weights now take 1,061.5 KiB" in BuildView(state=state).summary_text()
+    state.n_layer = 3
+    assert "from dram to sram-1mb" in state.memory_note
+    state.n_head = 8
+    assert state.memory_note == ""  # no level crossed by this change

@@ -292,6 +292,7 @@ class ExplorerState(param.Parameterized):
     error = param.String(default="", doc="why the last change was rejected ('' when valid)")
     weights = param.String(default=UNTRAINED, doc="where the model's weights come from")
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
+    memory_note = param.String(default="", doc="set when the last change moved the model across a memory level")
 
     _quiet_thread: int | None = None  # the thread setting fields to show a config (no rebuild)
     _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
@@ -608,7 +609,14 @@ class ExplorerState(param.Parameterized):
     def _show_model(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, energy: Any,
                     inspection: Inspection | None, weights: str, t0: float) -> bool:
         """Publish an accepted model and what was measured on it (one param event batch)."""
+        before = self.energy
+        moved = ""
+        if before is not None and energy is not None and before.memory_level != energy.memory_level:
+            moved = (f"weights now take {energy.weight_bytes / 1024:,.1f} KiB: memory moved from "
+                     f"{before.memory_level} to {energy.memory_level}, which changes the price of "
+                     "every weight, membrane and activation access")
         self.param.update(
+            memory_note=moved,
             cfg=cfg,
             model=model,
             n_params=sum(p.numel() for p in model.parameters()),
@@ -798,6 +806,7 @@ class ExplorerState(param.Parameterized):
             if self.cfg else None,
             "params": self.n_params,
             "energy_j": self.energy.total_j if self.energy is not None else None,
+            "memory": f"{self.energy.memory_level}, {self.energy.dataflow}" if self.energy is not None else None,
             "build_seconds": self.build_seconds,
             "input": self.sample.source if self.sample else None,
         }

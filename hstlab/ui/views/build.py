@@ -177,9 +177,10 @@ class BuildView(pn.viewable.Viewer):
         info = s.summary()
         return (
             f"**Parameters:** {info['params']:,} &nbsp; **Energy per sample:** {joules(info['energy_j'])} "
-            f"&nbsp; **Stem:** {info['stem']} &nbsp; **Modes:** {info['modes']} &nbsp; "
-            f"(rebuilt in {info['build_seconds']:.2f} s; "
+            f"(memory {info['memory']} dataflow) &nbsp; **Stem:** {info['stem']} &nbsp; "
+            f"**Modes:** {info['modes']} &nbsp; (rebuilt in {info['build_seconds']:.2f} s; "
             f"energy measured on {info['input']})"
+            + (f"  \n⚠ {s.memory_note}" if s.memory_note else "")
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
