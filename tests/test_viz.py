@@ -512,3 +512,9 @@ def test_import_loads_no_backend_and_functions_render_without_extension():
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_membrane_threshold_line_stays_in_view_when_no_trace_reaches_it():
+    membranes = {"a": torch.full((4, 1, 3), 0.1)}  # [T, B, N], far below the threshold
+    fig = hv.render(membrane_traces(membranes, 1.0, "a"), backend="bokeh")
+    assert fig.y_range.start <= 0.1 and fig.y_range.end >= 1.0

@@ -175,7 +175,7 @@ class LiveCurves:
             out[m] = bokeh_opts(
                 train * epochs,
                 title=dim.label + (f" ({dim.unit})" if dim.unit else ""),
-                width=520,
+                width=470,  # two plots and their legends fit a 1,000 px notebook column
                 height=260,
                 legend_position="right",
                 padding=0.05,

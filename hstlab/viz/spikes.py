@@ -128,6 +128,11 @@ def membrane_traces(
             parts.append(
                 bokeh_opts(hv.HLine(th, label="threshold"), color="red", line_dash="dashed")
             )
+            low, high = float(np.nanmin(v[:, idx])), float(np.nanmax(v[:, idx]))
+            low, high = min(low, th), max(high, th)  # an HLine does not widen the axis: keep it in view
+            pad = 0.05 * (high - low or 1.0)
+            overlay = overlay.redim.range(**{VOLT.name: (low - pad, high + pad)})
+            parts[0] = overlay
         else:
             for j, n in enumerate(idx):
                 th_curve = hv.Curve(
