@@ -270,7 +270,8 @@ def test_training_run_collects_events_and_checkpoint(data_env, tmp_path):
     assert session.events_received == 3  # two steps and one epoch
     assert "Chart points received: **3**" in view.received.object
     name, text = model_card(state, session.last_run_dir)  # the trainer's card reads our run.json
-    assert name == "model_card.md" and (tmp_path / "run-001" / name).read_text() == text
+    assert name == f"model_card_{state.cfg.name}_{state.cfg.modes}_run-001.md"
+    assert (tmp_path / "run-001" / "model_card.md").read_text() == text
     assert text.startswith("# Model card: hst-small on digits-dvs (modes SS)")
 
 

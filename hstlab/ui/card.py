@@ -7,6 +7,7 @@ The fallback card only formats what the library computed (config JSON, parameter
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from hstlab.ui.runs import RunFolders
@@ -14,10 +15,21 @@ from hstlab.ui.state import ExplorerState
 from hstlab.units import format_joules
 
 
+def card_file_name(state: ExplorerState, run_dir: str | Path | None = None) -> str:
+    """The download name of a card: ``model_card_<model>_<modes>[_<run>].md``.
+
+    Example:
+        >>> card_file_name(ExplorerState(preset="tiny"), "runs/explorer/run-002")
+        'model_card_tiny_SS_run-002.md'
+    """
+    parts = ["model_card", state.cfg.name, state.cfg.modes] + ([Path(run_dir).name] if run_dir else [])
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in parts) + ".md"
+
+
 def model_card(
     state: ExplorerState, run_dir: str | Path | None = None, folders: RunFolders | None = None
 ) -> tuple[str, str]:
-    """``(file name, Markdown)`` of the model card.
+    """``(download file name, Markdown)`` of the model card (the name says the model and run).
 
     With a finished run: ``hstlab.train.card.write_model_card(run_dir)`` (written once, then
     reused). Without one, or when the trainer's card cannot be made, a card of the current
@@ -35,16 +47,16 @@ def model_card(
             readable = folders is None or folders.readable_path(card)  # not a link leading out
             if (readable and card.is_file() and best.is_file()
                     and card.stat().st_mtime >= best.stat().st_mtime):  # fmt: skip
-                return card.name, card.read_text()
+                return card_file_name(state, run_dir), card.read_text()
             if folders is not None and not folders.writable(run_dir):
                 note = (f"The trainer's card for {run_dir} is not written: the explorer writes "
                         "only into this session's runs folder")  # fmt: skip
             else:
                 card = write_model_card(run_dir)
-                return card.name, card.read_text()
+                return card_file_name(state, run_dir), card.read_text()
         except (ValueError, OSError) as exc:
             note = f"The trainer's card for {run_dir} could not be made: {exc}"
-    return "model_card.md", _fallback_card(state, run_dir, note, folders)
+    return card_file_name(state, run_dir), _fallback_card(state, run_dir, note, folders)
 
 
 def _run_metrics(run_dir: str | Path | None, folders: RunFolders | None) -> dict | None:
