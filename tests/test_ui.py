@@ -357,3 +357,19 @@ def test_summary_names_the_memory_level_and_says_when_a_change_crosses_one(no_da
     assert "from dram to sram-1mb" in state.memory_note
     state.n_head = 8
     assert state.memory_note == ""  # no level crossed by this change
+
+
+def test_energy_layer_table_is_readable_and_downloads_as_csv(no_data):
+    import pandas as pd
+
+    from hstlab.ui.views.energy import layer_csv, layer_table
+
+    state = ExplorerState(preset="tiny")
+    table = layer_table(state.energy)
+    assert list(table.columns) == ["layer", "kind", "mode", "input", "MACs / sample", "ACs / sample",
+                                   "input rate", "compute (µJ)", "memory (µJ)"]
+    row = state.energy.layers.iloc[0]
+    assert table["MACs / sample"].iloc[0] == f"{row['macs']:,.0f}"
+    assert float(table["compute (µJ)"].iloc[0].replace(",", "")) == pytest.approx(row["compute_j"] * 1e6, rel=1e-3)
+    raw = pd.read_csv(layer_csv(state.energy))
+    assert raw["compute_j"].sum() == pytest.approx(state.energy.layers["compute_j"].sum())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pandas as pd
 import panel as pn
 import param
 
@@ -14,7 +15,37 @@ from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
 from hstlab.ui.views._common import hv_pane, joules, lazy
 
-TABLE_COLUMNS = ["name", "kind", "mode", "input_kind", "macs", "acs", "input_rate", "compute_j", "memory_j"]
+# report column -> (shown heading, how a value is written)
+TABLE_FORMAT: dict[str, tuple[str, Any]] = {
+    "name": ("layer", str),
+    "kind": ("kind", str),
+    "mode": ("mode", str),
+    "input_kind": ("input", str),
+    "macs": ("MACs / sample", lambda v: f"{v:,.0f}"),
+    "acs": ("ACs / sample", lambda v: f"{v:,.0f}"),
+    "input_rate": ("input rate", lambda v: f"{v:.3f}"),
+    "compute_j": ("compute (µJ)", lambda v: f"{v * 1e6:,.4g}"),
+    "memory_j": ("memory (µJ)", lambda v: f"{v * 1e6:,.4g}"),
+}
+
+
+def layer_table(report: Any) -> pd.DataFrame:
+    """The layers that cost energy, with readable headings, units (µJ) and thousands separators.
+
+    Example:
+        >>> layer_table(ExplorerState(preset="tiny").energy).columns[-2:].tolist()
+        ['compute (µJ)', 'memory (µJ)']
+    """
+    active = report.layers[(report.layers["compute_j"] + report.layers["memory_j"]) > 0]
+    return pd.DataFrame({heading: [fmt(v) for v in active[col]] for col, (heading, fmt) in TABLE_FORMAT.items()})
+
+
+def layer_csv(report: Any) -> io.StringIO:
+    """Every layer of the report with all its columns, as CSV (joules, raw counts)."""
+    buffer = io.StringIO()
+    report.layers.to_csv(buffer, index=False)
+    buffer.seek(0)
+    return buffer
 
 
 def totals_text(report: Any) -> str:
@@ -30,12 +61,15 @@ def totals_text(report: Any) -> str:
 
 def layers_view(report: Any) -> Any:
     active = report.layers[(report.layers["compute_j"] + report.layers["memory_j"]) > 0]
+    download = pn.widgets.FileDownload(
+        callback=lambda: layer_csv(report), filename="energy_layers.csv",
+        label="Download the layer table (CSV)", css_classes=["hst-energy-csv"],
+    )
     return pn.Column(
         hv_pane(viz.layer_energy_bars(active)),
         hv_pane(viz.layer_ops_bars(active)),
-        pn.pane.DataFrame(
-            active[TABLE_COLUMNS], index=False, max_rows=200, sizing_mode="stretch_width"
-        ),
+        pn.pane.DataFrame(layer_table(report), index=False, max_rows=200, sizing_mode="stretch_width"),
+        download,
     )
 
 
