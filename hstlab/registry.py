@@ -40,5 +40,16 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(self._items)
 
+    def first(self, accepts: Callable[[T], bool]) -> T | None:
+        """The first registered item (in registration order) that ``accepts``; None if none does.
+
+        Example:
+            >>> KINDS = Registry("kind")
+            >>> _ = KINDS.register("small")(1), KINDS.register("large")(100)
+            >>> KINDS.first(lambda n: n > 10), KINDS.first(lambda n: n > 1000)
+            (100, None)
+        """
+        return next((item for item in self._items.values() if accepts(item)), None)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items

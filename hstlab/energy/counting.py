@@ -205,11 +205,7 @@ COUNTERS: Registry[type[Counter]] = Registry("energy counter")
 
 def counter_for(module: nn.Module) -> type[Counter] | None:
     """The first registered counter class whose ``matches`` accepts ``module`` (None: not counted)."""
-    for name in COUNTERS.names():
-        cls = COUNTERS.get(name)
-        if cls.matches(module):
-            return cls
-    return None
+    return COUNTERS.first(lambda cls: cls.matches(module))
 
 
 @COUNTERS.register("attention")

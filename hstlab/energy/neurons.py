@@ -67,9 +67,15 @@ class NeuronAdapter:
         """Why part of this neuron's work is not priced (None: all of it is)."""
         return None
 
+    reset_method: str | None = None  # the module's own method that clears its state, if any
+
     @classmethod
     def reset(cls, module: nn.Module) -> None:
-        """Clear the state the neuron keeps between calls (no-op when it keeps none)."""
+        """Clear the state the neuron keeps between calls: call its :attr:`reset_method` (no-op
+        when it has none)."""
+        reset = getattr(module, cls.reset_method, None) if cls.reset_method else None
+        if callable(reset):
+            reset()
 
 
 NEURON_ADAPTERS: Registry[type[NeuronAdapter]] = Registry("neuron adapter")
@@ -77,11 +83,7 @@ NEURON_ADAPTERS: Registry[type[NeuronAdapter]] = Registry("neuron adapter")
 
 def adapter_for(module: nn.Module) -> type[NeuronAdapter] | None:
     """The first registered adapter that recognizes ``module`` (None: not a spiking neuron)."""
-    for name in NEURON_ADAPTERS.names():
-        adapter = NEURON_ADAPTERS.get(name)
-        if adapter.matches(module):
-            return adapter
-    return None
+    return NEURON_ADAPTERS.first(lambda adapter: adapter.matches(module))
 
 
 @NEURON_ADAPTERS.register("hstlab")
@@ -107,6 +109,7 @@ class SnntorchNeuron(NeuronAdapter):
     buffers it holds (Leaky 1, Synaptic 2, Alpha 3)."""
 
     library = "snntorch"
+    reset_method = "reset_mem"
     _state_names = ("mem", "syn", "syn_exc", "syn_inh")
 
     @classmethod
@@ -119,11 +122,6 @@ class SnntorchNeuron(NeuronAdapter):
         attrs = [n for n in cls._state_names if n in buffers or isinstance(getattr(module, n, None), torch.Tensor)]
         return max(1, len(attrs))
 
-    @classmethod
-    def reset(cls, module: nn.Module) -> None:
-        reset = getattr(module, "reset_mem", None)
-        if callable(reset):
-            reset()
 
 
 @NEURON_ADAPTERS.register("spikingjelly")
@@ -133,6 +131,7 @@ class SpikingJellyNeuron(NeuronAdapter):
     registered memories (``v``, and e.g. ``w`` for Izhikevich); reset with ``reset()``."""
 
     library = "spikingjelly"
+    reset_method = "reset"
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
@@ -149,11 +148,6 @@ class SpikingJellyNeuron(NeuronAdapter):
         memories = getattr(module, "_memories", None)
         return max(1, len(memories)) if isinstance(memories, dict) else 1
 
-    @classmethod
-    def reset(cls, module: nn.Module) -> None:
-        reset = getattr(module, "reset", None)
-        if callable(reset):
-            reset()
 
 
 @NEURON_ADAPTERS.register("norse")
