@@ -49,3 +49,7 @@ def test_missing_recipe_falls_back_with_a_notice() -> None:
     assert recipe.train == GENERIC
     assert "no recipe for preset 'tiny' on 'digits-dvs'" in recipe.notice
     assert "hst-small on digits-dvs" in recipe.notice
+
+
+def test_defaults_are_the_defaults_of_an_instance():
+    assert TrainConfig.defaults() == TrainConfig().to_dict()

@@ -37,7 +37,7 @@ class Rule:
 
 # the run arguments stored in run.json, with train_run's defaults ("dataset" has none)
 RUN_DEFAULTS: dict[str, Any] = {
-    **{k: v for k, v in TrainConfig().to_dict().items()},  # the schedule, optimiser and data defaults
+    **TrainConfig.defaults(),  # the schedule, optimiser and data defaults
     "seed": 0, "loss": None, "loss_options": {}, "checkpoint_every": 50,
 }
 

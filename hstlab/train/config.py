@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -46,20 +45,21 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field, its value and what is allowed."""
-        for name in ("epochs", "batch_size"):
-            _integer(name, getattr(self, name), minimum=1)
-        _integer("augment_shift", self.augment_shift, minimum=0)
-        for name in ("time_bins", "limit"):
-            if getattr(self, name) is not None:
-                _integer(name, getattr(self, name), minimum=1, none_ok=True)
-        _number("lr", self.lr, low=0.0, low_open=True)
-        _number("weight_decay", self.weight_decay, low=0.0)
-        _number("warmup_frac", self.warmup_frac, low=WARMUP_RANGE[0], high=WARMUP_RANGE[1])
-        if self.grad_clip is not None:
-            _number("grad_clip", self.grad_clip, low=0.0, low_open=True, none_ok=True)
+        """Raise ``ValueError`` naming the first invalid field, its value and what is allowed (the
+        rules of :data:`hstlab.train.checks.RULES`, which the trainer and CLI check too)."""
+        from hstlab.train.checks import (
+            check_args,  # imported here: checks reads this module's defaults
+        )
+
+        check_args(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset_options"})
         if not all(isinstance(k, str) for k in self.dataset_options):
             raise ValueError(f"dataset_options={self.dataset_options!r} must map option names (str) to values")
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, without building (and so validating) an instance."""
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in fields(cls)}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied and validated; unknown names are refused."""
@@ -82,19 +82,3 @@ class TrainConfig:
             raise ValueError(f"a training config must be a JSON object, got {type(data).__name__}")
         return cls().replace(**data)
 
-
-def _integer(name: str, value: Any, minimum: int, none_ok: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}{extra}")
-
-
-def _number(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False,
-            none_ok: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
-    if not ok:
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        allowed = f"in [{low:g}, {high:g}]" if high is not None else bound
-        extra = " or None" if none_ok else ""
-        raise ValueError(f"{name}={value!r} must be a finite number {allowed}{extra}")
