@@ -92,6 +92,14 @@ def _num_classes(info: dict[str, Any]) -> int | None:
     return None
 
 
+def resolve_time_bins(kind: str, cfg: HSTConfig, time_bins: int | None) -> int | None:
+    """The bins per sample a run loads: ``time_bins`` if given, else one per model step for frames
+    (``cfg.input_steps``) and the dataset's own default (None) for sequences."""
+    if time_bins is None and kind not in ("spikes", "text"):
+        return cfg.input_steps
+    return time_bins
+
+
 def load_splits(dataset: str, cfg: HSTConfig, limit: int | None, options: dict[str, Any],
                 time_bins: int | None = None) -> tuple[Any, Any, Any, dict]:
     """Train/val/test datasets; ``time_bins`` defaults to ``cfg.input_steps`` for frames and to the
@@ -102,8 +110,7 @@ def load_splits(dataset: str, cfg: HSTConfig, limit: int | None, options: dict[s
     kw = dict(options)
     if limit is not None:
         kw["limit"] = limit
-    if time_bins is None and info["kind"] not in ("spikes", "text"):
-        time_bins = cfg.input_steps
+    time_bins = resolve_time_bins(info["kind"], cfg, time_bins)
     parts = [load_dataset(dataset, split, time_bins=time_bins, **kw) for split in ("train", "val", "test")]
     return (*parts, info)
 

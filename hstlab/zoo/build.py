@@ -60,10 +60,9 @@ def export_run(run_dir: str | os.PathLike, name: str, description: str, command:
         raise ZooError(f"{weights} is a shipped weight file: export to another folder")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
     from hstlab.data import dataset_info
+    from hstlab.train.run import resolve_time_bins
 
-    time_bins = args.get("time_bins")
-    if time_bins is None and dataset_info(args["dataset"])["kind"] not in ("spikes", "text"):
-        time_bins = cfg.input_steps  # frames: one bin per model step, as train_run loads them
+    time_bins = resolve_time_bins(dataset_info(args["dataset"])["kind"], cfg, args.get("time_bins"))
     dataset_args = {"time_bins": time_bins} if time_bins is not None else {}
     dataset_args.update(args.get("dataset_options") or {})
     if args.get("limit") is not None:
