@@ -133,3 +133,14 @@ def test_cli_set_overrides_config_fields(tmp_path, capsys):
     assert "--set 'membrane_bits' must be FIELD=VALUE" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path), "--set", "weight_bits=4", "--no-progress"]) == 2
     assert "--set cannot change a resumed run" in capsys.readouterr().err
+
+
+def test_two_runs_started_in_one_second_get_their_own_directories(tmp_path, monkeypatch):
+    """The default run directory is stamped to the second; a second run in that second must not collide."""
+    from hstlab.train import checkpoint as ckpt_io
+
+    monkeypatch.setattr(ckpt_io, "utc_stamp", lambda: "20260102-030405")
+    runs = [train_run("tiny", "lorenz-spikes", out=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
+                      dataset_options=DATA) for _ in range(2)]
+    dirs = [r["run_dir"] for r in runs]
+    assert dirs[0] != dirs[1] and dirs[1].endswith("-20260102-030405-2"), dirs

@@ -119,9 +119,35 @@ def _try_import(name: str) -> Any:
         return None
 
 
-def default_run_dir(root: str | os.PathLike, cfg_name: str, dataset: str, seed: int) -> Path:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{cfg_name}-{dataset}-s{seed}-{stamp}"
+def utc_stamp() -> str:
+    """The current UTC time to the second, as run directories name it (``20261203-152411``)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def default_run_dir(root: str | os.PathLike, cfg_name: str, dataset: str, seed: int,
+                    claim: bool = True) -> Path:
+    """A new run directory ``<root>/<model>-<dataset>-s<seed>-<UTC time>``.
+
+    With ``claim`` the directory is created here (atomically), and a second run started in the same
+    second gets ``-2``, ``-3``... instead of colliding with the first.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> a, b = default_run_dir(root, "m", "d", 0), default_run_dir(root, "m", "d", 0)
+    >>> a != b and a.is_dir() and b.is_dir()
+    True
+    """
+    base = Path(root) / f"{cfg_name}-{dataset}-s{seed}-{utc_stamp()}"
+    if not claim:
+        return base
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"run_dir: no free name under {str(root)!r} for {base.name!r}")
 
 
 # ----------------------------------------------------------------------------- model builders

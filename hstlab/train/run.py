@@ -216,7 +216,7 @@ def train_run(
         cfg, notes = fit_config_to_data(cfg, torch.as_tensor(x), y, info["kind"], _num_classes(info), args["loss"])
         if run_dir is None:
             run_dir = dist_utils.broadcast_object(
-                ckpt_io.default_run_dir(out, cfg.name, args["dataset"], args["seed"]), ctx)
+                ckpt_io.default_run_dir(out, cfg.name, args["dataset"], args["seed"], claim=ctx.is_main), ctx)
     run_dir = Path(run_dir)
     replaced = ckpt_io.check_new_run_dir(run_dir, force) if resume is None else []
     torch.manual_seed(args["seed"])
