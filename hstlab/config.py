@@ -22,7 +22,9 @@ from typing import Any
 
 MODES = ("spiking", "standard")
 MODE_LETTERS = {"S": "spiking", "T": "standard"}
-ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")
+ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "statten", "emsa", "bipolar", "lateral")
+MLP_KINDS = ("mlp", "emsp")  # spiking MLP halves: Spikformer's MLP or SEMM's channel-wise experts (EMSP)
+NON_CAUSAL_KINDS = ("statten",)  # attention kinds with no causal=True form
 NEURONS = ("lif", "plif", "alif")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
@@ -237,6 +239,9 @@ class LayerSpec:
     tim: bool | None = None
     mask_ratio: float | None = None
     mask_policy: str | None = None
+    attn_block: int | None = None
+    experts: int | None = None
+    mlp_kind: str | None = None
 
     def validate(self, prefix: str = "") -> None:
         """Raise ``ValueError`` naming the first invalid field (``prefix`` + name). A spec is
@@ -250,6 +255,9 @@ class LayerSpec:
                 _choice(prefix + name, getattr(self, name), allowed)
         if self.mask_ratio is not None:
             _check_range(prefix + "mask_ratio", self.mask_ratio, FLOAT_RANGES["mask_ratio"])
+        for name in ("attn_block", "experts"):
+            if getattr(self, name) is not None:
+                _positive_int(prefix + name, getattr(self, name))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
@@ -261,7 +269,7 @@ class LayerSpec:
 
 
 _LAYER_CHOICES = {"attn_mode": MODES, "mlp_mode": MODES, "attention": ATTENTION_KINDS,
-                  "residual": RESIDUALS, "mask_policy": MASK_POLICIES}
+                  "residual": RESIDUALS, "mask_policy": MASK_POLICIES, "mlp_kind": MLP_KINDS}
 
 
 @dataclass(frozen=True)
@@ -276,11 +284,19 @@ class ResolvedLayer:
     tim: bool
     mask_ratio: float
     mask_policy: str
+    attn_block: int
+    experts: int
+    mlp_kind: str
 
     @property
     def attention_kind(self) -> str:
         """The attention actually built: a standard-mode layer always uses softmax attention."""
         return self.attention if self.attn_mode == "spiking" else "softmax"
+
+    @property
+    def mlp_built(self) -> str:
+        """The MLP kind actually built: a standard-mode MLP half is always the GELU MLP ("mlp")."""
+        return self.mlp_kind if self.mlp_mode == "spiking" else "mlp"
 
 
 @dataclass(frozen=True)
@@ -326,6 +342,9 @@ class HSTConfig:
     conv_kernel: int = 3
     causal: bool = False
     grad_stabilization: bool = False
+    attn_block: int = 2  # statten: time steps per spatial-temporal block (must divide num_steps)
+    experts: int = 4  # emsa: head-wise experts (D splits into this many heads); emsp: channel groups
+    mlp_kind: str = "mlp"  # spiking MLP halves: "mlp" (Spikformer) or "emsp" (SEMM experts)
     # temporal interaction, residuals, masking
     tim: bool = False
     tim_alpha: float = 0.5
@@ -374,7 +393,7 @@ class HSTConfig:
         """:meth:`validate` for a config whose fields already have their types."""
         self._validate_depth()
         for name in ("n_embd", "n_head", "num_steps", "num_classes", "patch_size",
-                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel"):
+                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel", "attn_block", "experts"):
             _positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
             allowed = divisors(self.n_embd)
@@ -440,6 +459,35 @@ class HSTConfig:
             )
         for i, spec in enumerate(self.layers):
             spec._validate_values(f"layers[{i}].")
+        for i, spec in enumerate(self.layers):
+            self._validate_kind_fit(i, spec)
+
+    def _validate_kind_fit(self, i: int, spec: LayerSpec) -> None:
+        """The fields an attention or MLP kind needs fit the rest of the config (layer ``i``)."""
+        layer = self.layer(i)
+        name = lambda field: f"layers[{i}].{field}" if getattr(spec, field) is not None else field  # noqa: E731
+        kind = layer.attention_kind
+        if kind == "statten" and self.num_steps % layer.attn_block:
+            raise ValueError(f"{name('attn_block')}={layer.attn_block} does not divide num_steps={self.num_steps} "
+                             f"(attention='statten' splits the steps into blocks); allowed: "
+                             f"{', '.join(map(str, divisors(self.num_steps)))}")
+        if kind in NON_CAUSAL_KINDS and self.causal:
+            allowed = [k for k in ATTENTION_KINDS if k not in NON_CAUSAL_KINDS]
+            raise ValueError(f"{name('attention')}={kind!r} does not support causal=True (it computes Q (Kᵀ V) "
+                             f"in linear order, which cannot mask later tokens); allowed with causal=True: "
+                             f"{', '.join(allowed)}")
+        if kind == "bipolar" and layer.tim:
+            raise ValueError(f"{name('tim')}=True is not supported with attention='bipolar' (TIM's neurons would "
+                             "make its ternary Q binary); allowed: tim=False, or an attention kind other than bipolar")
+        if kind == "emsa" and self.n_embd % layer.experts:
+            raise ValueError(f"{name('experts')}={layer.experts} does not divide n_embd={self.n_embd} "
+                             f"(attention='emsa' makes one head per expert); allowed: "
+                             f"{', '.join(map(str, divisors(self.n_embd)[:MAX_DIVISORS_SHOWN]))}")
+        hidden = int(self.n_embd * self.mlp_ratio)
+        if layer.mlp_built == "emsp" and hidden % layer.experts:
+            raise ValueError(f"{name('experts')}={layer.experts} does not divide the MLP hidden width "
+                             f"int(n_embd * mlp_ratio)={hidden} (mlp_kind='emsp' splits it into channel groups); "
+                             f"allowed: {', '.join(map(str, divisors(hidden)[:MAX_DIVISORS_SHOWN]))}")
 
     def _validate_schedule(self) -> None:
         for i, (epoch, modes) in enumerate(self.mode_schedule):

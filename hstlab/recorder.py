@@ -10,11 +10,13 @@ from torch import nn
 
 
 class Recorder:
-    """Record spikes, membrane potentials and attention maps with forward hooks.
+    """Record spikes, membrane potentials, attention maps and expert gates with forward hooks.
 
     ``layers`` is a glob over module names (``"*"``, ``"blocks.0.*"``). Attention kinds that
     compute in linear order form ``Q Kᵀ`` only here, from the probed Q and K. A module called
     several times in one pass (e.g. TIM's per-step neurons) has its records joined along time.
+    Modules with a ``gate_probe`` (the expert kinds ``emsa`` and ``emsp``) have its output, the
+    router's spikes ``[T, B, N, experts]``, recorded in ``gates``.
 
     Example:
         >>> from hstlab import HSTConfig, build_model, example_input
@@ -32,6 +34,7 @@ class Recorder:
         self.membranes: dict[str, torch.Tensor] = {}
         self.thresholds: dict[str, Any] = {}
         self.attention: dict[str, torch.Tensor] = {}
+        self.gates: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
         self._flags: list[tuple[nn.Module, bool]] = []
         self._probed: dict[str, dict[str, torch.Tensor]] = {}
@@ -50,6 +53,8 @@ class Recorder:
                     probe = getattr(module, f"{role}_probe")
                     self._handles.append(probe.register_forward_hook(self._probe_hook(name, role)))
                 self._handles.append(module.register_forward_hook(self._attention_hook(name)))
+            if isinstance(getattr(module, "gate_probe", None), nn.Module):
+                self._handles.append(module.gate_probe.register_forward_hook(self._gate_hook(name)))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -61,7 +66,7 @@ class Recorder:
 
     def clear(self) -> None:
         """Forget what was recorded (keep the hooks)."""
-        for store in (self.spikes, self.membranes, self.thresholds, self.attention):
+        for store in (self.spikes, self.membranes, self.thresholds, self.attention, self.gates):
             store.clear()
 
     @staticmethod
@@ -84,6 +89,11 @@ class Recorder:
     def _probe_hook(self, name: str, role: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             self._probed[name][role] = output.detach()
+        return hook
+
+    def _gate_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self._append(self.gates, name, output)
         return hook
 
     def _attention_hook(self, name: str):

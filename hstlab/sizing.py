@@ -147,12 +147,13 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
             params = 3 * d * d + 3 * d + d * d + d
             acts = t * n * d * 8 + t * heads * n * n  # softmax probabilities
         else:
-            parts = 2 if kind in ("qk", "qk_channel") else 3
+            parts = {"qk": 2, "qk_channel": 2, "lateral": 5}.get(kind, 3)
             if kind == "conv":
                 params = parts * (d * d + 2 * d + d * cfg.conv_kernel + neuron)
             else:
                 params = parts * (d * d + 2 * d) + neuron
             params += d * d + d + 2 * d + neuron  # proj, proj_norm, the kind's neuron
+            params += _kind_extra_params(kind, cfg, layer.experts, neuron)
             acts = t * n * d * (3 * parts + 7)
             if layer.tim:
                 params += cfg.tim_kernel + 2 * neuron
@@ -164,6 +165,8 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
                               ("n_embd", "n_head", "num_steps", *tokens), params, acts))
         if layer.mlp_mode == "spiking":
             params = d * hidden + hidden + 2 * hidden + hidden * d + d + 2 * d + 2 * neuron
+            if layer.mlp_built == "emsp":
+                params += _router_params(d, layer.experts, neuron)
             acts = t * n * (3 * hidden + 4 * d)
         else:
             params = 2 * d + d * hidden + hidden + hidden * d + d
@@ -171,6 +174,22 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
         terms.append(SizeTerm(f"layers[{layer.index}] mlp", ("n_embd", "mlp_ratio", "num_steps", *tokens),
                               params, acts))
     return terms
+
+
+def _router_params(d: int, experts: int, neuron: int) -> int:
+    """SEMM's spiking router: Linear(D, m, no bias), BatchNorm(m), a neuron."""
+    return d * experts + 2 * experts + neuron
+
+
+def _kind_extra_params(kind: str, cfg: HSTConfig, experts: int, neuron: int) -> int:
+    """Parameters an attention kind adds to the spiking projections, proj and its own neuron."""
+    if kind == "emsa":
+        return _router_params(cfg.n_embd, experts, neuron)
+    if kind == "bipolar":
+        return 2 * neuron  # the negative neuron of the ternary Q/K and V's own neuron
+    if kind == "lateral":
+        return cfg.n_head  # λ_h
+    return 0
 
 
 def _limit(explicit: float | None, env: str, default: float) -> float:

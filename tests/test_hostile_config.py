@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hstlab import HSTConfig, LayerSpec, build_model, example_input, list_presets
-from hstlab.config import FLOAT_RANGES, divisors
+from hstlab.config import ATTENTION_KINDS, FLOAT_RANGES, divisors
 from hstlab.model import HSTNet
 from hstlab.sizing import DEFAULT_MAX_PARAMS, check_size, estimate_size
 
@@ -88,6 +88,27 @@ CONFIG_CASES = [
     ("--set int as text", lambda: HSTConfig.parse_field("n_layer", "two"), ["n_layer"]),
     ("--set int as float", lambda: HSTConfig.parse_field("n_layer", "2.5"), ["n_layer"]),
     ("--set bad JSON tuple", lambda: HSTConfig.parse_field("input_shape", "(2, 3)"), ["input_shape"]),
+    # issue 16: attention and MLP kinds whose fields do not fit the config
+    ("statten attn_block=3, T=4", lambda: tiny(attention="statten", num_steps=4, attn_block=3),
+     ["attn_block=3", "num_steps=4", "allowed: 1, 2, 4"]),
+    ("layer statten attn_block=3", lambda: tiny(num_steps=4).with_layer(1, attention="statten", attn_block=3),
+     ["layers[1].attn_block=3", "num_steps=4", "allowed: 1, 2, 4"]),
+    ("attn_block=0", lambda: tiny(attn_block=0), ["attn_block=0", ">= 1"]),
+    ("layer attn_block=-2", lambda: tiny().with_layer(0, attn_block=-2), ["layers[0].attn_block=-2", ">= 1"]),
+    ("experts=0", lambda: tiny(attention="emsa", experts=0), ["experts=0", ">= 1"]),
+    ("layer experts=0", lambda: tiny().with_layer(0, mlp_kind="emsp", experts=0), ["layers[0].experts=0", ">= 1"]),
+    ("experts=5 for emsa", lambda: tiny(attention="emsa", experts=5),
+     ["experts=5", "n_embd=32", "allowed: 1, 2, 4, 8, 16, 32"]),
+    ("experts=3 for emsp", lambda: tiny(mlp_kind="emsp", experts=3), ["experts=3", "hidden width", "allowed"]),
+    ("mlp_kind='moe'", lambda: tiny(mlp_kind="moe"), ["mlp_kind='moe'", "mlp, emsp"]),
+    ("layer mlp_kind=1", lambda: tiny().with_layer(0, mlp_kind=1), ["layers[0].mlp_kind"]),
+    ("attention='stattn'", lambda: tiny(attention="stattn"), ["attention='stattn'", "statten", "lateral"]),
+    ("statten causal", lambda: tiny(attention="statten", causal=True),
+     ["attention='statten'", "causal=True", "allowed with causal=True", "ssa"]),
+    ("layer statten causal", lambda: tiny(causal=True).with_layer(0, attention="statten"),
+     ["layers[0].attention='statten'", "causal=True"]),
+    ("bipolar with tim", lambda: tiny(attention="bipolar", tim=True), ["tim=True", "bipolar", "allowed: tim=False"]),
+    ("--set experts=0 builds", lambda: tiny(**HSTConfig.parse_overrides(["experts=0"])), ["experts=0"]),
     # 10. divisors
     ("n_head=10**9", lambda: tiny(n_head=10**9), ["n_head"]),
     ("odd width 10**8+1", lambda: tiny(n_embd=10**8 + 1, n_head=2), ["n_head", "n_embd"]),
@@ -167,7 +188,9 @@ def _real_params(cfg: HSTConfig) -> int:
     return sum(p.numel() for p in HSTNet(cfg).parameters())
 
 
-VARIANTS = [dict(attention=k) for k in ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")] + [
+VARIANTS = [dict(attention=k) for k in ATTENTION_KINDS] + [
+    dict(attention="emsa", experts=8, neuron="plif"), dict(attention="bipolar", neuron="plif"),
+    dict(attention="lateral", neuron="plif"), dict(mlp_kind="emsp", neuron="plif"), dict(mlp_kind="emsp", experts=2),
     dict(neuron="plif", tim=True), dict(neuron="alif"), dict(tokenizer="events", neuron="plif"),
     dict(tokenizer="linear", input_shape=(5,), seq_len=6), dict(pos_encoding="learned"),
     dict(pos_encoding="sincos"), dict(pos_encoding="none"), dict(residual="membrane"),

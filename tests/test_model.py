@@ -198,7 +198,8 @@ def test_recorder_forms_maps_for_every_kind(tiny_cfg):
         with Recorder(model) as rec:
             model(example_input(cfg, rate=0.3))
         maps = rec.attention["blocks.0.attn.branch"]
-        assert maps.shape == (cfg.num_steps, 2, cfg.n_head, cfg.num_tokens, cfg.num_tokens)
+        heads = model.blocks[0].attn.branch.n_head  # emsa runs one head per expert
+        assert maps.shape == (cfg.num_steps, 2, heads, cfg.num_tokens, cfg.num_tokens)
         if kind == "softmax":
             torch.testing.assert_close(maps.sum(-1), torch.ones(maps.shape[:-1]))
 

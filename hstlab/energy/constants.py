@@ -244,6 +244,7 @@ ELEMENTWISE_MACS: dict[str, float] = {
 # Accumulate-equivalents per element for elementwise layers cheaper than a multiply (counted as ACs).
 ELEMENTWISE_ACS: dict[str, float] = {
     "relu": 1.0,  # one comparison, priced as an add
+    "shiftmax": 3.0,  # bipolar attention's base-2 softmax per score: max-subtract, sum of shifted 1s, shift-divide
 }
 # Elementwise kinds that a fused Linear/Conv epilogue can apply in registers (the "fused" dataflow);
 # normalizations and softmax need whole rows and stay separate kernels.

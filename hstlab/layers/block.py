@@ -14,7 +14,8 @@ from torch import nn
 
 from hstlab.config import HSTConfig, ResolvedLayer
 from hstlab.layers.attention import ATTENTION
-from hstlab.layers.mlp import SpikingMLP, StandardMLP
+from hstlab.layers import emsp  # noqa: F401  (registers the "emsp" MLP kind)
+from hstlab.layers.mlp import MLPS, StandardMLP
 from hstlab.layers.residual import RESIDUALS
 from hstlab.neurons import build_neuron
 
@@ -66,7 +67,7 @@ class HSTBlock(nn.Module):
         else:
             self.attn = _standard_half(cfg, attention)
         if layer.mlp_mode == "spiking":
-            self.mlp = _spiking_half(cfg, SpikingMLP(cfg), layer.residual)
+            self.mlp = _spiking_half(cfg, MLPS.get(layer.mlp_built)(cfg, layer), layer.residual)
         else:
             self.mlp = _standard_half(cfg, StandardMLP(cfg))
 

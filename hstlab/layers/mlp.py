@@ -1,14 +1,21 @@
-"""MLPs: spiking ``BN(fc2(SN(BN(fc1 x))))`` or standard ``fc2(GELU(fc1 x))``."""
+"""MLPs: spiking ``BN(fc2(SN(BN(fc1 x))))`` or standard ``fc2(GELU(fc1 x))``.
+
+Spiking MLP halves are chosen by ``mlp_kind`` from the ``MLPS`` registry (``"mlp"`` here, ``"emsp"``
+in :mod:`hstlab.layers.emsp`); every entry is called as ``entry(cfg, layer)``.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from hstlab.config import HSTConfig
+from hstlab.config import HSTConfig, ResolvedLayer
 from hstlab.layers.norm import TokenBatchNorm
 from hstlab.layers.quant import QuantLinear
 from hstlab.neurons import build_neuron
+from hstlab.registry import Registry
+
+MLPS: Registry = Registry("mlp kind")
 
 
 class SpikingMLP(nn.Module):
@@ -31,6 +38,12 @@ class SpikingMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D]
         return self.norm2(self.fc2(self.neuron1(self.norm1(self.fc1(x)))))
+
+
+@MLPS.register("mlp")
+def spiking_mlp(cfg: HSTConfig, layer: ResolvedLayer) -> SpikingMLP:
+    """The ``"mlp"`` entry of ``MLPS``: Spikformer's MLP."""
+    return SpikingMLP(cfg)
 
 
 class StandardMLP(nn.Module):

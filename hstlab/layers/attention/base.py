@@ -115,13 +115,18 @@ class SpikingAttention(AttentionBase):
             q = head_grad_norm(q)
         q, k = self.q_probe(q), self.k_probe(k)
         v = self.v_probe(v) if v is not None else None
-        out = self.core(q, k, v)  # [T, B, H, N, d]
+        out = self.mix(x, self.core(q, k, v))  # [T, B, H, N, d]
         if self.masking is not None:
             out = self.masking(out)
         return self.proj_norm(self.proj(self.merge_heads(out)))  # [T, B, N, D]
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def mix(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Combine the heads' outputs ``[T, B, H, N, d]`` using the block input ``x`` ``[T, B, N, D]``
+        (a router, for expert kinds); the default keeps them as they are."""
+        return out
 
 
 def binary_qk_overlap(q: torch.Tensor, k: torch.Tensor, causal: bool) -> torch.Tensor:
