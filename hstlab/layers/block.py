@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention import ATTENTION
 from hstlab.layers import emsp  # noqa: F401  (registers the "emsp" MLP kind)
+from hstlab.layers.attention import ATTENTION
 from hstlab.layers.mlp import MLPS, StandardMLP
 from hstlab.layers.residual import RESIDUALS
 from hstlab.neurons import build_neuron

@@ -36,13 +36,18 @@ for _name, _fields in (
     ("+conv", {"attention": "conv"}),  # convolutional self-attention
     ("+plif", {"neuron": "plif"}),  # parametric LIF (learned tau)
     ("+int8", {"weight_bits": 8}),  # 8-bit weights
+    ("+statten", {"attention": "statten"}),  # STAtten: attention over blocks of attn_block steps
+    ("+emsa", {"attention": "emsa"}),  # SEMM: head-wise spiking experts in attention
+    ("+emsp", {"mlp_kind": "emsp"}),  # SEMM: channel-wise spiking experts in the MLP
+    ("+bipolar", {"attention": "bipolar", "tim": False}),  # ternary Q/K with Shiftmax (TIM would binarise Q)
+    ("+lateral", {"attention": "lateral"}),  # SpiLiFormer lateral inhibition
 ):
     ABLATION_STEPS.register(_name)(_fields)
 
 COLUMNS = ("step", "variant", "change", "note", "status", "accuracy", "energy_j", "val_accuracy", "test_accuracy",
            "val_firing_rate", "test_firing_rate", "delta_accuracy", "delta_energy_j", "energy_vs_baseline",
-           "pos_encoding", "tim", "residual", "mask_ratio", "mask_in_eval", "attention", "neuron", "weight_bits",
-           "modes", "seed", "epochs", "limit", "steps_trained", "train_seconds", "run_dir", "error")
+           "pos_encoding", "tim", "residual", "mask_ratio", "mask_in_eval", "attention", "mlp_kind", "neuron",
+           "weight_bits", "modes", "seed", "epochs", "limit", "steps_trained", "train_seconds", "run_dir", "error")
 
 
 def _set(cfg: HSTConfig, **values: Any) -> HSTConfig:
@@ -128,7 +133,7 @@ def same_network(a: HSTConfig, b: HSTConfig, seed: int = 0) -> bool:
 def _row(index: int, variant: str, change: str, cfg: HSTConfig, seed: int) -> dict[str, Any]:
     return {"step": index, "variant": variant, "change": change, "note": "", "status": "ok",
             **{k: getattr(cfg, k) for k in ("pos_encoding", "tim", "residual", "mask_ratio", "mask_in_eval",
-                                            "attention", "neuron", "weight_bits", "modes")}, "seed": seed, "error": ""}
+                                            "attention", "mlp_kind", "neuron", "weight_bits", "modes")}, "seed": seed, "error": ""}
 
 
 def run_ablation(
