@@ -296,10 +296,12 @@ def test_new_kinds_work_as_ablation_steps(step):
 def test_explorer_layer_table_offers_and_builds_new_kinds(no_data):
     from hstlab.ui.state import LAYER_CHOICES, ExplorerState
 
-    assert set(NEW_KINDS) <= set(LAYER_CHOICES["attention"])
+    assert set(NEW_KINDS) <= set(LAYER_CHOICES["attention"]) and "emsp" in LAYER_CHOICES["mlp_kind"]
     state = ExplorerState(preset="tiny")
     state.set_layer(1, "attention", "lateral")
     assert state.error == "" and type(state.model.blocks[1].attn.branch).__name__ == "LateralInhibitionAttention"
+    state.set_layer(0, "mlp_kind", "emsp")
+    assert state.error == "" and type(state.model.blocks[0].mlp.branch).__name__ == "ExpertsMixtureMLP"
     state.set_layer(0, "attention", "bipolar")
     state.set_layer(0, "tim", True)
     assert "tim=True" in state.error and "bipolar" in state.error

@@ -266,7 +266,7 @@ def test_four_sessions_do_not_cross_talk(browser, server):
         expect(page.locator(".hst-summary p")).to_contain_text(
             f"{n_params(base.with_depth(depth)):,}"
         )
-        expect(page.locator(".hst-layer-table select")).to_have_count(4 * depth)
+        expect(page.locator(".hst-layer-table select")).to_have_count(5 * depth)  # 5 choice columns a row
     for depth, page in enumerate(pages, start=1):  # still their own after all four changed
         assert shown_params(page) == n_params(base.with_depth(depth))
         page.context.close()

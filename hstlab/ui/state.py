@@ -25,6 +25,7 @@ from hstlab.config import (
     ALLOWED_BITS,
     ALLOWED_MEMBRANE_BITS,
     ATTENTION_KINDS,
+    MLP_KINDS,
     MODES,
     NEURONS,
     POS_ENCODINGS,
@@ -55,7 +56,7 @@ GLOBAL_FIELDS = (
     "membrane_bits",
 )
 INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow")  # set before the first build
-LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "tim", "residual", "mask_ratio")
+LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "mlp_kind", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 NO_PRETRAINED = "(none: build from the fields)"
 STEM_FOLLOWS = "follows layer 0"  # tokenizer_mode=None
@@ -81,6 +82,7 @@ LAYER_CHOICES: dict[str, tuple] = {
     "attn_mode": MODES,
     "mlp_mode": MODES,
     "attention": ATTENTION_KINDS,
+    "mlp_kind": MLP_KINDS,
     "residual": RESIDUALS,
 }
 

@@ -8,7 +8,7 @@ from typing import Any
 import panel as pn
 import param
 
-from hstlab.config import ATTENTION_KINDS, MODES, RESIDUALS
+from hstlab.config import ATTENTION_KINDS, MLP_KINDS, MODES, RESIDUALS
 from hstlab.ui.limits import parse_number
 from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
 from hstlab.ui.views._common import NumberField, error_alert, joules, weights_pane
@@ -19,6 +19,7 @@ COLUMN_LABELS = {
     "attn_mode": "attention mode",
     "mlp_mode": "MLP mode",
     "attention": "attention kind",
+    "mlp_kind": "MLP kind",
     "tim": "TIM",
     "residual": "residual",
     "mask_ratio": "masking ratio",
@@ -33,6 +34,7 @@ def _cell_widget(column: str, index: int) -> pn.widgets.Widget:
         "attn_mode": MODES,
         "mlp_mode": MODES,
         "attention": ATTENTION_KINDS,
+        "mlp_kind": MLP_KINDS,
         "residual": RESIDUALS,
     }
     if column in options:
