@@ -39,7 +39,7 @@ SHIFTMAX_ACS = ELEMENTWISE_ACS["shiftmax"]
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """``round(x)`` forward, identity gradient (straight-through)."""
-    return x + (torch.round(x) - x).detach()
+    return x + (torch.round(x) - x).detach()  # same shape as x
 
 
 def shiftmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # [..., N, M]
@@ -53,7 +53,7 @@ def shiftmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Te
     """
     z = round_ste(scores)  # [..., N, M]
     if mask is not None:
-        z = z.masked_fill(~mask, float("-inf"))
+        z = z.masked_fill(~mask, float("-inf"))  # [..., N, M], left-out entries give 2^-inf = 0
     z = z - z.detach().amax(dim=-1, keepdim=True)  # [..., N, M], max 0 per row
     powers = torch.exp2(z)  # [..., N, M]: 2^z, a shift of 1
     total = powers.sum(dim=-1, keepdim=True)  # [..., N, 1] in [1, M]
@@ -70,7 +70,7 @@ class TernarySpikes(nn.Module):
         self.positive, self.negative = build_neuron(cfg), build_neuron(cfg)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:  # [T, ...] -> [T, ...] in {-1, 0, 1}
-        return self.positive(u) - self.negative(-u)
+        return self.positive(u) - self.negative(-u)  # [T, ...]
 
 
 class BipolarProjection(nn.Module):
@@ -87,7 +87,7 @@ class BipolarProjection(nn.Module):
         u = self.norm(self.linear(x))  # [T, B, N, 3D]
         d = u.shape[-1] // 3
         qk = self.ternary(u[..., : 2 * d])  # [T, B, N, 2D] in {-1, 0, 1}
-        return (*qk.chunk(2, dim=-1), self.neuron(u[..., 2 * d:]))
+        return (*qk.chunk(2, dim=-1), self.neuron(u[..., 2 * d:]))  # Q, K ternary, V binary: [T, B, N, D]
 
 
 @ATTENTION.register("bipolar")
@@ -112,7 +112,7 @@ class BipolarSelfAttention(SpikingAttention):
         return BipolarProjection(cfg)
 
     def _mask(self, n: int, device: torch.device) -> torch.Tensor | None:
-        return causal_mask(n, device) if self.causal else None
+        return causal_mask(n, device) if self.causal else None  # [N, N] bool, or None
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
         return self.attn_neuron(self.attention_map(q, k) @ v)  # [T, B, H, N, d]
@@ -120,11 +120,11 @@ class BipolarSelfAttention(SpikingAttention):
     def attention_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The Shiftmax weights ``[T, B, H, N, N]`` (rows sum to (1/2, 1])."""
         scores = q @ k.transpose(-1, -2) * self.score_scale  # [T, B, H, N, N]
-        return shiftmax(scores, self._mask(q.shape[-2], q.device))
+        return shiftmax(scores, self._mask(q.shape[-2], q.device))  # [T, B, H, N, N]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
         n = q.shape[-2]
-        mask = self._mask(n, q.device)
+        mask = self._mask(n, q.device)  # [N, N] or None
         pairs = q.abs() @ k.abs().transpose(-1, -2)  # [T, B, H, N, N]: non-zero (q, k) pairs that meet
         live = torch.ones_like(pairs) if mask is None else mask.to(pairs.dtype).expand_as(pairs)  # scores used
         scores = float(live.sum())

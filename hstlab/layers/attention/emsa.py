@@ -44,7 +44,7 @@ class SpikingRouter(nn.Module):
         self.neuron = build_neuron(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, N, D] -> [T, B, N, m]
-        return self.neuron(self.norm(self.linear(x)))
+        return self.neuron(self.norm(self.linear(x)))  # [T, B, N, m]
 
 
 @ATTENTION.register("emsa")
@@ -73,10 +73,10 @@ class ExpertsMixtureAttention(SpikingSelfAttention):
 
     def mix(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D], out: [T, B, m, N, d]
         gate = self.gate_probe(self.router(x))  # [T, B, N, m]
-        self.last_gate = gate.detach()
+        self.last_gate = gate.detach()  # [T, B, N, m], kept for matmul_ops
         return out * gate.transpose(-1, -2).unsqueeze(-1)  # [T, B, m, N, d] ⊙ [T, B, m, N, 1]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
         macs, acs = super().matmul_ops(q, k, v)  # the m SSA experts
-        gate = nnz(self.last_gate) * self.head_dim if self.last_gate is not None else 0.0
+        gate = nnz(self.last_gate) * self.head_dim if self.last_gate is not None else 0.0  # router spikes x d
         return macs, acs + gate

@@ -76,27 +76,27 @@ class LateralInhibitionAttention(SpikingAttention):
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> torch.Tensor:
         qe, qi = q.chunk(2, dim=2)  # [T, B, H, N, d] each
-        ke, ki = k.chunk(2, dim=2)
+        ke, ki = k.chunk(2, dim=2)  # [T, B, H, N, d] each
         if self.causal:
             excite = binary_qk_overlap(qe, ke, causal=True) @ v  # [T, B, H, N, d]
             inhibit = binary_qk_overlap(qi, ki, causal=True) @ v
         else:
             excite = qe @ (ke.transpose(-1, -2) @ v)  # [T, B, H, N, d] via [T, B, H, d, d]
             inhibit = qi @ (ki.transpose(-1, -2) @ v)
-        return self.attn_neuron((excite - self.strength() * inhibit) * self.scale)
+        return self.attn_neuron((excite - self.strength() * inhibit) * self.scale)  # [T, B, H, N, d]
 
     def attention_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The net map ``s · (Q_E K_Eᵀ - λ_h Q_I K_Iᵀ)``, ``[T, B, H, N, N]`` (can be negative)."""
-        qe, qi = q.chunk(2, dim=2)
-        ke, ki = k.chunk(2, dim=2)
+        qe, qi = q.chunk(2, dim=2)  # [T, B, H, N, d] each
+        ke, ki = k.chunk(2, dim=2)  # [T, B, H, N, d] each
         excite = binary_qk_overlap(qe, ke, self.causal)  # [T, B, H, N, N]
         inhibit = binary_qk_overlap(qi, ki, self.causal)
-        return (excite - self.strength().detach() * inhibit) * self.scale
+        return (excite - self.strength().detach() * inhibit) * self.scale  # [T, B, H, N, N]
 
     def inhibition_map(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The inhibitory map alone, ``s · λ_h Q_I K_Iᵀ`` (``[T, B, H, N, N]``)."""
-        qi, ki = q.chunk(2, dim=2)[1], k.chunk(2, dim=2)[1]
-        return self.strength().detach() * binary_qk_overlap(qi, ki, self.causal) * self.scale
+        qi, ki = q.chunk(2, dim=2)[1], k.chunk(2, dim=2)[1]  # [T, B, H, N, d] each
+        return self.strength().detach() * binary_qk_overlap(qi, ki, self.causal) * self.scale  # [T, B, H, N, N]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
         """Each pair as SSA prices it (causal: the count map times V as MACs, like SSA), plus
