@@ -462,9 +462,16 @@ class HSTConfig:
         for i, spec in enumerate(self.layers):
             self._validate_kind_fit(i, spec)
 
-    def _validate_kind_fit(self, i: int, spec: LayerSpec) -> None:
-        """The fields an attention or MLP kind needs fit the rest of the config (layer ``i``)."""
-        layer = self.layer(i)
+    def _validate_kind_fit(self, i: int, spec: LayerSpec, when: str = "") -> None:
+        """The fields an attention or MLP kind needs fit the rest of the config (layer ``i`` with
+        ``spec``; ``when`` names a mode-schedule entry that gives the layer its modes)."""
+        try:
+            self._check_kind_fit(i, spec)
+        except ValueError as err:
+            raise ValueError(f"{when}{err}") from None
+
+    def _check_kind_fit(self, i: int, spec: LayerSpec) -> None:
+        layer = self._resolve(i, spec)
         name = lambda field: f"layers[{i}].{field}" if getattr(spec, field) is not None else field  # noqa: E731
         kind = layer.attention_kind
         if kind == "statten" and self.num_steps % layer.attn_block:
@@ -493,11 +500,17 @@ class HSTConfig:
         for i, (epoch, modes) in enumerate(self.mode_schedule):
             _positive_int(f"mode_schedule[{i}][0] (epoch)", epoch, minimum=0)
             _check_mode_letters(f"mode_schedule[{i}][1] (modes)", modes, self.n_layer)
+            for j, letter in enumerate(modes):  # the kinds must also fit the modes the schedule switches to
+                mode = MODE_LETTERS[letter]
+                spec = dataclasses.replace(self.layers[j], attn_mode=mode, mlp_mode=mode)
+                self._validate_kind_fit(j, spec, when=f"mode_schedule[{i}][1]={modes!r} at epoch {epoch}: ")
 
     # ------------------------------------------------------------------ derived values
     def layer(self, index: int) -> ResolvedLayer:
         """The settings of layer ``index`` with the global fields filling every ``None``."""
-        spec = self.layers[index]
+        return self._resolve(index, self.layers[index])
+
+    def _resolve(self, index: int, spec: LayerSpec) -> ResolvedLayer:
         pick = lambda name: getattr(self, name) if getattr(spec, name) is None else getattr(spec, name)  # noqa: E731
         return ResolvedLayer(index=index, **{f.name: pick(f.name) for f in fields(LayerSpec)})
 

@@ -158,8 +158,10 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
             if layer.tim:
                 params += cfg.tim_kernel + 2 * neuron
                 acts += 4 * t * n * d
-            if cfg.causal and kind in ("ssa", "sdsa"):
-                acts += t * heads * n * n
+            if cfg.causal and kind in ("ssa", "sdsa", "emsa", "lateral"):
+                acts += t * heads * n * n * (2 if kind == "lateral" else 1)
+            if kind == "bipolar":  # scores, exponents, Shiftmax weights: quadratic in N
+                acts += 3 * t * heads * n * n
         params += neuron if layer.attn_mode == "spiking" else 2 * d  # the half's neuron or LayerNorm
         terms.append(SizeTerm(f"layers[{layer.index}] attention ({kind})",
                               ("n_embd", "n_head", "num_steps", *tokens), params, acts))

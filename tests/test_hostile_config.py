@@ -108,6 +108,9 @@ CONFIG_CASES = [
     ("layer statten causal", lambda: tiny(causal=True).with_layer(0, attention="statten"),
      ["layers[0].attention='statten'", "causal=True"]),
     ("bipolar with tim", lambda: tiny(attention="bipolar", tim=True), ["tim=True", "bipolar", "allowed: tim=False"]),
+    ("schedule turns bipolar+tim on", lambda: tiny(attention="bipolar", tim=True, mode_schedule=[[2, "SS"]],
+                                                       layers=(LayerSpec(attn_mode="standard", mlp_mode="standard"),) * 2),
+     ["mode_schedule[0][1]='SS' at epoch 2", "tim=True", "bipolar"]),
     ("--set experts=0 builds", lambda: tiny(**HSTConfig.parse_overrides(["experts=0"])), ["experts=0"]),
     # 10. divisors
     ("n_head=10**9", lambda: tiny(n_head=10**9), ["n_head"]),
