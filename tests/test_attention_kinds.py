@@ -92,7 +92,11 @@ def test_statten_block_one_is_ssa_exactly():
     st_model.load_state_dict(ssa_model.state_dict())  # same parameters, same names
     x = example_input(ssa_cfg, batch_size=2, rate=0.4)
     assert type(st_model.blocks[0].attn.branch).__name__ == "SpatialTemporalAttention"
-    assert torch.equal(ssa_model(x), st_model(x))
+    with Recorder(ssa_model) as ssa_rec, Recorder(st_model) as st_rec:
+        assert torch.equal(ssa_model(x), st_model(x))
+    assert ssa_rec.attention.keys() == st_rec.attention.keys()
+    for name, ssa_map in ssa_rec.attention.items():  # the maps too
+        assert torch.equal(ssa_map, st_rec.attention[name]), name
 
 
 def test_statten_mixes_steps_within_a_block_only():
