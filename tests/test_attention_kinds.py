@@ -189,6 +189,28 @@ def test_bipolar_q_and_k_are_ternary_and_v_binary():
     assert set(seen["v"].unique().tolist()) <= {0.0, 1.0}
 
 
+def test_bipolar_ternary_operands_are_read_as_signed_spikes():
+    from hstlab.energy.counting import CountContext, OpCounter
+
+    cfg = tiny(attention="bipolar")
+    module = attention(cfg).train()  # batch statistics: the ternary neurons fire both ways
+    captured = {}
+    for role in ("q", "k", "v"):
+        getattr(module, f"{role}_probe").register_forward_hook(
+            lambda m, i, o, role=role: captured.__setitem__(role, o.detach()))
+    x = torch.randn(2, 1, 16, 32, generator=torch.Generator().manual_seed(0)) * 4  # strong drive both ways
+    with torch.no_grad(), OpCounter(module, CountContext(batch_size=1, act_bits=32)) as counter:
+        module(x)
+    tally = counter.tallies[""]
+    assert (tally.mode, tally.input_kind) == ("spiking", "spikes")
+    q, k, v = captured["q"], captured["k"], captured["v"]
+    assert (q < 0).any() and (k < 0).any() and (q > 0).any()
+    # Q, K: 2 bits per non-zero (event, sign); V: 1 bit per spike; the product written at 32 bits
+    expected = 2 * float(q.count_nonzero() + k.count_nonzero()) + float(v.count_nonzero()) + 32 * q.numel()
+    assert tally.act_bits == pytest.approx(expected)
+    assert tally.acs == pytest.approx(module.matmul_ops(q, k, v)[1])
+
+
 def test_bipolar_energy_by_hand():
     cfg = HSTConfig(n_layer=1, n_embd=2, n_head=1, num_steps=1, attention="bipolar")
     q = t([[1, -1], [0, 1]])  # |q| = [[1, 1], [0, 1]]

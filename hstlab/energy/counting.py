@@ -117,6 +117,11 @@ def time_steps(x: torch.Tensor, batch_size: int) -> float:
     return 1.0 / batch_size
 
 
+def is_signed_spikes(x: torch.Tensor) -> bool:
+    """True when every entry is -1, 0 or 1 (ternary spikes)."""
+    return x.dtype == torch.bool or bool(((x == 0) | (x.abs() == 1)).all())
+
+
 def read_bits(x: torch.Tensor, binary: bool, act_bits: int) -> float:
     """Bits read to fetch ``x``: 1 per non-zero spike if binary, ``act_bits`` per entry otherwise."""
     return float(nnz(x)) if binary else float(x.numel() * act_bits)
@@ -211,7 +216,9 @@ def counter_for(module: nn.Module) -> type[Counter] | None:
 @COUNTERS.register("attention")
 class ProtocolAttentionCounter(Counter):
     """hstlab attention modules: Q/K/V captured at ``q_probe``/``k_probe``/``v_probe`` ([T, B, H, N, d]);
-    the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch)."""
+    the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch). Roles a module
+    lists in ``signed_operands`` (e.g. ``("q", "k")``) whose values are all in {-1, 0, 1} are signed
+    spikes: read at 2 bits (event and sign) per non-zero entry."""
 
     kind = "attention"
     opaque = False  # its projections, neurons and products are hooked or watched one by one
@@ -253,15 +260,22 @@ class ProtocolAttentionCounter(Counter):
             tally.acs += float(acs)
             tally.add("products_macs", macs)
             tally.add("products_acs", acs)
+            signed_roles = getattr(mod, "signed_operands", ())
             operands = [t for t in (q, k, v) if t is not None]
-            flags = [self.ctx.kind_of(tally, t) != REAL for t in operands]
+            signed = [role in signed_roles and is_signed_spikes(t)
+                      for role, t in zip("qkv", (q, k, v)) if t is not None]
+            flags = []
+            for t, sign in zip(operands, signed):
+                if sign:  # priced as spikes, whatever the provenance says of a spike difference
+                    tally.input_kinds[SPIKES] = tally.input_kinds.get(SPIKES, 0) + 1
+                flags.append(sign or self.ctx.kind_of(tally, t) != REAL)
             binary = all(flags)
             tally.binary_calls += int(binary)
             tally.real_calls += int(not binary)
-            for t, flag in zip(operands, flags):
+            for t, flag, sign in zip(operands, flags, signed):
                 tally.in_numel += t.numel()
                 tally.in_nnz += nnz(t)
-                tally.act_bits += read_bits(t, flag, self.ctx.act_bits)
+                tally.act_bits += 2.0 * nnz(t) if sign else read_bits(t, flag, self.ctx.act_bits)
             tally.act_bits += q.numel() * self.ctx.act_bits  # product result ~ the shape of Q
             tally.steps += time_steps(q, self.ctx.batch_size)
             out = output_tensor(output)

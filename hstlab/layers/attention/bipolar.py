@@ -17,7 +17,7 @@ Rounding passes gradients straight through, so training sees the base-2 softmax 
 Energy: ``Q Kᵀ`` of ternary operands is signed accumulates, priced as accumulates (one per pair
 of non-zero entries that meet); ``c ·`` is one MAC per score; Shiftmax ``SHIFTMAX_ACS`` per score
 (:data:`hstlab.energy.constants.ELEMENTWISE_ACS`); ``A V`` adds a shifted ``A`` entry per
-(non-zero A, V spike) pair.
+(non-zero A, V spike) pair. Q and K are read as signed spikes: 2 bits (event, sign) per non-zero.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class BipolarSelfAttention(SpikingAttention):
     """
 
     attention_kind = "bipolar"
+    signed_operands = ("q", "k")  # the energy engine reads them as signed spikes (2 bits per non-zero)
 
     def __init__(self, cfg: HSTConfig, layer: ResolvedLayer) -> None:
         super().__init__(cfg, layer)
