@@ -1,4 +1,4 @@
-"""``hstlab train``, ``energy``, ``card`` and ``ablate`` sub-commands (mounted by ``hstlab.cli``)."""
+"""``hstlab train``, ``recipes``, ``energy`` and ``card`` sub-commands (mounted by ``hstlab.cli``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hstlab.units import format_joules
 
 
 def register(subparsers: Any) -> None:
-    """Add ``train``, ``energy``, ``card`` and ``ablate`` to the ``hstlab`` command line."""
+    """Add ``train``, ``recipes``, ``energy`` and ``card`` to the ``hstlab`` command line."""
     p = subparsers.add_parser("train", help="train a preset on a dataset; writes a run directory",
                               description="Train an HST-Net preset. Also runs data-parallel under "
                                           "torchrun --nproc_per_node=N -m hstlab train ... With --resume, every "
@@ -72,19 +72,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", help="folder for the card files (default: RUN_DIR)")
     p.add_argument("--energy-batch", type=int, default=32, help="samples per energy measurement")
     p.set_defaults(func=cmd_card)
-
-    p = subparsers.add_parser("ablate", help="cumulative ablation (baseline, +cpg, +tim, ...) with a waterfall chart")
-    p.add_argument("--base", default="hst-small", help="base preset (components are switched off for the baseline)")
-    p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
-    p.add_argument("--steps", default="+cpg,+tim,+sew,+rsm",
-                   help="comma-separated cumulative steps (known: +cpg,+tim,+sew,+rsm,+sdsa,+conv,+plif,+int8)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/ablation", help="folder for the table, chart and run directories")
-    p.add_argument("--limit", type=int, help="first N samples per split")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.set_defaults(func=cmd_ablate)
 
 
 # run arguments: flag -> train_run keyword (checked up front, passed on only when given)
@@ -244,22 +231,4 @@ def cmd_card(args: argparse.Namespace) -> int:
     check_arg("batch_size", args.energy_batch, "--energy-batch")
     path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
     print(f"wrote {path}, {path.with_suffix('.html')} and {path.with_suffix('.json')}")
-    return 0
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    from hstlab.train.ablate import check_steps, run_ablation
-    from hstlab.train.checks import check_args
-
-    check_args({"epochs": "--epochs", "seed": "--seed", "limit": "--limit", "batch_size": "--batch-size",
-                "lr": "--lr"}, epochs=args.epochs, seed=args.seed, limit=args.limit, batch_size=args.batch_size,
-               lr=args.lr)
-    steps = check_steps(args.steps)
-    df = run_ablation(args.base, args.dataset, steps=steps, epochs=args.epochs, seed=args.seed, out_dir=args.out,
-                      limit=args.limit, batch_size=args.batch_size, lr=args.lr)
-    cols = ["variant", "status", "accuracy", "energy_j", "delta_accuracy", "energy_vs_baseline"]
-    print(df[cols].to_string(index=False))
-    for _, row in df[df["status"] != "ok"].iterrows():
-        print(f"failed {row['variant']}: {row['error']}")
-    print(f"wrote {Path(args.out) / 'ablation.csv'}, ablation.md, ablation.html")
     return 0
