@@ -1,5 +1,5 @@
 """Resume, in one place: what the last checkpoint holds, how a trainer is restored from it, and
-the checks that a run directory's ``run.json``, ``config.json`` and ``last.pt`` agree with each
+the checks that a run directory's ``run.json``, ``config.json`` and last checkpoint agree with each
 other and with what the caller asks for (or the resume is refused with the field that differs).
 
 A resume continues a run exactly as it was started (same schedule, same data, same model), so
@@ -25,10 +25,10 @@ from hstlab.train.fit_state import Progress
 if TYPE_CHECKING:
     from hstlab.train.trainer import Trainer
 
-RESUME_FILES = ("run.json", "config.json", "last.pt")
-# run.json fields the trainer also stores in last.pt's train_state["hparams"]
+RESUME_FILES = ("run.json", "config.json")  # and the last checkpoint (checkpoint.run_checkpoint)
+# run.json fields the trainer also stores in the last checkpoint's train_state["hparams"]
 HPARAM_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "grad_clip", "seed", "loss")
-# run.json fields also stored in last.pt's meta
+# run.json fields also stored in the last checkpoint's meta
 META_FIELDS = ("dataset", "limit")
 MODE_FIELDS = ("attn_mode", "mlp_mode")  # a mode schedule changes these between epochs
 # hyperparameters an exact resume needs unchanged (everything in :func:`trainer_hparams`)
@@ -89,11 +89,11 @@ def restore(trainer: Trainer, path: str | os.PathLike) -> None:
     (:class:`~hstlab.train.checkpoint.CheckpointError`) a state that is damaged or does not fit.
     """
     path = Path(path)
-    path = path / "last.pt" if path.is_dir() else path
+    path = ckpt_io.run_checkpoint(path, "last") if path.is_dir() else path
     ckpt = ckpt_io.read_checkpoint(path)
     state = ckpt.get("train_state")
     if not isinstance(state, dict):
-        raise ckpt_io.CheckpointError(f"resume={str(path)!r} holds no training state (is it a best.pt?)")
+        raise ckpt_io.CheckpointError(f"resume={str(path)!r} holds no training state (is it a best checkpoint?)")
     saved, mine = state.get("hparams", {}), trainer_hparams(trainer)
     for key in RESUME_FIXED:
         if key in saved and saved[key] != mine[key]:
@@ -173,20 +173,23 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
     each must equal the run's. ``cfg`` (preset name or config), ``dataset_name``, ``modes``,
     ``mode_schedule`` and ``run_dir`` may be given only if they match the run. Raises
     ``ValueError`` naming the file and field that differ and how to proceed
-    (:class:`~hstlab.train.checkpoint.CheckpointError` for a damaged ``last.pt``).
+    (:class:`~hstlab.train.checkpoint.CheckpointError` for a damaged last checkpoint).
     """
     folder = Path(resume)
+    last = ckpt_io.run_checkpoint(folder, "last")
     missing = [name for name in RESUME_FILES if not (folder / name).is_file()]
+    missing += [] if last.is_file() else [last.name]
     if missing:
-        raise ValueError(f"resume={str(folder)!r} must be a run directory holding run.json and last.pt, with "
+        raise ValueError(f"resume={str(folder)!r} must be a run directory holding run.json and {last.name}, with "
                          f"config.json (written by train_run / hstlab train); missing: {', '.join(missing)}")
-    run_json, config_json, last = folder / "run.json", folder / "config.json", folder / "last.pt"
+    run_json, config_json = folder / "run.json", folder / "config.json"
     stored = ckpt_io.read_json(run_json)
     stored_cfg = ckpt_io.config_from_dict(ckpt_io.read_json(config_json), config_json)
     ckpt = ckpt_io.read_checkpoint(last)
     ckpt_cfg = ckpt_io.config_of(ckpt, last)
-    if (folder / "best.pt").exists():  # read at the end of training: a damaged one must stop us now
-        ckpt_io.read_checkpoint(folder / "best.pt")
+    best = ckpt_io.run_checkpoint(folder)
+    if best.exists():  # read at the end of training: a damaged one must stop us now
+        ckpt_io.read_checkpoint(best)
     how = "a resume continues the run exactly as it was started"
 
     # 1. what the caller asks for must be what the run is
@@ -218,7 +221,7 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
     diffs = config_differences(stored_cfg, ckpt_cfg)
     if diffs:
         raise ValueError(f"resume: {str(config_json)!r} does not match {str(last)!r}: "
-                         f"{_say(diffs, 'config.json', 'last.pt')}. config.json was edited or belongs to another "
+                         f"{_say(diffs, 'config.json', last.name)}. config.json was edited or belongs to another "
                          "run: restore it to the checkpoint's values (a resume cannot change the model), or start a "
                          "new run with the new config")
     hparams = (ckpt.get("train_state") or {}).get("hparams") or {}

@@ -48,48 +48,51 @@ def kept(trainer: Trainer) -> str:
     """What the run directory truthfully holds after a divergence."""
     if trainer.run_dir is None:
         return "no run dir: nothing was saved"
+    last, best_path = ckpt_io.run_checkpoint(trainer.run_dir, "last"), ckpt_io.run_checkpoint(trainer.run_dir)
     if trainer.saved_last_step is None:
-        return f"no last.pt of this run was written before it diverged in {str(trainer.run_dir)!r}"
-    best = (f"; best.pt holds epoch {trainer.progress.best_epoch}"
-            if trainer.progress.best_epoch >= 0 and (trainer.run_dir / "best.pt").is_file() else "")
-    return f"{str(trainer.run_dir / 'last.pt')!r} keeps step {trainer.saved_last_step}, the last finite state{best}"
+        return f"no {last.name} of this run was written before it diverged in {str(trainer.run_dir)!r}"
+    best = (f"; {best_path.name} holds epoch {trainer.progress.best_epoch}"
+            if trainer.progress.best_epoch >= 0 and best_path.is_file() else "")
+    return f"{str(last)!r} keeps step {trainer.saved_last_step}, the last finite state{best}"
 
 
 def save_last(trainer: Trainer) -> None:
-    """Write ``last.pt`` (rank 0) with every rank's RNG state and epoch totals.
+    """Write the last checkpoint (rank 0) with every rank's RNG state and epoch totals.
 
     Under DDP every rank must be given the same ``run_dir`` (the RNG gather is collective).
     """
     if trainer.run_dir is None:
         return
-    check_state_finite(trainer, "last.pt")
+    target = ckpt_io.run_checkpoint(trainer.run_dir, "last", new=True)
+    check_state_finite(trainer, target.name)
     local = {"rng": rng_state(trainer.device), "totals": trainer.totals.state()}
     ranks = dist_utils.all_gather_object(local, trainer.ctx)
     trainer.saved_last_step = trainer.progress.step
     if not trainer.ctx.is_main:
         return
     ckpt = ckpt_io.make_checkpoint(trainer.model, trainer.cfg, meta(trainer), train_state(trainer, ranks))
-    ckpt_io.atomic_save(ckpt, trainer.run_dir / "last.pt")
+    ckpt_io.atomic_save(ckpt, target)
 
 
 class BestModel:
-    """The best validation model so far: kept in memory, and written to ``best.pt`` in a run directory."""
+    """The best validation model so far: kept in memory, and written as the run directory's best checkpoint."""
 
     def __init__(self) -> None:
         self.state: tuple[HSTConfig, dict[str, torch.Tensor]] | None = None
 
     def save(self, trainer: Trainer, val: dict[str, Any]) -> None:
-        check_state_finite(trainer, "best.pt")
+        name = ckpt_io.run_checkpoint(trainer.run_dir or ".", new=True).name
+        check_state_finite(trainer, name)
         self.state = (trainer.cfg, {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()})
         if trainer.ctx.is_main and trainer.run_dir is not None:
             info = meta(trainer, **{f"val_{k}": v for k, v in val.items()})
             ckpt_io.atomic_save(ckpt_io.make_checkpoint(trainer.model, trainer.cfg, info),
-                                trainer.run_dir / "best.pt")
+                                ckpt_io.run_checkpoint(trainer.run_dir, new=True))
 
     def model(self, trainer: Trainer) -> tuple[nn.Module, HSTConfig]:
         """The best model rebuilt (from memory, else the run directory), or the current one if none."""
         best = self.state
-        path = trainer.run_dir / "best.pt" if trainer.run_dir is not None else None
+        path = ckpt_io.run_checkpoint(trainer.run_dir) if trainer.run_dir is not None else None
         if best is None and path is not None and path.exists():
             ckpt = ckpt_io.read_checkpoint(path)
             best = (ckpt_io.config_of(ckpt, path), ckpt["model"])

@@ -67,8 +67,9 @@ class Trainer:
     surviving parameters are carried over (new parameters start with fresh moments).
 
     With ``run_dir`` the trainer writes ``config.json``, ``history.csv``, ``metrics.json``,
-    ``best.pt`` and ``last.pt`` (after each epoch and every ``checkpoint_every`` steps, atomic).
-    ``resume=RUN_DIR`` continues from ``RUN_DIR/last.pt`` to the same result as an
+    ``best.safetensors`` and ``last.safetensors`` (after each epoch and every ``checkpoint_every``
+    steps, atomic; names from :func:`~hstlab.train.checkpoint.run_checkpoint`).
+    ``resume=RUN_DIR`` continues from its last checkpoint to the same result as an
     uninterrupted run (optimizer, schedule, RNG states and data order restored).
 
     BatchNorm running statistics are re-estimated before each end-of-epoch evaluation from
@@ -172,7 +173,7 @@ class Trainer:
         self.progress = Progress()
         self.totals = EpochTotals()
         self.stop_reason: str | None = None
-        self.saved_last_step: int | None = None  # step of the last.pt on disk (written or resumed here)
+        self.saved_last_step: int | None = None  # step of the last checkpoint on disk (written or resumed here)
         self.removed_temp_files: list[str] = []
         self.meter: SpikeRateMeter | None = None
         self._install_model(model.to(self.device))
@@ -314,7 +315,7 @@ class Trainer:
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask a running :meth:`fit` (e.g. in another thread) to stop after the current step.
 
-        The epoch is closed as usual: validation, ``last.pt``/``best.pt`` and the test score.
+        The epoch is closed as usual: validation, the last and best checkpoints and the test score.
         """
         self._stop_request = reason
 
