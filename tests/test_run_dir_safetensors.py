@@ -16,7 +16,6 @@ from hstlab.train.checkpoint import (
     CheckpointError,
     convert_legacy,
     load_checkpoint,
-    make_checkpoint,
     read_checkpoint,
     run_checkpoint,
 )

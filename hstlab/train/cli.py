@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
                                      "one that holds a run is refused unless --force")
     p.add_argument("--force", action="store_true",
                    help="replace the run already in --run-dir (its run files are deleted once every setting checks out)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its run.json supplies every setting "
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint (its run.json supplies every setting "
                         "but --max-seconds, --device and --no-progress)")
     p.add_argument("--batch-size", type=int, help=f"default: {RECIPE_DEFAULT} {d['batch_size']}")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE_DEFAULT} {d['lr']})")
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
                    help="dataset option, repeatable (e.g. neurons=16 trials=40)")
     p.add_argument("--loss", help="loss name (default: from the dataset kind)")
     p.add_argument("--checkpoint-every", type=int,
-                   help=f"mid-epoch last.pt every K steps (0: off; default: {d['checkpoint_every']})")
+                   help=f"mid-epoch last checkpoint every K steps (0: off; default: {d['checkpoint_every']})")
     p.add_argument("--augment-shift", type=int, metavar="PIXELS",
                    help=f"move each training sample by up to PIXELS (event frames only; 0: off; default: {RECIPE_DEFAULT} 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("recipes", help="training recipes: the defaults hstlab train uses per preset and dataset")
     p.set_defaults(func=cmd_recipes)
 
-    p = subparsers.add_parser("energy", help="energy report of a run's best.pt on one validation batch")
+    p = subparsers.add_parser("energy", help="energy report of a run's best checkpoint on one validation batch")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
@@ -199,7 +199,7 @@ def summary(metrics: dict[str, Any]) -> str:
 def cmd_energy(args: argparse.Namespace) -> int:
     from hstlab.data.collate import spread_indices
     from hstlab.energy import energy_report
-    from hstlab.train.checkpoint import load_checkpoint, read_json
+    from hstlab.train.checkpoint import load_checkpoint, read_json, run_checkpoint
     from hstlab.train.checks import check_arg
     from hstlab.train.run import load_splits
     from hstlab.train.trainer import default_collate
@@ -211,7 +211,8 @@ def cmd_energy(args: argparse.Namespace) -> int:
     run = read_json(run_dir / "run.json")
     if not isinstance(run.get("dataset"), str):
         raise ValueError(f"{str(run_dir / 'run.json')!r} names no dataset (field 'dataset')")
-    model, cfg, _meta = load_checkpoint(run_dir / "best.pt")
+    best = run_checkpoint(run_dir)
+    model, cfg, _meta = load_checkpoint(best)
     _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                run.get("time_bins"))
     x, _ = default_collate([val[i] for i in spread_indices(len(val), args.batch_size)])
@@ -219,7 +220,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        print(f"{run_dir / 'best.pt'}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
+        print(f"{best}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
         print(report.summary() if hasattr(report, "summary") else report.layers.to_string())
     return 0
 

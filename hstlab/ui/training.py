@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import param
 
+from hstlab.train.checkpoint import run_checkpoint
 from hstlab.ui.limits import TRAIN_LIMITS, check_value
 from hstlab.ui.samples import load_split
 from hstlab.ui.state import ExplorerState, rejection_text
@@ -322,7 +323,7 @@ class TrainSession(param.Parameterized):
                 val_accuracy=m.get("val_accuracy"),
                 energy_per_sample_uj=None if energy is None else energy * 1e6,
                 seconds=round(seconds, 2),
-                checkpoint=str(Path(outcome.run_dir) / "best.pt"),
+                checkpoint=str(run_checkpoint(outcome.run_dir)),
             )
             text = (
                 f"{row['run']} {status} after {m.get('steps')} steps: val accuracy "
