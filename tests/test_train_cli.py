@@ -11,6 +11,7 @@ import torch
 from test_train_support import one_thread  # noqa: F401
 
 from hstlab.cli import main
+from hstlab.train.checkpoint import read_checkpoint
 from hstlab.train.cli import parse_options, parse_schedule
 from hstlab.train.run import train_run
 
@@ -69,8 +70,8 @@ def test_cli_resume_matches_uninterrupted(tmp_path, capsys):
     got = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     for key in ("val_loss", "val_bits_per_spike", "test_loss", "test_bits_per_spike", "steps", "best_epoch"):
         assert got[key] == ref[key], key
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    a = read_checkpoint(tmp_path / "full" / "last.safetensors")["model"]
+    b = read_checkpoint(tmp_path / "cut" / "last.safetensors")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -96,22 +97,22 @@ def test_cli_device_is_checked_before_training(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["train", *COMMON, "--device", "cuda", "--run-dir", str(tmp_path)]) == 2
         assert "torch sees no CUDA device here" in capsys.readouterr().err
-    assert not (tmp_path / "last.pt").exists()
+    assert not (tmp_path / "last.safetensors").exists()
     assert main(["train", *COMMON, "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path)]) == 0
-    assert (tmp_path / "last.pt").exists()
+    assert (tmp_path / "last.safetensors").exists()
 
 
 def test_negative_binomial_dispersion_is_trained_and_checkpointed(tmp_path):
     train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
               dataset_options=DATA, loss="negative_binomial_nll", loss_options={"num_neurons": 6})
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]["loss"]["raw_dispersion"]
+    saved = read_checkpoint(tmp_path / "last.safetensors")["train_state"]["loss"]["raw_dispersion"]
     start = torch.full((6,), 1.0 + math.log(-math.expm1(-1.0)))  # softplus^-1(1)
     assert saved.shape == (6,) and not torch.allclose(saved, start)
 
 
 def test_resume_needs_a_run_directory(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
-    assert "must be a run directory holding run.json and last.pt" in capsys.readouterr().err
+    assert "must be a run directory holding run.json and last.safetensors" in capsys.readouterr().err
 
 
 def test_cli_augment_shift_needs_frames(tmp_path, capsys):

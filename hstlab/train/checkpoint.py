@@ -344,6 +344,10 @@ class CheckpointError(ValueError):
     """
 
 
+class NotACheckpoint(CheckpointError):
+    """A readable file that is not an hstlab checkpoint (another format or program's file)."""
+
+
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
     """Names of the floating-point tensors in ``state`` holding NaN or inf (parameters and buffers).
 
@@ -393,7 +397,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: it is empty (0 bytes)")
     ckpt = _read_legacy(path, map_location) if path.suffix == LEGACY_SUFFIX else _read_safetensors(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an hstlab checkpoint (format {FORMAT!r})")
+        raise NotACheckpoint(f"{str(path)!r} is not an hstlab checkpoint (format {FORMAT!r})")
     for key, kind in (("config", dict), ("model", dict), ("meta", dict)):
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} dict (damaged or hand-made)")
@@ -420,7 +424,7 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str,
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: it is truncated, corrupt or not a "
                               f"safetensors file ({type(exc).__name__}: {first})") from exc
     if metadata.get("format") != FILE_FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an hstlab checkpoint (metadata format {FILE_FORMAT!r})")
+        raise NotACheckpoint(f"{str(path)!r} is not an hstlab checkpoint (metadata format {FILE_FORMAT!r})")
     if map_location != "cpu":
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
     try:

@@ -135,7 +135,7 @@ def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]
     repeats what the file holds.
     """
     from hstlab.model import build_model
-    from hstlab.train.checkpoint import FORMAT, read_checkpoint
+    from hstlab.train.checkpoint import NotACheckpoint, read_checkpoint
 
     where = str(path)
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
@@ -143,13 +143,13 @@ def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]
                          f"({MAX_CHECKPOINT_BYTES >> 20} MiB): {RUN_HINT}")  # fmt: skip
     try:
         ckpt = read_checkpoint(path)  # safetensors; a legacy .pt only with weights_only=True
+    except NotACheckpoint:
+        raise ValueError(f"{where!r} is not an hstlab checkpoint: {RUN_HINT}") from None
     except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
         raise ValueError(
             f"{where!r} could not be loaded as an hstlab checkpoint ({type(exc).__name__}); "
             f"expected the best checkpoint of a run: {RUN_HINT}; {RUN_HOLDS}"
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{where!r} is not an hstlab checkpoint (format {FORMAT!r}): {RUN_HINT}")
     config, meta = ckpt.get("config"), ckpt.get("meta")
     if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict):
         raise ValueError(f"{where!r} is not an hstlab checkpoint: it has no config and weights")
