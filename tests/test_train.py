@@ -209,6 +209,27 @@ def test_spike_rate_meter_counts_only_spiking_neurons():
     meter.close()
 
 
+def test_train_config_sets_the_schedule_and_keywords_override_it():
+    from hstlab.data.augment import RandomShift
+    from hstlab.train.config import TrainConfig
+
+    tc = TrainConfig(epochs=3, batch_size=16, lr=2e-3, warmup_frac=0.1, grad_clip=None, augment_shift=1)
+    cfg = small_cfg()
+    train, val, test = splits()
+    trainer = Trainer(build_standin(cfg), cfg, train, val, test, train_config=tc, lr=4e-3)
+    assert trainer.train_config == tc.replace(lr=4e-3)
+    assert (trainer.epochs, trainer.batch_size, trainer.lr, trainer.grad_clip) == (3, 16, 4e-3, None)
+    assert trainer.total_steps == 3 * 3 and trainer.scheduler.warmup_steps == 1
+    assert isinstance(trainer.augment, RandomShift) and trainer.augment.max_shift == 1
+    assert Trainer(build_standin(cfg), cfg, train, val).epochs == 1  # DEFAULT_TRAIN_CONFIG
+    with pytest.raises(ValueError, match=r"unknown training field\(s\) \['epoch'\]"):
+        Trainer(build_standin(cfg), cfg, train, val, epoch=2)
+    with pytest.raises(ValueError, match="train_config=.* must be a TrainConfig"):
+        Trainer(build_standin(cfg), cfg, train, val, train_config={"epochs": 2})
+    with pytest.raises(ValueError, match="both set the augmentation"):
+        Trainer(build_standin(cfg), cfg, train, val, train_config=tc, augment=RandomShift(2))
+
+
 def test_bad_arguments_name_the_field():
     with pytest.raises(ValueError, match="batch_size=0"):
         make_trainer(batch_size=0)
