@@ -271,7 +271,7 @@ def test_load_run_outside_the_folders_is_refused_without_details(places, case):
     [
         ("notes.txt", "is a file, not a run directory"),
         ("secret-link.pt", "is not in a runs folder this explorer may read"),
-        ("run-002", "could not be loaded as an hstlab checkpoint (UnpicklingError)"),
+        ("run-002", "could not be loaded as an hstlab checkpoint (CheckpointError)"),  # not safetensors
         ("", "is empty"),
     ],
 )
