@@ -145,3 +145,16 @@ def test_two_runs_started_in_one_second_get_their_own_directories(tmp_path, monk
                       dataset_options=DATA) for _ in range(2)]
     dirs = [r["run_dir"] for r in runs]
     assert dirs[0] != dirs[1] and dirs[1].endswith("-20260102-030405-2"), dirs
+
+
+def test_train_run_takes_a_train_config_and_a_resume_checks_it(tmp_path):
+    from hstlab.train.config import TrainConfig
+
+    tc = TrainConfig(epochs=1, lr=2e-3, batch_size=4, limit=8, time_bins=12, dataset_options=DATA)
+    metrics = train_run("tiny", "lorenz-spikes", train_config=tc, run_dir=tmp_path, warmup_frac=0.1)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert TrainConfig.from_dict({k: run[k] for k in TrainConfig.defaults()}) == tc.replace(warmup_frac=0.1)
+    assert run["recipe"]["notice"] is None and metrics["notes"] == [n for n in metrics["notes"] if "recipe" not in n]
+    assert metrics["steps"] == 2  # 8 samples in batches of 4
+    with pytest.raises(ValueError, match=r"resume: lr=0.01 differs from the run's lr=0.002"):
+        train_run(resume=tmp_path, train_config=tc.replace(lr=1e-2, warmup_frac=0.1))
