@@ -13,7 +13,7 @@
    under each dataflow (weights and membranes moved every step, "step-major", or once per layer
    call, "time-batched", which "fused" extends with activations and neurons run in the epilogue
    of the Linear/Conv before them), and the ratios (of the seed means). Energy is measured on 64 test
-   samples spread over the class-sorted split. ``--remeasure`` re-prices the best.pt files of an
+   samples spread over the class-sorted split. ``--remeasure`` re-prices the best checkpoints of an
    earlier run in ``--out`` without training.
 3. few-shot: 10 % of the training split; steps until val accuracy first reaches each of
    several targets (0.5 ... 0.9) for pure spiking vs hybrids (standard stem; first or last
@@ -42,6 +42,7 @@ from torch.utils.data import Subset
 from hstlab import HSTConfig, Trainer, build_model, energy_report, load_dataset
 from hstlab.data import RandomShift, spread_indices
 from hstlab.train import load_checkpoint
+from hstlab.train.checkpoint import run_checkpoint
 
 
 def load_splits(time_bins: int):
@@ -55,7 +56,7 @@ def train(cfg: HSTConfig, data, out: Path, *, epochs: int, batch_size: int, lr: 
                       run_dir=out, max_seconds=budget, callbacks=callbacks, measure_energy=False,
                       augment=RandomShift(shift) if shift else None)
     metrics = trainer.fit()
-    model, _, _ = load_checkpoint(out / "best.pt")
+    model, _, _ = load_checkpoint(run_checkpoint(out))
     return metrics, model.eval()
 
 
@@ -79,13 +80,14 @@ def mean_or_none(values: list) -> float | None:
 
 
 def trained_or_reloaded(args, variant: HSTConfig, data, run_dir: Path, seed: int) -> tuple[dict, torch.nn.Module]:
-    """Train ``variant`` into ``run_dir``, or with ``--remeasure`` reload the best.pt a previous run left there."""
+    """Train ``variant`` into ``run_dir``, or with ``--remeasure`` reload the best checkpoint a previous run left there."""
     if not args.remeasure:
         return train(variant, data, run_dir, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed,
                      budget=args.budget, shift=args.augment_shift)
-    if not (run_dir / "best.pt").is_file():
-        raise SystemExit(f"--remeasure: no {run_dir / 'best.pt'}; train it first (run without --remeasure)")
-    model, cfg, _ = load_checkpoint(run_dir / "best.pt")
+    best = run_checkpoint(run_dir)
+    if not best.is_file():
+        raise SystemExit(f"--remeasure: no {best}; train it first (run without --remeasure)")
+    model, cfg, _ = load_checkpoint(best)
     if cfg != variant:
         raise SystemExit(f"--remeasure: {run_dir} holds a different config than this variant")
     return json.loads((run_dir / "metrics.json").read_text()), model.eval()
@@ -185,7 +187,7 @@ def main() -> None:
     parser.add_argument("--fewshot-epochs", type=int, default=30)
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--remeasure", action="store_true",
-                        help="no training: re-measure the energy of the best.pt files a previous run left in --out")
+                        help="no training: re-measure the energy of the best checkpoints a previous run left in --out")
     parser.add_argument("--json")
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]

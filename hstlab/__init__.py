@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "time_first_collate": "hstlab.data",
     "DatasetUnavailable": "hstlab.data",
     "Trainer": "hstlab.train",
+    "TrainConfig": "hstlab.train",
     "TrainEvent": "hstlab.train",
     "TrainingDiverged": "hstlab.train",
     "load_checkpoint": "hstlab.train",

@@ -1,6 +1,6 @@
 """``hstlab convert``: turn a released Spikformer / SDT weight file into an hstlab run directory.
 
-The run directory looks like one ``hstlab train`` writes (``config.json``, ``best.pt``,
+The run directory looks like one ``hstlab train`` writes (``config.json``, ``best.safetensors``,
 ``run.json``, ``metrics.json``), so ``hstlab energy``, ``hstlab card`` and the explorer's
 Load run take it. Nothing is trained: the metrics hold no accuracy, and ``run.json`` names the
 dataset the model classifies (``--dataset``, by default DVS128 Gesture for 11 classes and
@@ -36,11 +36,13 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from hstlab.train.checkpoint import run_checkpoint
     from hstlab.train.cli import parse_options
 
     path = convert_to_run(args.file, args.preset, args.out, parse_options(args.config_set, flag="--set"),
                           dataset=args.dataset)
-    print(f"wrote {path} ({args.preset} from {args.file}): config.json, best.pt, run.json, metrics.json")
+    best = run_checkpoint(path).name
+    print(f"wrote {path} ({args.preset} from {args.file}): config.json, {best}, run.json, metrics.json")
     return 0
 
 
@@ -76,7 +78,7 @@ def convert_to_run(file: str | Path, preset: str, out: str | Path, overrides: di
            "preset": cfg.name, "notes": [note]}
     out.mkdir(parents=True)
     ckpt_io.write_json(out / "config.json", cfg.to_dict())
-    ckpt_io.atomic_save(ckpt_io.make_checkpoint(model, cfg, meta), out / "best.pt")
+    ckpt_io.atomic_save(ckpt_io.make_checkpoint(model, cfg, meta), ckpt_io.run_checkpoint(out, new=True))
     ckpt_io.write_json(out / "run.json", run)
     ckpt_io.write_json(out / "metrics.json", {"preset": cfg.name, "dataset": name, "run_dir": str(out),
                                               "modes": cfg.modes, "source": str(file), "notes": [note],

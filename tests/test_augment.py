@@ -71,11 +71,11 @@ def test_resume_with_augmentation_is_exact(tmp_path):
                callbacks=kill_at(3))
     with pytest.raises(Kill):
         cut.fit()
-    assert read_checkpoint(tmp_path / "cut" / "last.pt")["train_state"]["step"] == 2
+    assert read_checkpoint(tmp_path / "cut" / "last.safetensors")["train_state"]["step"] == 2
     got = make(tiny_cfg(), resume=tmp_path / "cut", augment=RandomShift(2)).fit()
     assert got["val_loss"] == ref["val_loss"] and got["steps"] == ref["steps"]
-    a = read_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = read_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    a = read_checkpoint(tmp_path / "full" / "last.safetensors")["model"]
+    b = read_checkpoint(tmp_path / "cut" / "last.safetensors")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

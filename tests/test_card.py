@@ -135,7 +135,7 @@ def test_markdown_and_html_carry_the_same_numbers_and_no_external_resources(tiny
 
 
 def test_bad_run_dir_is_named(tmp_path):
-    with pytest.raises(ValueError, match="run_dir=.*missing best.pt"):
+    with pytest.raises(ValueError, match="run_dir=.*missing best.safetensors"):
         write_model_card(tmp_path)
 
 
@@ -162,7 +162,7 @@ def test_card_of_a_trained_run(runs):
     for text in (md, page):
         assert f"{metrics['val_accuracy']:.4g}" in text and f"{metrics['test_accuracy']:.4g}" in text
         assert f"{metrics['val_loss']:.4g}" in text
-    model, _, _ = load_checkpoint(run / "best.pt")
+    model, _, _ = load_checkpoint(run / "best.safetensors")
     from hstlab.train.run import load_splits
 
     rj = json.loads((run / "run.json").read_text())

@@ -308,15 +308,15 @@ def test_load_run_shows_trained_weights_in_inspect(browser, server):
     empty = server["shared"] / "empty-run"
     empty.mkdir()
     run = (server["shared"] / "trained-run").resolve()  # in $HSTLAB_EXPLORER_RUNS
-    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), run / "best.pt")
+    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), run / "best.safetensors")
     write_json(run / "metrics.json", {"val_accuracy": 0.5})
     page = open_app(browser, server["url"])
     box = page.locator(".hst-run-dir input")
-    box.fill(str(empty))  # no best.pt there
+    box.fill(str(empty))  # no best.safetensors there
     box.press("Enter")
     page.locator(".hst-load-run button").click()
     error = page.locator(".hst-error p")
-    expect(error).to_contain_text("holds no best.pt")
+    expect(error).to_contain_text("holds no best.safetensors")
     box.fill(str(run))
     box.press("Enter")
     page.locator(".hst-load-run button").click()

@@ -25,7 +25,7 @@ from ui_support import SMALL
 
 from hstlab.config import HSTConfig
 from hstlab.model import build_model
-from hstlab.train.checkpoint import atomic_save, make_checkpoint, write_json
+from hstlab.train.checkpoint import atomic_save, make_checkpoint, read_checkpoint, write_json
 from hstlab.ui import BuildView, ExplorerState, TrainSession, TrainView
 from hstlab.ui.card import model_card
 from hstlab.ui.limits import CONFIG_LIMITS, TRAIN_LIMITS
@@ -36,12 +36,12 @@ SECRET = "SECRET-token-8e1f: do not show me"  # first byte "S" (83) was echoed o
 
 
 def save_run(folder: Path, cfg: HSTConfig | None = None, config: dict | None = None) -> Path:
-    """A run folder with ``best.pt`` (optionally with a doctored stored config) and metrics."""
+    """A run folder with ``best.safetensors`` (optionally with a doctored stored config) and metrics."""
     cfg = cfg or HSTConfig.from_preset("hst-small", n_embd=16, n_head=2)
     ckpt = make_checkpoint(build_model(cfg).eval(), cfg, {})
     if config is not None:
         ckpt["config"] = {**ckpt["config"], **config}
-    atomic_save(ckpt, folder / "best.pt")
+    atomic_save(ckpt, folder / "best.safetensors")
     write_json(folder / "metrics.json", {"val_accuracy": 0.5})
     return folder
 
@@ -61,7 +61,7 @@ def places(tmp_path: Path, no_data: Path) -> dict[str, Path]:
     (own / "secret-link.pt").symlink_to(secret)
     (own / "notes.txt").write_text(SECRET)
     (own / "run-002").mkdir()
-    (own / "run-002" / "best.pt").write_text(SECRET)  # inside, but not a checkpoint
+    (own / "run-002" / "best.safetensors").write_text(SECRET)  # inside, but not a checkpoint
     return {"own": own, "other": other, "shared": shared, "outside": outside, "secret": secret}
 
 
@@ -257,7 +257,7 @@ def test_load_run_outside_the_folders_is_refused_without_details(places, case):
     assert state.load_run(text) is False  # never raises
     message = state.error
     assert "is not in a runs folder this explorer may read" in message
-    assert RUN_HOLDS in message and "config.json, best.pt" in message
+    assert RUN_HOLDS in message and "config.json, best.safetensors" in message
     for revealing in ("does not exist", "is a file", "holds no", "Unsupported", "operand"):
         assert revealing not in message
     assert SECRET not in message and SECRET[:6] not in message
@@ -271,7 +271,7 @@ def test_load_run_outside_the_folders_is_refused_without_details(places, case):
     [
         ("notes.txt", "is a file, not a run directory"),
         ("secret-link.pt", "is not in a runs folder this explorer may read"),
-        ("run-002", "could not be loaded as an hstlab checkpoint (UnpicklingError)"),
+        ("run-002", "could not be loaded as an hstlab checkpoint (CheckpointError)"),  # not safetensors
         ("", "is empty"),
     ],
 )
@@ -332,7 +332,7 @@ def test_create_app_confines_each_session(monkeypatch, places, tmp_path):
     assert state.runs.own == app.session.runs_dir and state.runs.shared == (places["shared"],)
     assert state.load_run(str(places["other"] / "run-001")) is False
     assert state.load_run("cli-run"), state.error
-    stored = torch.load(places["shared"] / "cli-run" / "best.pt", weights_only=True)["model"]
+    stored = read_checkpoint(places["shared"] / "cli-run" / "best.safetensors")["model"]
     assert all(torch.equal(v, stored[k]) for k, v in state.model.state_dict().items())
 
 
@@ -416,7 +416,7 @@ def test_page_refuses_paths_outside_and_a_nan_learning_rate(browser, server, tmp
         box.press("Enter")
         page.locator(".hst-load-run button").click()
         expect(error).to_contain_text(f"run_dir={shown(text)} is not in a runs folder")
-        expect(error).to_contain_text("holds config.json, best.pt")
+        expect(error).to_contain_text("holds config.json, best.safetensors")
         assert SECRET[:6] not in error.inner_text()
     expect(page.locator(".hst-weights p")).to_contain_text("pretrained: hst-small-digits-dvs")  # kept
     click_tab(page, "Train")

@@ -64,9 +64,17 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def edit_checkpoint(path: Path, edit: Callable[[dict], None]) -> None:
-    ckpt = torch.load(path, weights_only=True)
+    """Edit the weights and meta of a safetensors checkpoint in place (bypassing read_checkpoint's checks)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    ckpt = {"model": {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
+            "meta": json.loads(metadata["meta"])}
     edit(ckpt)
-    torch.save(ckpt, path)
+    tensors.update({f"model/{k}": v for k, v in ckpt["model"].items()})
+    save_file(tensors, str(path), metadata={**metadata, "meta": json.dumps(ckpt["meta"])})
 
 
 def poison_running_var(ckpt: dict) -> None:
@@ -96,11 +104,14 @@ class Evil:
         return (print, ("evil",))
 
 
-def plant_object(name: str) -> Callable[[Path], None]:
+def plant_object(kind: str) -> Callable[[Path], None]:
+    """Replace the run's ``kind`` checkpoint by a legacy pickled ``KIND.pt`` that holds an object."""
     def edit(run: Path) -> None:
-        ckpt = torch.load(run / name, weights_only=True)
+        new = ckpt_io.run_checkpoint(run, kind)
+        ckpt = read_checkpoint(new)
         ckpt["meta"]["extra"] = Evil()
-        torch.save(ckpt, run / name)
+        torch.save(ckpt, run / f"{kind}.pt")
+        new.unlink()
     return edit
 
 
@@ -115,7 +126,7 @@ class Cli:
 
 CLI_CASES = [
     Cli("existing-run-dir", lambda r, t: ["train", *NEW, "--run-dir", str(r)],
-        ("already holds a run", "run.json", "last.pt", "--force")),
+        ("already holds a run", "run.json", "last.safetensors", "--force")),
     Cli("force-then-bad-lr", lambda r, t: ["train", *NEW, "--run-dir", str(r), "--force", "--lr", "nan"],
         ("--lr nan must be a finite number > 0",)),
     Cli("lr-inf", lambda r, t: ["train", *NEW, "--run-dir", str(t / "new"), "--lr", "inf"], ("--lr inf",)),
@@ -143,38 +154,38 @@ CLI_CASES = [
         ("run_dir",)),
     Cli("resume-force", lambda r, t: ["train", "--resume", str(r), "--force"], ("--force cannot change",)),
     Cli("resume-edited-config", lambda r, t: ["train", "--resume", str(r)],
-        ("config.json", "does not match", "last.pt", "n_embd is 16 in config.json but 32"),
+        ("config.json", "does not match", "last.safetensors", "n_embd is 16 in config.json but 32"),
         prepare=set_json("config.json", n_embd=16)),
     Cli("resume-edited-run-json", lambda r, t: ["train", "--resume", str(r)],
-        ("run.json' says lr=0.5 but", "last.pt' was trained with lr=0.001"), prepare=set_json("run.json", lr=0.5)),
+        ("run.json' says lr=0.5 but", "last.safetensors' was trained with lr=0.001"), prepare=set_json("run.json", lr=0.5)),
     Cli("resume-run-json-bad-value", lambda r, t: ["train", "--resume", str(r)],
         ("run.json", "checkpoint_every=-3"), prepare=set_json("run.json", checkpoint_every=-3)),
     Cli("resume-missing-config", lambda r, t: ["train", "--resume", str(r)], ("missing: config.json",),
         prepare=lambda r: (r / "config.json").unlink()),
-    Cli("resume-empty-last", lambda r, t: ["train", "--resume", str(r)], ("last.pt' cannot be read", "empty"),
-        prepare=write_bytes("last.pt", b"")),
-    Cli("resume-truncated-last", lambda r, t: ["train", "--resume", str(r)], ("last.pt", "truncated"),
-        prepare=write_bytes("last.pt", lambda b: b[: len(b) // 2])),
-    Cli("resume-random-last", lambda r, t: ["train", "--resume", str(r)], ("last.pt", "corrupt or not a torch file"),
-        prepare=write_bytes("last.pt", bytes(range(256)) * 8)),
+    Cli("resume-empty-last", lambda r, t: ["train", "--resume", str(r)], ("last.safetensors' cannot be read", "empty"),
+        prepare=write_bytes("last.safetensors", b"")),
+    Cli("resume-truncated-last", lambda r, t: ["train", "--resume", str(r)], ("last.safetensors", "truncated"),
+        prepare=write_bytes("last.safetensors", lambda b: b[: len(b) // 2])),
+    Cli("resume-random-last", lambda r, t: ["train", "--resume", str(r)], ("last.safetensors", "corrupt or not a safetensors file"),
+        prepare=write_bytes("last.safetensors", bytes(range(256)) * 8)),
     Cli("resume-object-in-last", lambda r, t: ["train", "--resume", str(r)],
-        ("last.pt", "asks to load", "print", "nothing was run"), prepare=plant_object("last.pt")),
-    Cli("resume-nonfinite-last", lambda r, t: ["train", "--resume", str(r)], ("last.pt", "NaN/inf", "running_var"),
-        prepare=lambda r: edit_checkpoint(r / "last.pt", poison_running_var)),
-    Cli("resume-truncated-best", lambda r, t: ["train", "--resume", str(r)], ("best.pt", "truncated"),
-        prepare=write_bytes("best.pt", lambda b: b[:1000])),
+        ("last.pt", "asks to load", "print", "nothing was run"), prepare=plant_object("last")),
+    Cli("resume-nonfinite-last", lambda r, t: ["train", "--resume", str(r)], ("last.safetensors", "NaN/inf", "running_var"),
+        prepare=lambda r: edit_checkpoint(r / "last.safetensors", poison_running_var)),
+    Cli("resume-truncated-best", lambda r, t: ["train", "--resume", str(r)], ("best.safetensors", "truncated"),
+        prepare=write_bytes("best.safetensors", lambda b: b[:1000])),
     Cli("energy-missing-dir", lambda r, t: ["energy", str(t / "nope")], ("nope", "does not exist")),
-    Cli("energy-empty-best", lambda r, t: ["energy", str(r)], ("best.pt' cannot be read: it is empty",),
-        prepare=write_bytes("best.pt", b"")),
-    Cli("energy-random-best", lambda r, t: ["energy", str(r)], ("best.pt", "corrupt"),
-        prepare=write_bytes("best.pt", os.urandom(3000))),
-    Cli("energy-nonfinite-best", lambda r, t: ["energy", str(r)], ("best.pt", "NaN/inf"),
-        prepare=lambda r: edit_checkpoint(r / "best.pt", poison_running_var)),
+    Cli("energy-empty-best", lambda r, t: ["energy", str(r)], ("best.safetensors' cannot be read: it is empty",),
+        prepare=write_bytes("best.safetensors", b"")),
+    Cli("energy-random-best", lambda r, t: ["energy", str(r)], ("best.safetensors", "corrupt"),
+        prepare=write_bytes("best.safetensors", os.urandom(3000))),
+    Cli("energy-nonfinite-best", lambda r, t: ["energy", str(r)], ("best.safetensors", "NaN/inf"),
+        prepare=lambda r: edit_checkpoint(r / "best.safetensors", poison_running_var)),
     Cli("energy-bad-run-json", lambda r, t: ["energy", str(r)], ("run.json' is not valid JSON",),
         prepare=write_bytes("run.json", b"{\"dataset\": ")),
     Cli("energy-batch-size-0", lambda r, t: ["energy", str(r), "--batch-size", "0"], ("--batch-size 0",)),
-    Cli("card-truncated-best", lambda r, t: ["card", str(r)], ("best.pt", "truncated"),
-        prepare=write_bytes("best.pt", lambda b: b[:2000])),
+    Cli("card-truncated-best", lambda r, t: ["card", str(r)], ("best.safetensors", "truncated"),
+        prepare=write_bytes("best.safetensors", lambda b: b[:2000])),
     Cli("card-energy-batch-0", lambda r, t: ["card", str(r), "--energy-batch", "0"], ("--energy-batch 0",)),
     Cli("energy-model-batch-size-negative", lambda r, t: ["energy-model", "--batch-size", "-1"],
         ("--batch-size -1",)),
@@ -210,8 +221,8 @@ class Lib:
 
 
 def _load_crafted(run: Path, builder: str) -> object:
-    edit_checkpoint(run / "best.pt", lambda c: c["meta"].update(builder=builder))
-    return ckpt_io.load_checkpoint(run / "best.pt")
+    edit_checkpoint(run / "best.safetensors", lambda c: c["meta"].update(builder=builder))
+    return ckpt_io.load_checkpoint(run / "best.safetensors")
 
 
 def _trainer(**kw) -> Trainer:
@@ -221,7 +232,7 @@ def _trainer(**kw) -> Trainer:
 
 LIB_CASES = [
     Lib("builder-builtins-input", lambda r, t: _load_crafted(r, "builtins:input"), ckpt_io.CheckpointError,
-        ("best.pt", "meta.builder='builtins:input' is not a registered model builder", "registered: hst-net")),
+        ("best.safetensors", "meta.builder='builtins:input' is not a registered model builder", "registered: hst-net")),
     Lib("builder-os-system", lambda r, t: _load_crafted(r, "os:system"), ValueError, ("os:system",)),
     Lib("builder-not-a-string", lambda r, t: _load_crafted(r, ["hst-net"]), ValueError, ("['hst-net']",)),
     Lib("existing-run-dir", lambda r, t: train_run("tiny", "digits-dvs", run_dir=r, limit=8), ckpt_io.RunDirExists,
@@ -234,8 +245,8 @@ LIB_CASES = [
     Lib("resume-other-preset", lambda r, t: train_run("hst-small", resume=r), ValueError, ("'hst-small'", "tiny")),
     Lib("trainer-lr-nan", lambda r, t: _trainer(lr=math.nan), ValueError, ("lr=nan",)),
     Lib("trainer-grad-clip-inf", lambda r, t: _trainer(grad_clip=math.inf), ValueError, ("grad_clip=inf",)),
-    Lib("read-nonfinite", lambda r, t: (edit_checkpoint(r / "last.pt", poison_running_var),
-                                        read_checkpoint(r / "last.pt")), ckpt_io.CheckpointError, ("NaN/inf",)),
+    Lib("read-nonfinite", lambda r, t: (edit_checkpoint(r / "last.safetensors", poison_running_var),
+                                        read_checkpoint(r / "last.safetensors")), ckpt_io.CheckpointError, ("NaN/inf",)),
     Lib("read-missing", lambda r, t: read_checkpoint(t / "none.pt"), FileNotFoundError, ("none.pt",)),
 ]
 
@@ -247,15 +258,15 @@ def test_library_refuses_with_the_named_error(case: Lib, run: Path, tmp_path: Pa
         case.call(run, tmp_path)
     for text in case.says:
         assert text in str(info.value), (text, str(info.value))
-    if not case.id.startswith(("builder-", "read-nonfinite")):  # those edit best.pt/last.pt themselves
+    if not case.id.startswith(("builder-", "read-nonfinite")):  # those edit best.safetensors/last.safetensors themselves
         assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("builder", ["hstlab:build_model", "hstlab.model:build_model", None, "hst-net"])
 def test_old_and_registered_builder_names_still_load(run: Path, builder: str | None) -> None:
-    edit_checkpoint(run / "best.pt", lambda c: c["meta"].update(builder=builder) if builder else
+    edit_checkpoint(run / "best.safetensors", lambda c: c["meta"].update(builder=builder) if builder else
                     c["meta"].pop("builder"))
-    model, cfg, _ = ckpt_io.load_checkpoint(run / "best.pt")
+    model, cfg, _ = ckpt_io.load_checkpoint(run / "best.safetensors")
     assert cfg.name == "tiny" and not model.training
 
 
@@ -266,7 +277,7 @@ def test_crafted_builder_runs_nothing(run: Path, tmp_path: Path, data_env: Path,
     marker = tmp_path / "MARKER"
     (run / "planted_builder.py").write_text(
         f"open({str(marker)!r}, 'w').write('imported')\n\ndef build(cfg):\n    raise SystemExit(7)\n")
-    edit_checkpoint(run / "best.pt", lambda c: c["meta"].update(builder=builder))
+    edit_checkpoint(run / "best.safetensors", lambda c: c["meta"].update(builder=builder))
     before = snapshot(run)
     env = {**os.environ, "HSTLAB_DATA": str(data_env), "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -295,8 +306,8 @@ def test_divergence_keeps_only_a_finite_last_pt(tmp_path: Path) -> None:
                       build_fn=_with_bn, callbacks=poison)
     with pytest.raises(TrainingDiverged, match="bn.running_var") as info:
         trainer.fit()
-    assert "last.pt was not written" in str(info.value) and "keeps step 2, the last finite state" in str(info.value)
-    assert read_checkpoint(tmp_path / "last.pt")["train_state"]["step"] == 2  # finite, else this raises
+    assert "last.safetensors was not written" in str(info.value) and "keeps step 2, the last finite state" in str(info.value)
+    assert read_checkpoint(tmp_path / "last.safetensors")["train_state"]["step"] == 2  # finite, else this raises
 
 
 def test_divergence_before_any_checkpoint_says_none_was_kept(tmp_path: Path) -> None:
@@ -306,9 +317,9 @@ def test_divergence_before_any_checkpoint_says_none_was_kept(tmp_path: Path) -> 
                 trainer.model.head.weight.fill_(math.nan)
 
     trainer = _trainer(epochs=1, batch_size=8, run_dir=tmp_path, checkpoint_every=0, callbacks=poison)
-    with pytest.raises(TrainingDiverged, match="no last.pt of this run was written"):
+    with pytest.raises(TrainingDiverged, match="no last.safetensors of this run was written"):
         trainer.fit()
-    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+    assert not (tmp_path / "last.safetensors").exists() and not (tmp_path / "best.safetensors").exists()
 
 
 def test_cli_huge_lr_stops_truthfully(data_env: Path, tmp_path: Path, capsys) -> None:
@@ -318,30 +329,30 @@ def test_cli_huge_lr_stops_truthfully(data_env: Path, tmp_path: Path, capsys) ->
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "training stopped" in err
-    if (run / "last.pt").exists():
-        step = read_checkpoint(run / "last.pt")["train_state"]["step"]  # finite: read_checkpoint checks
+    if (run / "last.safetensors").exists():
+        step = read_checkpoint(run / "last.safetensors")["train_state"]["step"]  # finite: read_checkpoint checks
         assert f"keeps step {step}, the last finite state" in err
     else:
-        assert "no last.pt of this run was written" in err
+        assert "no last.safetensors of this run was written" in err
 
 
 # --------------------------------------------------------------------------------- what is allowed
 def test_force_replaces_the_run_and_clears_stale_files(run: Path, capsys) -> None:
     (run / "model_card.md").write_text("stale card of the old run")
-    (run / ".last.pt.ab12cd34.tmp").write_bytes(b"half a checkpoint")
+    (run / ".last.safetensors.ab12cd34.tmp").write_bytes(b"half a checkpoint")
     (run / "my-notes.txt").write_text("not a run file")
-    old_last = (run / "last.pt").read_bytes()
+    old_last = (run / "last.safetensors").read_bytes()
     assert main(["train", *NEW, "--run-dir", str(run), "--force", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert f"force: replaced the earlier run in {run}" in out and "model_card.md" in out
-    assert not (run / "model_card.md").exists() and not (run / ".last.pt.ab12cd34.tmp").exists()
-    assert (run / "my-notes.txt").exists() and (run / "last.pt").read_bytes() != old_last
+    assert not (run / "model_card.md").exists() and not (run / ".last.safetensors.ab12cd34.tmp").exists()
+    assert (run / "my-notes.txt").exists() and (run / "last.safetensors").read_bytes() != old_last
     assert json.loads((run / "run.json").read_text())["seed"] == 3
 
 
 def test_resume_clears_write_debris_and_accepts_matching_flags(run: Path, capsys) -> None:
-    debris = [".last.pt.x1y2z3w4.tmp", ".config.json.q9_r8s7t.tmp"]
-    keep = [".notes.tmp", "last.pt.tmp", ".other.txt.abcdefgh.tmp"]  # not the atomic writer's run files
+    debris = [".last.safetensors.x1y2z3w4.tmp", ".config.json.q9_r8s7t.tmp"]
+    keep = [".notes.tmp", "last.safetensors.tmp", ".other.txt.abcdefgh.tmp"]  # not the atomic writer's run files
     for name in debris + keep:
         (run / name).write_bytes(b"x")
     config = (run / "config.json").read_bytes()

@@ -213,7 +213,7 @@ def checkpoint(tmp_path: Path) -> Path:
     from hstlab.train.checkpoint import atomic_save, make_checkpoint
 
     cfg = HSTConfig.from_preset("tiny")
-    path = tmp_path / "best.pt"
+    path = tmp_path / "best.safetensors"
     atomic_save(make_checkpoint(build_model(cfg), cfg, {"builder": "hstlab:build_model"}), path)
     return path
 

@@ -472,7 +472,7 @@ def test_converted_run_loads_in_energy_card_and_explorer(tmp_path, capsys, data_
     out = tmp_path / "run"
     rc = main(["convert", path, "--preset", SPIKFORMER, *SMALL_SET, "--dataset", "digits-dvs", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
-    assert {p.name for p in out.iterdir()} == {"config.json", "best.pt", "run.json", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "best.safetensors", "run.json", "metrics.json"}
     run = json.loads((out / "run.json").read_text())
     assert run["dataset"] == "digits-dvs" and "converted from released weights" in run["notes"][0]
     from hstlab.train.checkpoint import load_checkpoint

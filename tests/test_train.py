@@ -13,6 +13,7 @@ from test_train_support import Kill, build_standin, one_thread, small_cfg, split
 from test_train_support import kill_at as kill_callback
 
 from hstlab.train import Trainer, TrainEvent, TrainingDiverged, load_checkpoint, read_checkpoint
+from hstlab.train.checkpoint import run_checkpoint
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.trainer import default_collate
 
@@ -63,7 +64,9 @@ def test_fit_learns_and_writes_run_dir(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
     for key in ("val_accuracy", "test_accuracy", "train_seconds", "energy_per_sample_j", "seed", "versions"):
         assert key in json.loads((tmp_path / "metrics.json").read_text())
-    assert {"config.json", "metrics.json", "history.csv", "last.pt", "best.pt"} <= {p.name for p in tmp_path.iterdir()}
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "metrics.json", "history.csv", "last.safetensors", "best.safetensors"} <= names
+    assert not any(n.endswith((".pt", ".pth", ".pkl")) for n in names)  # no pickle in a run directory
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     kinds = [e.kind for e in rec.events]
@@ -80,13 +83,15 @@ def test_fit_learns_and_writes_run_dir(tmp_path):
 def test_best_checkpoint_reloads_to_reported_accuracy(tmp_path):
     trainer = make_trainer(epochs=2, run_dir=tmp_path)
     metrics = trainer.fit()
-    model, cfg, meta = load_checkpoint(tmp_path / "best.pt", build_fn=build_standin)
+    model, cfg, meta = load_checkpoint(run_checkpoint(tmp_path), build_fn=build_standin)
     assert cfg == trainer.cfg and not model.training
     again = trainer.evaluate(trainer.val_data, model)
     assert again["accuracy"] == metrics["val_accuracy"] == meta["val_accuracy"]
     assert again["loss"] == metrics["val_loss"]
-    ckpt = torch.load(tmp_path / "best.pt", weights_only=True)  # plain dicts and tensors only
-    assert set(ckpt) >= {"config", "model", "meta"}
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "best.safetensors"), framework="pt") as f:  # tensors + JSON metadata only
+        assert {"config", "meta", "format"} <= set(f.metadata()) and any(k.startswith("model/") for k in f.keys())
 
 
 def test_test_split_evaluated_once_at_the_end():
@@ -110,7 +115,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, kill_at):
     broken = make_trainer(epochs=3, run_dir=tmp_path / "cut", checkpoint_every=4, callbacks=kill_callback(kill_at))
     with pytest.raises(Kill):
         broken.fit()
-    state = read_checkpoint(tmp_path / "cut" / "last.pt")["train_state"]
+    state = read_checkpoint(run_checkpoint(tmp_path / "cut", "last"))["train_state"]
     assert state["step"] == 4 * (kill_at // 4) and state["pos"] > 0  # a mid-epoch checkpoint
     resumed = make_trainer(epochs=3, resume=tmp_path / "cut", seed=0)
     got = resumed.fit()
@@ -132,7 +137,7 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
     trainer = make_trainer(epochs=3, run_dir=tmp_path, checkpoint_every=3, callbacks=poison)
     with pytest.raises(TrainingDiverged, match="loss is nan at step 8"):
         trainer.fit()
-    ckpt = read_checkpoint(tmp_path / "last.pt")
+    ckpt = read_checkpoint(run_checkpoint(tmp_path, "last"))
     assert ckpt["train_state"]["step"] == 6
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
@@ -204,6 +209,27 @@ def test_spike_rate_meter_counts_only_spiking_neurons():
     meter.close()
 
 
+def test_train_config_sets_the_schedule_and_keywords_override_it():
+    from hstlab.data.augment import RandomShift
+    from hstlab.train.config import TrainConfig
+
+    tc = TrainConfig(epochs=3, batch_size=16, lr=2e-3, warmup_frac=0.1, grad_clip=None, augment_shift=1)
+    cfg = small_cfg()
+    train, val, test = splits()
+    trainer = Trainer(build_standin(cfg), cfg, train, val, test, train_config=tc, lr=4e-3)
+    assert trainer.train_config == tc.replace(lr=4e-3)
+    assert (trainer.epochs, trainer.batch_size, trainer.lr, trainer.grad_clip) == (3, 16, 4e-3, None)
+    assert trainer.total_steps == 3 * 3 and trainer.scheduler.warmup_steps == 1
+    assert isinstance(trainer.augment, RandomShift) and trainer.augment.max_shift == 1
+    assert Trainer(build_standin(cfg), cfg, train, val).epochs == 1  # DEFAULT_TRAIN_CONFIG
+    with pytest.raises(ValueError, match=r"unknown training field\(s\) \['epoch'\]"):
+        Trainer(build_standin(cfg), cfg, train, val, epoch=2)
+    with pytest.raises(ValueError, match="train_config=.* must be a TrainConfig"):
+        Trainer(build_standin(cfg), cfg, train, val, train_config={"epochs": 2})
+    with pytest.raises(ValueError, match="both set the augmentation"):
+        Trainer(build_standin(cfg), cfg, train, val, train_config=tc, augment=RandomShift(2))
+
+
 def test_bad_arguments_name_the_field():
     with pytest.raises(ValueError, match="batch_size=0"):
         make_trainer(batch_size=0)
@@ -231,4 +257,4 @@ def test_request_stop_ends_after_the_current_step(tmp_path):
     trainer.callbacks.append(stop_at_third_step)
     metrics = trainer.fit()
     assert metrics["stop_reason"] == "user pressed stop" and metrics["steps"] == 3
-    assert (tmp_path / "last.pt").is_file() and (tmp_path / "best.pt").is_file()
+    assert run_checkpoint(tmp_path, "last").is_file() and run_checkpoint(tmp_path).is_file()

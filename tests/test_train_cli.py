@@ -11,6 +11,7 @@ import torch
 from test_train_support import one_thread  # noqa: F401
 
 from hstlab.cli import main
+from hstlab.train.checkpoint import read_checkpoint
 from hstlab.train.cli import parse_options, parse_schedule
 from hstlab.train.run import train_run
 
@@ -69,8 +70,8 @@ def test_cli_resume_matches_uninterrupted(tmp_path, capsys):
     got = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     for key in ("val_loss", "val_bits_per_spike", "test_loss", "test_bits_per_spike", "steps", "best_epoch"):
         assert got[key] == ref[key], key
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    a = read_checkpoint(tmp_path / "full" / "last.safetensors")["model"]
+    b = read_checkpoint(tmp_path / "cut" / "last.safetensors")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -96,22 +97,22 @@ def test_cli_device_is_checked_before_training(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["train", *COMMON, "--device", "cuda", "--run-dir", str(tmp_path)]) == 2
         assert "torch sees no CUDA device here" in capsys.readouterr().err
-    assert not (tmp_path / "last.pt").exists()
+    assert not (tmp_path / "last.safetensors").exists()
     assert main(["train", *COMMON, "--epochs", "1", "--device", "cpu", "--run-dir", str(tmp_path)]) == 0
-    assert (tmp_path / "last.pt").exists()
+    assert (tmp_path / "last.safetensors").exists()
 
 
 def test_negative_binomial_dispersion_is_trained_and_checkpointed(tmp_path):
     train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
               dataset_options=DATA, loss="negative_binomial_nll", loss_options={"num_neurons": 6})
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_state"]["loss"]["raw_dispersion"]
+    saved = read_checkpoint(tmp_path / "last.safetensors")["train_state"]["loss"]["raw_dispersion"]
     start = torch.full((6,), 1.0 + math.log(-math.expm1(-1.0)))  # softplus^-1(1)
     assert saved.shape == (6,) and not torch.allclose(saved, start)
 
 
 def test_resume_needs_a_run_directory(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
-    assert "must be a run directory holding run.json and last.pt" in capsys.readouterr().err
+    assert "must be a run directory holding run.json and last.safetensors" in capsys.readouterr().err
 
 
 def test_cli_augment_shift_needs_frames(tmp_path, capsys):
@@ -144,3 +145,16 @@ def test_two_runs_started_in_one_second_get_their_own_directories(tmp_path, monk
                       dataset_options=DATA) for _ in range(2)]
     dirs = [r["run_dir"] for r in runs]
     assert dirs[0] != dirs[1] and dirs[1].endswith("-20260102-030405-2"), dirs
+
+
+def test_train_run_takes_a_train_config_and_a_resume_checks_it(tmp_path):
+    from hstlab.train.config import TrainConfig
+
+    tc = TrainConfig(epochs=1, lr=2e-3, batch_size=4, limit=8, time_bins=12, dataset_options=DATA)
+    metrics = train_run("tiny", "lorenz-spikes", train_config=tc, run_dir=tmp_path, warmup_frac=0.1)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert TrainConfig.from_dict({k: run[k] for k in TrainConfig.defaults()}) == tc.replace(warmup_frac=0.1)
+    assert run["recipe"]["notice"] is None and metrics["notes"] == [n for n in metrics["notes"] if "recipe" not in n]
+    assert metrics["steps"] == 2  # 8 samples in batches of 4
+    with pytest.raises(ValueError, match=r"resume: lr=0.01 differs from the run's lr=0.002"):
+        train_run(resume=tmp_path, train_config=tc.replace(lr=1e-2, warmup_frac=0.1))

@@ -88,7 +88,7 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     assert r0["val"] == r1["val"]  # val sums all-reduced over the two shards
     for name, value in r0["state"].items():
         assert torch.equal(value, r1["state"][name]), name
-    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "best.pt").exists()
+    assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "best.safetensors").exists()
 
 
 def test_each_rank_takes_its_own_gpu(monkeypatch):

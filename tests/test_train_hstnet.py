@@ -28,7 +28,7 @@ def make(cfg, **kw):
 def test_best_checkpoint_rebuilds_from_config_and_reproduces_val(tmp_path):
     trainer = make(tiny_cfg(), run_dir=tmp_path)
     metrics = trainer.fit()
-    model, cfg, meta = load_checkpoint(tmp_path)  # run dir -> best.pt, default builder
+    model, cfg, meta = load_checkpoint(tmp_path)  # run dir -> best checkpoint, default builder
     assert isinstance(model, hstlab.HSTNet) and cfg.modes == "SS"
     again = trainer.evaluate(trainer.val_data, model)
     assert again["accuracy"] == metrics["val_accuracy"] and again["loss"] == metrics["val_loss"]
@@ -42,7 +42,7 @@ def test_resume_across_a_mode_switch_is_exact(tmp_path):
     cut = make(cfg, run_dir=tmp_path / "cut", checkpoint_every=2, callbacks=kill_at(5))
     with pytest.raises(Kill):
         cut.fit()
-    saved = read_checkpoint(tmp_path / "cut" / "last.pt")
+    saved = read_checkpoint(tmp_path / "cut" / "last.safetensors")
     assert saved["train_state"]["step"] == 4 and saved["meta"]["modes"] == "SS"  # after the switch
     resumed = make(cfg, resume=tmp_path / "cut")  # starts from an all-"S" model built from cfg
     got = resumed.fit()

@@ -265,7 +265,7 @@ def test_training_run_collects_events_and_checkpoint(data_env, tmp_path):
     row = session.runs.iloc[-1]
     assert row["status"] == "finished" and row["steps"] == 2 and row["modes"] == "SS"
     assert row["params"] == state.n_params
-    assert (tmp_path / "run-001" / "best.pt").is_file()
+    assert (tmp_path / "run-001" / "best.safetensors").is_file()
     assert session.live.buffer.data["step"].tolist() == [1.0, 2.0]
     assert session.events_received == 3  # two steps and one epoch
     assert "Chart points received: **3**" in view.received.object
@@ -284,7 +284,7 @@ def test_stop_keeps_the_checkpoint(data_env, tmp_path):
     session.poll()
     row = session.runs.iloc[-1]
     assert row["status"] == "stopped" and row["steps"] < 20 * 8
-    assert (tmp_path / "run-001" / "last.pt").is_file()
+    assert (tmp_path / "run-001" / "last.safetensors").is_file()
     assert not session.stop() and "No training run" in session.message
 
 

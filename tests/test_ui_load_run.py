@@ -149,31 +149,31 @@ def test_energy_variants_of_a_trained_model(data_env, run_dir):
 
 def test_load_run_without_data_uses_a_random_input(no_data, run_dir):
     state = ExplorerState(**SMALL)
-    assert state.load_run(str(run_dir / "best.pt"))  # a .pt file works too
+    assert state.load_run(str(run_dir / "best.safetensors"))  # a checkpoint file works too
     assert not state.sample.from_data and "not available" in state.sample.note
     assert state.weights.startswith(f"trained: {run_dir}")
 
 
 # ---------------------------------------------------------------------------------------- bad input
 def _corrupt(tmp: Path) -> tuple[Path, str]:
-    (tmp / "best.pt").write_bytes(b"not a torch file")
+    (tmp / "best.safetensors").write_bytes(b"not a torch file")
     return tmp, "could not be loaded as an hstlab checkpoint"
 
 
 def _not_a_checkpoint(tmp: Path) -> tuple[Path, str]:
-    torch.save({"weights": torch.zeros(2)}, tmp / "best.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp / "best.pt")  # a legacy run's file, read safely
     return tmp, "is not an hstlab checkpoint"
 
 
 def _wrong_shape(tmp: Path) -> tuple[Path, str]:
     cfg = HSTConfig.from_preset("tiny")  # 16x16 frames; digits-dvs has 34x34
-    atomic_save(make_checkpoint(build_model(cfg), cfg, {}), tmp / "best.pt")
+    atomic_save(make_checkpoint(build_model(cfg), cfg, {}), tmp / "best.safetensors")
     return tmp, "holds a model for input_shape (2, 16, 16) but digits-dvs frames are (2, 34, 34)"
 
 
 BAD_INPUTS = {
     "missing folder": lambda tmp: (tmp / "nowhere", "does not exist: pick a run directory"),
-    "no best.pt": lambda tmp: (tmp, "holds no best.pt: pick a run directory written by"),
+    "no best.safetensors": lambda tmp: (tmp, "holds no best.safetensors: pick a run directory written by"),
     "empty path": lambda tmp: ("", "is empty"),
     "corrupt file": _corrupt,
     "not a checkpoint": _not_a_checkpoint,
@@ -200,8 +200,8 @@ def test_build_view_loads_a_run_and_shows_errors(data_env, run_dir, tmp_path):
     view = BuildView(state=state)
     view.run_dir.value = str(tmp_path)
     view.load_button.clicks += 1
-    assert "holds no best.pt" in state.error and view.error.visible
-    assert "holds no best.pt" in view.error.object
+    assert "holds no best.safetensors" in state.error and view.error.visible
+    assert "holds no best.safetensors" in view.error.object
     view.run_dir.value = str(run_dir)
     view.load_button.clicks += 1
     assert not view.error.visible and state.weights.startswith("trained: ")
@@ -216,7 +216,7 @@ def test_train_tab_button_inspects_the_last_run(data_env, run_dir, tmp_path):
     assert isinstance(train, TrainView) and not train.inspect_button.visible
     own_run = app.session.runs_dir / "run-001"  # where the Train tab writes its runs
     shutil.copytree(run_dir, own_run)
-    row = {"run": "run-001", "status": "finished", "checkpoint": str(own_run / "best.pt")}
+    row = {"run": "run-001", "status": "finished", "checkpoint": str(own_run / "best.safetensors")}
     app.session.runs = pd.DataFrame([row], columns=list(RUN_COLUMNS))  # as _finish records it
     assert train.inspect_button.visible
     train.inspect_button.clicks += 1
@@ -238,7 +238,7 @@ def test_run_of_an_unknown_preset_keeps_the_selector(data_env, tmp_path):
     cfg = dataclasses.replace(
         HSTConfig.from_preset("hst-small", n_embd=16, n_head=2), name="my-net"
     )
-    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), tmp_path / "best.pt")
+    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), tmp_path / "best.safetensors")
     state = ExplorerState(preset="tiny", dataset="digits-dvs")
     assert state.load_run(tmp_path)
     assert state.preset == "tiny" and state.cfg.name == "my-net"

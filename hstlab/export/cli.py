@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         True
     """
     p = subparsers.add_parser("export-nir", help="write a trained model (or its spiking stem) as a NIR graph")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (best.pt) or a .pt checkpoint")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (its best checkpoint) or a checkpoint file")
     p.add_argument("--out", required=True, help="output file (.nir, HDF5)")
     p.add_argument("--prefix", action="store_true",
                    help="export the layers before the first one NIR cannot express, and say where it stops")

@@ -376,7 +376,7 @@ def export_nir(source: nn.Module | str | os.PathLike, out: str | os.PathLike, *,
 
         path = Path(source)
         if not path.exists():
-            raise ValueError(f"run_dir={str(path)!r} does not exist (give a run directory or a .pt checkpoint)")
+            raise ValueError(f"run_dir={str(path)!r} does not exist (give a run directory or a checkpoint file)")
         model, _, _ = load_checkpoint(path)
     else:
         model = source

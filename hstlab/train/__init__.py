@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "WarmupCosine": "hstlab.train.schedule",
     "warmup_cosine_factor": "hstlab.train.schedule",
     "Trainer": "hstlab.train.trainer",
+    "TrainConfig": "hstlab.train.config",
+    "run_checkpoint": "hstlab.train.checkpoint",
     "default_collate": "hstlab.train.trainer",
     "train_run": "hstlab.train.run",
     "write_model_card": "hstlab.train.card",

@@ -1,8 +1,9 @@
 """Cumulative ablation: a plain spiking transformer, then one enhanced component added at a time.
 
-Every variant trains through :func:`hstlab.train.run.train_run` with the same seed, epochs,
-data limit and optimizer settings; the table holds accuracy and energy per sample of each,
-and the waterfall chart (``hstlab.viz.ablation_waterfall``) shows what each step changed.
+Every variant trains through :func:`hstlab.train.run.train_run` with the same seed and the same
+:class:`~hstlab.train.config.TrainConfig`; the table holds accuracy and energy per sample of
+each. The runner returns data and draws nothing: ``hstlab.viz.ablation_waterfall`` (and
+``hstlab.viz.save_ablation_waterfall`` for an offline HTML page) show what each step changed.
 
 The baseline is the base preset with the components switched off: ``pos_encoding="none"``,
 ``tim=False``, ``residual="add"``, ``mask_ratio=0`` (per-layer overrides of those fields
@@ -23,8 +24,10 @@ import pandas as pd
 
 from hstlab.config import HSTConfig, LayerSpec
 from hstlab.registry import Registry
+from hstlab.train.config import TrainConfig
 
 DEFAULT_STEPS = ("+cpg", "+tim", "+sew", "+rsm")
+DEFAULT_EPOCHS = 3  # an ablation's budget per variant unless its TrainConfig says otherwise
 BASELINE_FIELDS: dict[str, Any] = {"pos_encoding": "none", "tim": False, "residual": "add", "mask_ratio": 0.0}
 ABLATION_STEPS: Registry[dict[str, Any]] = Registry("ablation step")
 for _name, _fields in (
@@ -130,6 +133,20 @@ def same_network(a: HSTConfig, b: HSTConfig, seed: int = 0) -> bool:
     return True
 
 
+def ablation_train_config(base: HSTConfig | str, dataset: str, **fields: Any) -> TrainConfig:
+    """The TrainConfig every variant shares: the recipe of ``base`` on ``dataset`` with
+    :data:`DEFAULT_EPOCHS` epochs, then ``fields`` (``epochs``, ``lr``, ``limit``, ...).
+
+    Example:
+        >>> ablation_train_config("tiny", "digits-dvs", lr=0.01).epochs
+        3
+    """
+    from hstlab.train.recipes import recipe_for
+
+    name = base if isinstance(base, str) else base.name
+    return recipe_for(name, dataset).train.replace(epochs=DEFAULT_EPOCHS).replace(**fields)
+
+
 def _row(index: int, variant: str, change: str, cfg: HSTConfig, seed: int) -> dict[str, Any]:
     return {"step": index, "variant": variant, "change": change, "note": "", "status": "ok",
             **{k: getattr(cfg, k) for k in ("pos_encoding", "tim", "residual", "mask_ratio", "mask_in_eval",
@@ -140,23 +157,23 @@ def run_ablation(
     base_preset: HSTConfig | str,
     dataset: str,
     steps: Sequence[str] | str = DEFAULT_STEPS,
-    epochs: int = 3,
+    train_config: TrainConfig | None = None,
+    *,
     seed: int = 0,
     out_dir: str | os.PathLike = "runs/ablation",
-    limit: int | None = None,
-    *,
     train_fn: Callable[..., dict[str, Any]] | None = None,
     **train_kwargs: Any,
 ) -> pd.DataFrame:
-    """Train the baseline and each cumulative variant with the same seed and budget.
+    """Train the baseline and each cumulative variant with the same seed and ``train_config``.
 
-    Writes ``ablation.csv``, ``ablation.md`` and ``ablation.html`` (accuracy and energy
-    waterfalls, Bokeh resources inlined so it opens offline) in ``out_dir``, one run
-    directory per variant under it. ``accuracy`` is the test accuracy of each variant's best
-    validation checkpoint (validation accuracy where there is no test split); ``energy_j``
-    the energy per sample of that checkpoint on one validation batch (45nm-fp32). A variant
-    that fails (e.g. diverges) gets ``status="failed"`` and its error; the others still run.
-    ``train_kwargs`` go to ``train_run`` (batch_size, lr, max_seconds, ...).
+    ``train_config`` defaults to :func:`ablation_train_config` (the recipe, 3 epochs); keywords
+    naming its fields (``epochs=2, limit=256, lr=...``) replace single fields, other keywords go
+    to ``train_run`` (``max_seconds``, ...). Writes ``ablation.csv`` and ``ablation.md`` in
+    ``out_dir``, one run directory per variant under it, and returns the table (draw it with
+    ``hstlab.viz.ablation_waterfall``). ``accuracy`` is the test accuracy of each variant's best
+    validation checkpoint (validation accuracy where there is no test split); ``energy_j`` the
+    energy per sample of that checkpoint on one validation batch (45nm-fp32). A variant that
+    fails (e.g. diverges) gets ``status="failed"`` and its error; the others still run.
 
     Example:
         >>> df = run_ablation("hst-small", "digits-dvs", epochs=2, limit=256)  # doctest: +SKIP
@@ -165,13 +182,18 @@ def run_ablation(
     from hstlab.train.run import train_run
 
     variants = ablation_configs(base_preset, steps)
-    for name in ("epochs", "seed"):
-        value = {"epochs": epochs, "seed": seed}[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "epochs" else 0):
-            raise ValueError(f"{name}={value!r} must be an integer >= {1 if name == 'epochs' else 0}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an integer >= 0")
     for key in ("run_dir", "resume", "modes", "out"):
         if key in train_kwargs:
             raise ValueError(f"{key}= cannot be passed to run_ablation (each variant gets its own run directory)")
+    fields = {k: train_kwargs.pop(k) for k in TrainConfig.defaults() if k in train_kwargs}
+    if train_config is None:
+        train_config = ablation_train_config(base_preset, dataset, **fields)
+    elif not isinstance(train_config, TrainConfig):
+        raise ValueError(f"train_config={train_config!r} must be a TrainConfig (hstlab.train.config)")  # noqa: TRY004
+    else:
+        train_config = train_config.replace(**fields)
     train = train_fn or train_run
     if train_fn is None:  # each variant's folder belongs to this ablation: a rerun replaces it
         train_kwargs = {"force": True, **train_kwargs}
@@ -184,7 +206,7 @@ def run_ablation(
             row["note"] = "same network as the previous row: identical outputs and gradients from the same init"
         run_dir = out / f"{i:02d}-{variant.lstrip('+') or 'x'}"
         try:
-            metrics = train(cfg, dataset, epochs=epochs, seed=seed, run_dir=run_dir, limit=limit, **train_kwargs)
+            metrics = train(cfg, dataset, train_config=train_config, seed=seed, run_dir=run_dir, **train_kwargs)
         except Exception as exc:  # noqa: BLE001 -- a failed variant is a result; the others continue
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}", run_dir=str(run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +217,7 @@ def run_ablation(
         row.update(accuracy=test_acc if test_acc is not None else val_acc, energy_j=metrics.get("energy_per_sample_j"),
                    val_accuracy=val_acc, test_accuracy=test_acc, val_firing_rate=metrics.get("val_firing_rate"),
                    test_firing_rate=metrics.get("test_firing_rate"), epochs=metrics.get("epochs_completed"),
-                   limit=metrics.get("limit", limit), steps_trained=metrics.get("steps"),
+                   limit=metrics.get("limit", train_config.limit), steps_trained=metrics.get("steps"),
                    train_seconds=metrics.get("train_seconds"), run_dir=metrics.get("run_dir", str(run_dir)))
         rows.append(row)
     df = _with_deltas(pd.DataFrame(rows).reindex(columns=list(COLUMNS)))
@@ -216,12 +238,11 @@ def _with_deltas(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_ablation(df: pd.DataFrame, out_dir: str | os.PathLike, dataset: str = "", base: str = "") -> dict[str, Path]:
-    """Write ``ablation.csv``, ``ablation.md`` and the waterfall ``ablation.html``; returns their paths."""
+    """Write ``ablation.csv`` and ``ablation.md``; returns their paths."""
     out = Path(out_dir)
-    paths = {"csv": out / "ablation.csv", "md": out / "ablation.md", "html": out / "ablation.html"}
+    paths = {"csv": out / "ablation.csv", "md": out / "ablation.md"}
     df.to_csv(paths["csv"], index=False)
     paths["md"].write_text(ablation_markdown(df, dataset, base))
-    save_waterfall(df, paths["html"], title=f"Ablation: {base} on {dataset}")
     return paths
 
 
@@ -257,24 +278,3 @@ def ablation_markdown(df: pd.DataFrame, dataset: str = "", base: str = "") -> st
                        "cannot lower the inference energy measured above; any change on those rows comes from "
                        "how training with masks shaped the weights and firing rates.")]
     return "\n".join(lines) + "\n"
-
-
-def save_waterfall(df: pd.DataFrame, path: str | os.PathLike, title: str = "Ablation") -> Path:
-    """``hstlab.viz.ablation_waterfall`` of the successful rows, saved as HTML with inline Bokeh resources."""
-    import holoviews as hv
-    from bokeh.embed import file_html
-    from bokeh.resources import INLINE
-
-    from hstlab.viz import ablation_waterfall
-
-    path = Path(path)
-    ok = df[(df["status"] == "ok") & df["accuracy"].notna() & df["energy_j"].notna()]
-    if ok.empty:
-        failed = "; ".join(f"{r['variant']}: {r['error']}" for _, r in df.iterrows())
-        path.write_text(f"<!DOCTYPE html><html><body><h1>{title}</h1><p>No variant finished: {failed}</p>"
-                        "</body></html>\n")
-        return path
-    chart = ablation_waterfall(ok[["variant", "accuracy", "energy_j"]].astype({"accuracy": float, "energy_j": float}))
-    figure = hv.render(chart, backend="bokeh")  # plain Bokeh document: no Panel template (whose icons are CDN links)
-    path.write_text(file_html(figure, INLINE, title=title))
-    return path

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from hstlab.config import HSTConfig
 from hstlab.data.collate import spread_indices
-from hstlab.train.checkpoint import load_checkpoint, read_json, write_json
+from hstlab.train.checkpoint import load_checkpoint, read_json, run_checkpoint, write_json
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.trainer import default_collate
 from hstlab.twins import FP32_PRESET, twins
@@ -38,7 +38,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_run_dir(run_dir: Path, arg: str) -> None:
-    missing = [f for f in ("best.pt", "metrics.json", "run.json") if not (run_dir / f).is_file()]
+    files = (run_checkpoint(run_dir), run_dir / "metrics.json", run_dir / "run.json")
+    missing = [f.name for f in files if not f.is_file()]
     if missing:
         raise ValueError(f"{arg}={str(run_dir)!r} is not a finished run directory: missing {', '.join(missing)} "
                          "(written by train_run / hstlab train)")
@@ -163,7 +164,7 @@ def _twin_run(twin_run_dir: Path, twin_cfg: HSTConfig, x: Tensor) -> dict[str, A
     """Accuracy (and energy of the trained weights) of a standard-mode twin's run directory."""
     _check_run_dir(twin_run_dir, "twin_run_dir")
     metrics = _read_json(twin_run_dir / "metrics.json")
-    model, cfg, _ = load_checkpoint(twin_run_dir / "best.pt")
+    model, cfg, _ = load_checkpoint(run_checkpoint(twin_run_dir))
     same = {k: v for k, v in cfg.to_dict().items() if k != "name"} == \
         {k: v for k, v in twin_cfg.to_dict().items() if k != "name"}
     trained = _report(model, x, ENERGY_PRESET).total_j if tuple(x.shape[2:]) == cfg.input_shape else None
@@ -227,7 +228,7 @@ def card_data(run_dir: str | os.PathLike, twin_run_dir: str | os.PathLike | None
         raise ValueError(f"energy_batch={energy_batch!r} must be an integer >= 1")
     run = _read_json(run_dir / "run.json")
     metrics = _read_json(run_dir / "metrics.json")
-    model, cfg, meta = load_checkpoint(run_dir / "best.pt")
+    model, cfg, meta = load_checkpoint(run_checkpoint(run_dir))
     info = dataset_info(run["dataset"])
     train, val, test, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                       run.get("time_bins"))

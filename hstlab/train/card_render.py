@@ -112,7 +112,7 @@ def _metrics(d: dict[str, Any]) -> list[Block]:
     keys = [k for k in ("accuracy", "loss", "firing_rate", "bits_per_spike") if k in m["val"] or k in m["test"]]
     rows = [[k.replace("_", " "), num(m["val"].get(k)), num(m["test"].get(k))] for k in keys]
     return [("table", ["metric (best validation checkpoint)", "val", "test"], rows, set()),
-            ("p", "Model selection used the validation split only; the test split was scored once, on best.pt.")]
+            ("p", "Model selection used the validation split only; the test split was scored once, on the best checkpoint.")]
 
 
 def _energy(d: dict[str, Any]) -> list[Block]:

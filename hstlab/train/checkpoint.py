@@ -1,10 +1,16 @@
-"""Run directories and checkpoints: plain dicts of tensors, written atomically, loaded with
-``torch.load(..., weights_only=True)``.
+"""Run directories and checkpoints: safetensors files written atomically, read without unpickling.
 
-A run directory holds ``config.json``, ``metrics.json``, ``history.csv``, ``last.pt`` (latest
-state, also mid-epoch, for resume) and ``best.pt`` (best validation model). A checkpoint
-stores the config of the model it holds, so :func:`load_checkpoint` rebuilds the model
-without the code that trained it.
+A run directory holds ``config.json``, ``metrics.json``, ``history.csv``, ``last.safetensors``
+(latest state, also mid-epoch, for resume) and ``best.safetensors`` (best validation model);
+:func:`run_checkpoint` is the one place that names them. A checkpoint is one safetensors file:
+the tensors (the model's under ``model/``, the optimizer's, RNG states and loss state under
+``state/``) and, in its JSON metadata, the model's config, ``meta`` and the rest of the training
+state (numbers, strings, lists). So :func:`load_checkpoint` rebuilds the model without the code
+that trained it, and reading a run directory never unpickles anything.
+
+Run directories written before safetensors hold ``best.pt``/``last.pt``; they are still read,
+with ``torch.load(..., weights_only=True)`` (which refuses anything but tensors and plain data)
+and a ``DeprecationWarning``. New runs never write ``.pt`` files.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pickle
 import platform
 import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +36,45 @@ from torch import nn
 from hstlab.config import HSTConfig
 from hstlab.registry import Registry
 
-FORMAT = "hstlab-checkpoint-1"
+FORMAT = "hstlab-checkpoint-1"  # the dict read_checkpoint returns (and legacy .pt files hold)
+FILE_FORMAT = "hstlab-checkpoint-2"  # a safetensors checkpoint's metadata["format"]
 
+# a run's checkpoints: kind -> file name. The one place these names are decided.
+CHECKPOINT_KINDS = ("best", "last")
+CHECKPOINT_SUFFIX = ".safetensors"
+LEGACY_SUFFIX = ".pt"  # pickled (torch.save) checkpoints of runs written before safetensors
+CHECKPOINT_FILES = tuple(f"{kind}{CHECKPOINT_SUFFIX}" for kind in CHECKPOINT_KINDS)
+LEGACY_CHECKPOINT_FILES = tuple(f"{kind}{LEGACY_SUFFIX}" for kind in CHECKPOINT_KINDS)
 
 # what a run directory may hold (written by train_run, the Trainer and write_model_card)
-RUN_FILES = ("run.json", "config.json", "metrics.json", "history.csv", "last.pt", "best.pt",
-             "model_card.md", "model_card.html", "model_card.json")
+RUN_FILES = ("run.json", "config.json", "metrics.json", "history.csv", *CHECKPOINT_FILES,
+             *LEGACY_CHECKPOINT_FILES, "model_card.md", "model_card.html", "model_card.json")
+
+
+def run_checkpoint(run_dir: str | os.PathLike, kind: str = "best", *, new: bool = False) -> Path:
+    """The file of a run's ``kind`` checkpoint (``"best"`` or ``"last"``).
+
+    ``best.safetensors`` / ``last.safetensors``; for a run written before safetensors that holds
+    only the legacy ``best.pt`` / ``last.pt``, that file (read safely, with a deprecation
+    warning). ``new=True`` always names the safetensors file (where a checkpoint is written).
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> run_checkpoint(d).name, run_checkpoint(d, "last").name
+        ('best.safetensors', 'last.safetensors')
+        >>> _ = (d / "best.pt").write_bytes(b"old run")
+        >>> run_checkpoint(d).name, run_checkpoint(d, new=True).name
+        ('best.pt', 'best.safetensors')
+    """
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f"checkpoint kind {kind!r} is not one of {', '.join(CHECKPOINT_KINDS)}")
+    run_dir = Path(run_dir)
+    path = run_dir / f"{kind}{CHECKPOINT_SUFFIX}"
+    legacy = run_dir / f"{kind}{LEGACY_SUFFIX}"
+    if not new and not path.exists() and legacy.exists():
+        return legacy
+    return path
 # atomic_write_bytes' temp files: "." + target name + "." + 8 random characters (mkstemp) + ".tmp"
 TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
@@ -60,9 +100,80 @@ def atomic_write_bytes(path: str | os.PathLike, writer: Callable[[Any], None]) -
         raise
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a half-written file at ``path``."""
-    atomic_write_bytes(path, lambda f: torch.save(obj, f))
+def atomic_save(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a checkpoint dict (:func:`make_checkpoint`) as one safetensors file, never half-written.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "best.safetensors"
+        >>> cfg = HSTConfig.from_preset("tiny")
+        >>> atomic_save(make_checkpoint(nn.Linear(2, 1), cfg, {"step": 3}, {"seen": [1.5, None]}), path)
+        >>> ckpt = read_checkpoint(path)
+        >>> ckpt["meta"]["step"], sorted(ckpt["model"]), ckpt["train_state"]["seen"]
+        (3, ['bias', 'weight'], [1.5, None])
+    """
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {f"model/{k}": _plain_tensor(v) for k, v in ckpt["model"].items()}
+    metadata = {"format": FILE_FORMAT, "config": json.dumps(ckpt["config"]), "meta": _dumps(ckpt["meta"], {})}
+    if ckpt.get("train_state") is not None:
+        metadata["train_state"] = _dumps(ckpt["train_state"], tensors)
+    data = save(tensors, metadata=metadata)
+    atomic_write_bytes(path, lambda f: f.write(data))
+
+
+# JSON stand-ins for what JSON lacks: a tensor (stored beside it in the file), a tuple, a dict
+# with non-string keys (the optimizer's state is keyed by parameter index)
+_TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
+
+
+def _plain_tensor(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu").contiguous().clone()
+
+
+def _dumps(value: Any, tensors: dict[str, torch.Tensor]) -> str:
+    """JSON of ``value``; its tensors go into ``tensors`` (as ``state/<n>``) and are named in the JSON."""
+    def pack(v: Any, where: str) -> Any:
+        if isinstance(v, torch.Tensor):
+            key = f"state/{len(tensors)}"
+            tensors[key] = _plain_tensor(v)
+            return {_TENSOR: key}
+        if isinstance(v, dict):
+            if all(isinstance(k, str) for k in v):
+                return {k: pack(x, f"{where}.{k}") for k, x in v.items()}
+            return {_ITEMS: [[pack(k, where), pack(x, f"{where}[{k!r}]")] for k, x in v.items()]}
+        if isinstance(v, tuple):
+            return {_TUPLE: [pack(x, f"{where}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, list):
+            return [pack(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, Path):
+            return str(v)
+        raise TypeError(f"checkpoint: {where} is a {type(v).__name__}; a checkpoint holds only tensors, numbers, "
+                        "strings, lists, tuples and dicts")
+
+    return json.dumps(pack(value, "state"))
+
+
+def _loads(text: str, tensors: dict[str, torch.Tensor], path: Path) -> Any:
+    """Inverse of :func:`_dumps`."""
+    def unpack(v: Any) -> Any:
+        if isinstance(v, dict):
+            if set(v) == {_TENSOR}:
+                if v[_TENSOR] not in tensors:
+                    raise CheckpointError(f"checkpoint {str(path)!r} names a tensor {v[_TENSOR]!r} it does not hold")
+                return tensors[v[_TENSOR]]
+            if set(v) == {_TUPLE}:
+                return tuple(unpack(x) for x in v[_TUPLE])
+            if set(v) == {_ITEMS}:
+                return {unpack(k): unpack(x) for k, x in v[_ITEMS]}
+            return {k: unpack(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [unpack(x) for x in v]
+        return v
+
+    return unpack(json.loads(text))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -215,7 +326,7 @@ def resolve_builder(name: str | None) -> Callable[[HSTConfig], nn.Module]:
 
 def make_checkpoint(model: nn.Module, cfg: HSTConfig, meta: dict[str, Any],
                     train_state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plain dict stored in a ``.pt`` file (tensors, numbers, strings, lists, dicts only)."""
+    """The plain dict :func:`atomic_save` stores (tensors, numbers, strings, lists, dicts only)."""
     ckpt = {"format": FORMAT, "config": cfg.to_dict(), "model": _cpu_state(model), "meta": dict(meta)}
     if train_state is not None:
         ckpt["train_state"] = train_state
@@ -231,6 +342,10 @@ class CheckpointError(ValueError):
 
     The message names the file and what is wrong with it.
     """
+
+
+class NotACheckpoint(CheckpointError):
+    """A readable file that is not an hstlab checkpoint (another format or program's file)."""
 
 
 def nonfinite_tensors(state: dict[str, Any]) -> list[str]:
@@ -264,27 +379,25 @@ def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict safely (``weights_only=True``) and check its layout.
+    """Load a checkpoint dict without unpickling and check its layout.
 
-    Refuses (:class:`CheckpointError`, naming the file) an empty, truncated or corrupt file, one
-    holding anything but plain data, one missing ``config``/``model``/``meta``, and one whose
-    model tensors hold NaN or inf. A missing file is a ``FileNotFoundError`` naming it.
+    ``path``: a ``.safetensors`` checkpoint, a run directory (its :func:`run_checkpoint`), or a
+    legacy ``.pt`` checkpoint, read with ``torch.load(weights_only=True)`` and a
+    ``DeprecationWarning``. Refuses (:class:`CheckpointError`, naming the file) an empty,
+    truncated or corrupt file, one holding anything but plain data, one missing
+    ``config``/``model``/``meta``, and one whose model tensors hold NaN or inf. A missing file
+    is a ``FileNotFoundError`` naming it.
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pt"
+        path = run_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: it is empty (0 bytes)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, MemoryError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt file fails in many ways; each becomes one message
-        raise _unreadable(path, exc) from exc
+    ckpt = _read_legacy(path, map_location) if path.suffix == LEGACY_SUFFIX else _read_safetensors(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an hstlab checkpoint (format {FORMAT!r})")
+        raise NotACheckpoint(f"{str(path)!r} is not an hstlab checkpoint (format {FORMAT!r})")
     for key, kind in (("config", dict), ("model", dict), ("meta", dict)):
         if not isinstance(ckpt.get(key), kind):
             raise CheckpointError(f"checkpoint {str(path)!r} has no {key!r} dict (damaged or hand-made)")
@@ -296,6 +409,63 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {str(path)!r} holds NaN/inf in {', '.join(bad[:3])}{more}; "
                               "it is not a usable state (a diverged run): use an earlier checkpoint or retrain")
     return ckpt
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """A safetensors checkpoint as the dict :func:`make_checkpoint` made (no pickle involved)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: it is truncated, corrupt or not a "
+                              f"safetensors file ({type(exc).__name__}: {first})") from exc
+    if metadata.get("format") != FILE_FORMAT:
+        raise NotACheckpoint(f"{str(path)!r} is not an hstlab checkpoint (metadata format {FILE_FORMAT!r})")
+    if map_location != "cpu":
+        tensors = {k: v.to(map_location) for k, v in tensors.items()}
+    try:
+        ckpt = {"format": FORMAT, "config": json.loads(metadata.get("config", "null")),
+                "model": {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")},
+                "meta": _loads(metadata.get("meta", "null"), tensors, path)}
+        if "train_state" in metadata:
+            ckpt["train_state"] = _loads(metadata["train_state"], tensors, path)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its metadata is not valid JSON ({exc})") from exc
+    return ckpt
+
+
+def _read_legacy(path: Path, map_location: str | torch.device) -> Any:
+    """A ``.pt`` checkpoint of a run written before safetensors, via the restricted unpickler."""
+    warnings.warn(f"{str(path)!r} is a legacy pickled checkpoint (.pt); it is read with weights_only=True, "
+                  f"but new runs write {CHECKPOINT_SUFFIX} files and .pt support will be removed: retrain, or "
+                  "convert it with hstlab.train.checkpoint.convert_legacy", DeprecationWarning, stacklevel=3)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt file fails in many ways; each becomes one message
+        raise _unreadable(path, exc) from exc
+
+
+def convert_legacy(run_dir: str | os.PathLike) -> list[str]:
+    """Rewrite a run directory's legacy ``best.pt``/``last.pt`` as safetensors; returns the names written.
+
+    The ``.pt`` files are read with ``weights_only=True`` and then deleted.
+    """
+    run_dir = Path(run_dir)
+    written = []
+    for kind in CHECKPOINT_KINDS:
+        legacy = run_dir / f"{kind}{LEGACY_SUFFIX}"
+        if legacy.is_file():
+            target = run_checkpoint(run_dir, kind, new=True)
+            atomic_save(read_checkpoint(legacy), target)
+            legacy.unlink()
+            written.append(target.name)
+    return written
 
 
 def config_of(ckpt: dict[str, Any], source: str | os.PathLike) -> HSTConfig:
@@ -317,7 +487,7 @@ def load_checkpoint(path: str | os.PathLike, build_fn: Callable[[HSTConfig], nn.
                     map_location: str | torch.device = "cpu") -> tuple[nn.Module, HSTConfig, dict[str, Any]]:
     """Rebuild the model a checkpoint holds: ``(model in eval mode, cfg, meta)``.
 
-    ``path`` may be a ``.pt`` file or a run directory (then ``best.pt``). The model is built
+    ``path`` may be a checkpoint file or a run directory (then its :func:`run_checkpoint`). The model is built
     from the stored config by ``build_fn``; without it, by the registered builder the checkpoint
     names (:data:`BUILDERS`; normally ``"hst-net"``, i.e. :func:`hstlab.build_model`). A name
     that is not registered is refused: a checkpoint never makes hstlab import or call other code.
@@ -325,12 +495,12 @@ def load_checkpoint(path: str | os.PathLike, build_fn: Callable[[HSTConfig], nn.
     config raises :class:`CheckpointError` naming it.
 
     Example:
-        >>> model, cfg, meta = load_checkpoint("runs/tiny-digits-dvs/best.pt")  # doctest: +SKIP
+        >>> model, cfg, meta = load_checkpoint("runs/tiny-digits-dvs")  # doctest: +SKIP
         >>> meta["val_accuracy"]  # doctest: +SKIP
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pt"
+        path = run_checkpoint(path)
     ckpt = read_checkpoint(path, map_location)
     cfg = config_of(ckpt, path)
     if build_fn is None:
@@ -389,10 +559,10 @@ def remove_temp_files(run_dir: str | os.PathLike) -> list[str]:
 
     Example:
         >>> import tempfile
-        >>> d = Path(tempfile.mkdtemp()); _ = (d / ".last.pt.ab12_x9z.tmp").write_bytes(b"x")
+        >>> d = Path(tempfile.mkdtemp()); _ = (d / ".last.safetensors.ab12_x9z.tmp").write_bytes(b"x")
         >>> _ = (d / "notes.tmp").write_bytes(b"keep")
         >>> remove_temp_files(d), sorted(p.name for p in d.iterdir())
-        (['.last.pt.ab12_x9z.tmp'], ['notes.tmp'])
+        (['.last.safetensors.ab12_x9z.tmp'], ['notes.tmp'])
     """
     removed = []
     for path in temp_files(run_dir):

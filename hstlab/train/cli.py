@@ -1,4 +1,4 @@
-"""``hstlab train``, ``energy``, ``card`` and ``ablate`` sub-commands (mounted by ``hstlab.cli``)."""
+"""``hstlab train``, ``recipes``, ``energy`` and ``card`` sub-commands (mounted by ``hstlab.cli``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hstlab.units import format_joules
 
 
 def register(subparsers: Any) -> None:
-    """Add ``train``, ``energy``, ``card`` and ``ablate`` to the ``hstlab`` command line."""
+    """Add ``train``, ``recipes``, ``energy`` and ``card`` to the ``hstlab`` command line."""
     p = subparsers.add_parser("train", help="train a preset on a dataset; writes a run directory",
                               description="Train an HST-Net preset. Also runs data-parallel under "
                                           "torchrun --nproc_per_node=N -m hstlab train ... With --resume, every "
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
                                      "one that holds a run is refused unless --force")
     p.add_argument("--force", action="store_true",
                    help="replace the run already in --run-dir (its run files are deleted once every setting checks out)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last.pt (its run.json supplies every setting "
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from its last checkpoint (its run.json supplies every setting "
                         "but --max-seconds, --device and --no-progress)")
     p.add_argument("--batch-size", type=int, help=f"default: {RECIPE_DEFAULT} {d['batch_size']}")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {RECIPE_DEFAULT} {d['lr']})")
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
                    help="dataset option, repeatable (e.g. neurons=16 trials=40)")
     p.add_argument("--loss", help="loss name (default: from the dataset kind)")
     p.add_argument("--checkpoint-every", type=int,
-                   help=f"mid-epoch last.pt every K steps (0: off; default: {d['checkpoint_every']})")
+                   help=f"mid-epoch last checkpoint every K steps (0: off; default: {d['checkpoint_every']})")
     p.add_argument("--augment-shift", type=int, metavar="PIXELS",
                    help=f"move each training sample by up to PIXELS (event frames only; 0: off; default: {RECIPE_DEFAULT} 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("recipes", help="training recipes: the defaults hstlab train uses per preset and dataset")
     p.set_defaults(func=cmd_recipes)
 
-    p = subparsers.add_parser("energy", help="energy report of a run's best.pt on one validation batch")
+    p = subparsers.add_parser("energy", help="energy report of a run's best checkpoint on one validation batch")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--preset", dest="energy_preset", default="45nm-fp32", help="energy preset")
@@ -72,19 +72,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", help="folder for the card files (default: RUN_DIR)")
     p.add_argument("--energy-batch", type=int, default=32, help="samples per energy measurement")
     p.set_defaults(func=cmd_card)
-
-    p = subparsers.add_parser("ablate", help="cumulative ablation (baseline, +cpg, +tim, ...) with a waterfall chart")
-    p.add_argument("--base", default="hst-small", help="base preset (components are switched off for the baseline)")
-    p.add_argument("--dataset", default="digits-dvs", help="dataset name (hstlab data list)")
-    p.add_argument("--steps", default="+cpg,+tim,+sew,+rsm",
-                   help="comma-separated cumulative steps (known: +cpg,+tim,+sew,+rsm,+sdsa,+conv,+plif,+int8)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/ablation", help="folder for the table, chart and run directories")
-    p.add_argument("--limit", type=int, help="first N samples per split")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.set_defaults(func=cmd_ablate)
 
 
 # run arguments: flag -> train_run keyword (checked up front, passed on only when given)
@@ -212,7 +199,7 @@ def summary(metrics: dict[str, Any]) -> str:
 def cmd_energy(args: argparse.Namespace) -> int:
     from hstlab.data.collate import spread_indices
     from hstlab.energy import energy_report
-    from hstlab.train.checkpoint import load_checkpoint, read_json
+    from hstlab.train.checkpoint import load_checkpoint, read_json, run_checkpoint
     from hstlab.train.checks import check_arg
     from hstlab.train.run import load_splits
     from hstlab.train.trainer import default_collate
@@ -224,7 +211,8 @@ def cmd_energy(args: argparse.Namespace) -> int:
     run = read_json(run_dir / "run.json")
     if not isinstance(run.get("dataset"), str):
         raise ValueError(f"{str(run_dir / 'run.json')!r} names no dataset (field 'dataset')")
-    model, cfg, _meta = load_checkpoint(run_dir / "best.pt")
+    best = run_checkpoint(run_dir)
+    model, cfg, _meta = load_checkpoint(best)
     _, val, _, _ = load_splits(run["dataset"], cfg, run.get("limit"), run.get("dataset_options", {}),
                                run.get("time_bins"))
     x, _ = default_collate([val[i] for i in spread_indices(len(val), args.batch_size)])
@@ -232,7 +220,7 @@ def cmd_energy(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        print(f"{run_dir / 'best.pt'}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
+        print(f"{best}: {cfg.name} modes {cfg.modes}, val batch of {x.shape[1]} ({run['dataset']})")
         print(report.summary() if hasattr(report, "summary") else report.layers.to_string())
     return 0
 
@@ -244,22 +232,4 @@ def cmd_card(args: argparse.Namespace) -> int:
     check_arg("batch_size", args.energy_batch, "--energy-batch")
     path = write_model_card(args.run_dir, twin_run_dir=args.twin, out_dir=args.out, energy_batch=args.energy_batch)
     print(f"wrote {path}, {path.with_suffix('.html')} and {path.with_suffix('.json')}")
-    return 0
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    from hstlab.train.ablate import check_steps, run_ablation
-    from hstlab.train.checks import check_args
-
-    check_args({"epochs": "--epochs", "seed": "--seed", "limit": "--limit", "batch_size": "--batch-size",
-                "lr": "--lr"}, epochs=args.epochs, seed=args.seed, limit=args.limit, batch_size=args.batch_size,
-               lr=args.lr)
-    steps = check_steps(args.steps)
-    df = run_ablation(args.base, args.dataset, steps=steps, epochs=args.epochs, seed=args.seed, out_dir=args.out,
-                      limit=args.limit, batch_size=args.batch_size, lr=args.lr)
-    cols = ["variant", "status", "accuracy", "energy_j", "delta_accuracy", "energy_vs_baseline"]
-    print(df[cols].to_string(index=False))
-    for _, row in df[df["status"] != "ok"].iterrows():
-        print(f"failed {row['variant']}: {row['error']}")
-    print(f"wrote {Path(args.out) / 'ablation.csv'}, ablation.md, ablation.html")
     return 0

@@ -1,5 +1,6 @@
-"""Resume checks: a run directory's ``run.json``, ``config.json`` and ``last.pt`` must agree with
-each other and with what the caller asks for, or the resume is refused with the field that differs.
+"""Resume, in one place: what the last checkpoint holds, how a trainer is restored from it, and
+the checks that a run directory's ``run.json``, ``config.json`` and last checkpoint agree with each
+other and with what the caller asks for (or the resume is refused with the field that differs).
 
 A resume continues a run exactly as it was started (same schedule, same data, same model), so
 nothing can be changed on the way: an edited ``config.json``, a ``--epochs`` that is not the
@@ -9,19 +10,119 @@ run's, or a ``run.json`` from another run would otherwise be ignored or silently
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
 
 from hstlab.config import HSTConfig
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg
+from hstlab.train.fit_state import Progress
 
-RESUME_FILES = ("run.json", "config.json", "last.pt")
-# run.json fields the trainer also stores in last.pt's train_state["hparams"]
+if TYPE_CHECKING:
+    from hstlab.train.trainer import Trainer
+
+RESUME_FILES = ("run.json", "config.json")  # and the last checkpoint (checkpoint.run_checkpoint)
+# run.json fields the trainer also stores in the last checkpoint's train_state["hparams"]
 HPARAM_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "grad_clip", "seed", "loss")
-# run.json fields also stored in last.pt's meta
+# run.json fields also stored in the last checkpoint's meta
 META_FIELDS = ("dataset", "limit")
 MODE_FIELDS = ("attn_mode", "mlp_mode")  # a mode schedule changes these between epochs
+# hyperparameters an exact resume needs unchanged (everything in :func:`trainer_hparams`)
+RESUME_FIXED = ("epochs", "batch_size", "lr", "weight_decay", "warmup_frac", "grad_clip", "seed", "loss",
+                "augment", "world_size")
+
+
+# ----------------------------------------------------------------------------- the trainer's state
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's torch, Python, NumPy (and CUDA) RNG states as tensors, numbers and lists."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(_to_tuple(state["python"]))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if state.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_to_tuple(v) for v in value)
+    return value
+
+
+def trainer_hparams(trainer: Trainer) -> dict[str, Any]:
+    """The hyperparameters the last checkpoint records (and a resume must not change)."""
+    tc = trainer.train_config
+    return {"epochs": tc.epochs, "batch_size": tc.batch_size, "lr": tc.lr, "weight_decay": tc.weight_decay,
+            "warmup_frac": tc.warmup_frac, "grad_clip": tc.grad_clip, "seed": trainer.seed,
+            "loss": trainer.loss_name, "augment": repr(trainer.augment) if trainer.augment is not None else None,
+            "world_size": trainer.ctx.world_size}
+
+
+def train_state(trainer: Trainer, ranks: list[Any]) -> dict[str, Any]:
+    """What an exact resume needs besides the weights; ``ranks`` holds every rank's RNG and totals."""
+    p = trainer.progress
+    return {"epoch": p.epoch, "pos": p.pos, "step": p.step, "seconds": p.seconds,
+            "best_score": p.best_score, "best_epoch": p.best_epoch, "history": p.history,
+            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+            "loss": {k: v.detach().cpu() for k, v in trainer.loss_fn.state_dict().items()},
+            "ranks": ranks, "world_size": trainer.ctx.world_size, "hparams": trainer_hparams(trainer)}
+
+
+def restore(trainer: Trainer, path: str | os.PathLike) -> None:
+    """Load the last checkpoint at ``path`` (file or run directory) into ``trainer``.
+
+    Refuses (``ValueError``) hyperparameters that differ from the run's, and
+    (:class:`~hstlab.train.checkpoint.CheckpointError`) a state that is damaged or does not fit.
+    """
+    path = Path(path)
+    path = ckpt_io.run_checkpoint(path, "last") if path.is_dir() else path
+    ckpt = ckpt_io.read_checkpoint(path)
+    state = ckpt.get("train_state")
+    if not isinstance(state, dict):
+        raise ckpt_io.CheckpointError(f"resume={str(path)!r} holds no training state (is it a best checkpoint?)")
+    saved, mine = state.get("hparams", {}), trainer_hparams(trainer)
+    for key in RESUME_FIXED:
+        if key in saved and saved[key] != mine[key]:
+            raise ValueError(f"resume: {key}={mine[key]!r} differs from the run's {key}={saved[key]!r} "
+                             f"(in {str(path)!r}); an exact resume needs the same value: pass "
+                             f"{key}={saved[key]!r}, or start a new run")
+    cfg = ckpt_io.config_of(ckpt, path)
+    try:
+        if cfg != trainer.cfg:
+            trainer.install(cfg, trainer.build_fn(cfg).to(trainer.device))
+        trainer.model.load_state_dict(ckpt["model"], strict=True)
+        trainer.loss_fn.load_state_dict(state["loss"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        progress = Progress(epoch=int(state["epoch"]), pos=int(state["pos"]), step=int(state["step"]),
+                            seconds=float(state["seconds"]), best_score=float(state["best_score"]),
+                            best_epoch=int(state["best_epoch"]), history=list(state["history"]))
+        local = state["ranks"][trainer.ctx.rank]
+        trainer.totals.load(local["totals"])
+        set_rng_state(local["rng"], trainer.device)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ckpt_io.CheckpointError(f"resume: the training state in {str(path)!r} is damaged or does not "
+                                      f"fit this model ({type(exc).__name__}: {first})") from exc
+    trainer.progress = progress
+    trainer.saved_last_step = progress.step
+
+
+# ----------------------------------------------------------------------------- run directory checks
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -72,20 +173,23 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
     each must equal the run's. ``cfg`` (preset name or config), ``dataset_name``, ``modes``,
     ``mode_schedule`` and ``run_dir`` may be given only if they match the run. Raises
     ``ValueError`` naming the file and field that differ and how to proceed
-    (:class:`~hstlab.train.checkpoint.CheckpointError` for a damaged ``last.pt``).
+    (:class:`~hstlab.train.checkpoint.CheckpointError` for a damaged last checkpoint).
     """
     folder = Path(resume)
+    last = ckpt_io.run_checkpoint(folder, "last")
     missing = [name for name in RESUME_FILES if not (folder / name).is_file()]
+    missing += [] if last.is_file() else [last.name]
     if missing:
-        raise ValueError(f"resume={str(folder)!r} must be a run directory holding run.json and last.pt, with "
+        raise ValueError(f"resume={str(folder)!r} must be a run directory holding run.json and {last.name}, with "
                          f"config.json (written by train_run / hstlab train); missing: {', '.join(missing)}")
-    run_json, config_json, last = folder / "run.json", folder / "config.json", folder / "last.pt"
+    run_json, config_json = folder / "run.json", folder / "config.json"
     stored = ckpt_io.read_json(run_json)
     stored_cfg = ckpt_io.config_from_dict(ckpt_io.read_json(config_json), config_json)
     ckpt = ckpt_io.read_checkpoint(last)
     ckpt_cfg = ckpt_io.config_of(ckpt, last)
-    if (folder / "best.pt").exists():  # read at the end of training: a damaged one must stop us now
-        ckpt_io.read_checkpoint(folder / "best.pt")
+    best = ckpt_io.run_checkpoint(folder)
+    if best.exists():  # read at the end of training: a damaged one must stop us now
+        ckpt_io.read_checkpoint(best)
     how = "a resume continues the run exactly as it was started"
 
     # 1. what the caller asks for must be what the run is
@@ -117,7 +221,7 @@ def load_resume(resume: str | os.PathLike, given: dict[str, Any], cfg: Any = Non
     diffs = config_differences(stored_cfg, ckpt_cfg)
     if diffs:
         raise ValueError(f"resume: {str(config_json)!r} does not match {str(last)!r}: "
-                         f"{_say(diffs, 'config.json', 'last.pt')}. config.json was edited or belongs to another "
+                         f"{_say(diffs, 'config.json', last.name)}. config.json was edited or belongs to another "
                          "run: restore it to the checkpoint's values (a resume cannot change the model), or start a "
                          "new run with the new config")
     hparams = (ckpt.get("train_state") or {}).get("hparams") or {}

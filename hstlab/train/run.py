@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from hstlab.config import HSTConfig
-from hstlab.data.augment import RandomShift
 from hstlab.registry import Registry
 from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg, check_args
+from hstlab.train.config import TrainConfig
 from hstlab.train.recipes import recipe_for
 from hstlab.train.trainer import Trainer
 
@@ -28,6 +28,7 @@ for _kind, _loss in (("events-vision", "cross_entropy"), ("events-audio", "cross
 COUNT_LOSSES = ("poisson_nll", "negative_binomial_nll", "masked_modelling")
 SMOKE_LIMIT = 32
 RUN_ARGS = ("dataset", *RUN_DEFAULTS)
+TRAIN_FIELDS = tuple(TrainConfig.defaults())  # the run arguments that make up a TrainConfig
 
 
 class _Unset:
@@ -38,6 +39,24 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
+
+def _given_arguments(train_config: TrainConfig | None, keywords: dict[str, Any]) -> dict[str, Any]:
+    """The run arguments a caller chose: every field of ``train_config``, then each keyword passed.
+
+    The one place where ``train_run``'s keyword arguments and a ``TrainConfig`` meet.
+
+    Example:
+        >>> _given_arguments(TrainConfig(epochs=2), {"lr": 0.01, "seed": UNSET})["epochs"]
+        2
+    """
+    if train_config is not None and not isinstance(train_config, TrainConfig):
+        raise ValueError(f"train_config={train_config!r} must be a TrainConfig (hstlab.train.config)")  # noqa: TRY004
+    given = train_config.to_dict() if train_config is not None else {}
+    passed = {k: v for k, v in keywords.items() if v is not UNSET}
+    if isinstance(passed.get("dataset_options"), dict) and given:  # passed options add to the config's
+        passed["dataset_options"] = {**given["dataset_options"], **passed["dataset_options"]}
+    return {**given, **passed}
 
 
 def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_classes: int | None,
@@ -119,6 +138,7 @@ def train_run(
     cfg: HSTConfig | str | None = None,
     dataset_name: str | None = None,
     *,
+    train_config: TrainConfig | None = None,
     epochs: int = UNSET,
     modes: str | None = None,
     mode_schedule: tuple[tuple[int, str], ...] | None = None,
@@ -146,6 +166,11 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
 
+    ``train_config`` (a :class:`~hstlab.train.config.TrainConfig`) replaces the recipe of the
+    preset on the dataset (:func:`~hstlab.train.recipes.recipe_for`) as the training settings;
+    keyword arguments of its fields (``epochs``, ``lr``, ...) override single fields of either.
+    ``run.json`` records the recipe and the fields that differ from it.
+
     Writes the run directory (``out/<preset>-<dataset>-s<seed>-<time>`` unless ``run_dir``),
     with ``run.json`` holding the run arguments (defaults: :data:`RUN_DEFAULTS`) so
     ``resume=RUN_DIR`` needs nothing else. Every argument, the data and the model are checked
@@ -164,12 +189,11 @@ def train_run(
     from hstlab.model import build_model
     from hstlab.train.resume import load_resume
 
-    given = {k: v for k, v in (
-        ("epochs", epochs), ("seed", seed), ("batch_size", batch_size), ("lr", lr), ("limit", limit),
-        ("time_bins", time_bins), ("loss", loss), ("loss_options", loss_options),
-        ("checkpoint_every", checkpoint_every), ("dataset_options", dataset_options),
-        ("augment_shift", augment_shift), ("warmup_frac", warmup_frac), ("weight_decay", weight_decay),
-        ("grad_clip", grad_clip)) if v is not UNSET}
+    given = _given_arguments(train_config, {
+        "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, "limit": limit, "time_bins": time_bins,
+        "loss": loss, "loss_options": loss_options, "checkpoint_every": checkpoint_every,
+        "dataset_options": dataset_options, "augment_shift": augment_shift, "warmup_frac": warmup_frac,
+        "weight_decay": weight_decay, "grad_clip": grad_clip})
     check_arg("max_seconds", max_seconds)
     ctx = dist_utils.init_from_env()
     if resume is not None:
@@ -182,12 +206,13 @@ def train_run(
         if isinstance(cfg, str) or cfg is None:
             cfg = HSTConfig.from_preset(cfg or "hst-small")
         recipe = recipe_for(cfg.name, dataset_name)  # flags and arguments override single fields
-        args = {**RUN_DEFAULTS, **recipe.train.to_dict(), **given, "dataset": dataset_name}
-        if isinstance(given.get("dataset_options"), dict):  # given options add to the recipe's
+        base = recipe.train.to_dict()
+        args = {**RUN_DEFAULTS, **base, **given, "dataset": dataset_name}
+        if train_config is None and isinstance(given.get("dataset_options"), dict):  # they add to the recipe's
             args["dataset_options"] = {**recipe.train.dataset_options, **given["dataset_options"]}
-        args["recipe"] = {"preset": recipe.preset, "dataset": recipe.dataset, "train": recipe.train.to_dict(),
-                          "overridden": sorted(k for k in given if k in recipe.train.to_dict()),
-                          "notice": recipe.notice}
+        args["recipe"] = {"preset": recipe.preset, "dataset": recipe.dataset, "train": base,
+                          "overridden": sorted(k for k in base if k in given and args[k] != base[k]),
+                          "notice": recipe.notice if train_config is None else None}
         args["loss_options"] = args["loss_options"] or {}
         args["dataset_options"] = args["dataset_options"] or {}
         for key in ("loss_options", "dataset_options"):
@@ -209,7 +234,7 @@ def train_run(
     if shift and info["kind"] != "events-vision":
         raise ValueError(f"augment_shift={shift!r} needs frames (an events-vision dataset); "
                          f"{args['dataset']!r} is {info['kind']!r}: use 0")
-    notes: list[str] = [args["recipe"]["notice"]] if resume is None and args["recipe"]["notice"] else []
+    notes: list[str] = [args["recipe"]["notice"]] if resume is None and args["recipe"].get("notice") else []
     if resume is None:
         x, y = train[0]
         args["loss"] = args["loss"] or TASK_LOSSES.get(info["kind"])
@@ -232,13 +257,11 @@ def train_run(
         bar = TqdmProgress()
         cbs.append(bar)
     trainer = Trainer(  # checks every training argument; nothing is written before this succeeds
-        model, cfg, train, val, test, epochs=args["epochs"], batch_size=args["batch_size"], lr=args["lr"],
+        model, cfg, train, val, test, train_config=TrainConfig.from_dict({k: args[k] for k in TRAIN_FIELDS}),
         loss=args["loss"], loss_options=args["loss_options"], seed=args["seed"], run_dir=run_dir,
         resume=resume, checkpoint_every=args["checkpoint_every"], max_seconds=max_seconds,
-        warmup_frac=args["warmup_frac"], weight_decay=args["weight_decay"],
-        grad_clip=args["grad_clip"], callbacks=cbs, build_fn=ckpt_io.resolve_builder(ckpt_io.DEFAULT_BUILDER),
-        extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]},
-        augment=RandomShift(shift) if shift else None, **trainer_options,
+        callbacks=cbs, build_fn=ckpt_io.resolve_builder(ckpt_io.DEFAULT_BUILDER),
+        extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]}, **trainer_options,
     )
     extra_notes = []
     if ctx.is_main and resume is None:

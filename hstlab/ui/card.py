@@ -42,7 +42,9 @@ def model_card(
         from hstlab.train.card import write_model_card
 
         run_dir = Path(run_dir)
-        card, best = run_dir / "model_card.md", run_dir / "best.pt"
+        from hstlab.train.checkpoint import run_checkpoint
+
+        card, best = run_dir / "model_card.md", run_checkpoint(run_dir)
         try:
             readable = folders is None or folders.readable_path(card)  # not a link leading out
             if (readable and card.is_file() and best.is_file()

@@ -54,7 +54,7 @@ FLOAT_FIELDS = frozenset({"mlp_ratio", "lr", "mask_ratio"})  # all others are wh
 # count) and the values of one input step (C * H * W, or C of a sequence) and stem widths.
 MAX_BLOCK_PARAMS = 64_000_000
 MAX_INPUT_VALUES = 4 * 128 * 128
-MAX_CHECKPOINT_BYTES = 1 << 30  # a loaded best.pt (the largest accepted model is ~0.5 GiB)
+MAX_CHECKPOINT_BYTES = 1 << 30  # a loaded best checkpoint (the largest accepted model is ~0.5 GiB)
 MAX_LIST_ENTRIES = 64  # layers, mode_schedule, sps_channels entries of a loaded config
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 SHARED_RUNS_ENV = "HSTLAB_EXPLORER_RUNS"
 RUN_HOLDS = (
-    "a run directory (written by hstlab train or the Train tab) holds config.json, best.pt, "
-    "last.pt, metrics.json and run.json"
+    "a run directory (written by hstlab train or the Train tab) holds config.json, best.safetensors, "
+    "last.safetensors, metrics.json and run.json"
 )
 MAX_SHOWN = 80  # characters of a typed path repeated in a message
 

@@ -103,27 +103,29 @@ def table_cell(column: str, value: Any) -> Any:
 
 
 def checkpoint_file(run_dir: str | Path, folders: RunFolders | None = None) -> Path:
-    """The checkpoint ``load_run`` reads: ``run_dir/best.pt``, or ``run_dir`` itself if it is a
-    ``.pt`` file.
+    """The checkpoint ``load_run`` reads: the run's best checkpoint
+    (:func:`hstlab.train.checkpoint.run_checkpoint`), or ``run_dir`` itself if it is a checkpoint file.
 
     With ``folders`` (a served explorer) only paths inside them are looked at (see
     :class:`hstlab.ui.runs.RunFolders`). Raises ``ValueError`` naming the path and what a run
     directory holds.
     """
+    from hstlab.train.checkpoint import CHECKPOINT_SUFFIX, LEGACY_SUFFIX, run_checkpoint
+
     text = str(run_dir).strip()
     if not text:
         raise ValueError(f"run_dir={text!r} is empty: {RUN_HINT}; {RUN_HOLDS}")
     path = folders.resolve(text) if folders is not None else Path(text).expanduser()
     if path.is_file():
-        if path.suffix != ".pt":
-            raise ValueError(f"run_dir={shown(text)} is a file, not a run directory or a .pt "
-                             f"checkpoint; {RUN_HOLDS}")  # fmt: skip
+        if path.suffix not in (CHECKPOINT_SUFFIX, LEGACY_SUFFIX):
+            raise ValueError(f"run_dir={shown(text)} is a file, not a run directory or a "
+                             f"{CHECKPOINT_SUFFIX} checkpoint; {RUN_HOLDS}")  # fmt: skip
         return path
     if not path.exists():
         raise ValueError(f"run_dir={shown(text)} does not exist: {RUN_HINT}; {RUN_HOLDS}")
-    best = path / "best.pt"
+    best = run_checkpoint(path)
     if not best.is_file() or (folders is not None and not folders.readable_path(best)):
-        raise ValueError(f"run_dir={shown(text)} holds no best.pt: {RUN_HINT}; {RUN_HOLDS}")
+        raise ValueError(f"run_dir={shown(text)} holds no {best.name}: {RUN_HINT}; {RUN_HOLDS}")
     return best
 
 
@@ -135,21 +137,21 @@ def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]
     repeats what the file holds.
     """
     from hstlab.model import build_model
-    from hstlab.train.checkpoint import FORMAT
+    from hstlab.train.checkpoint import NotACheckpoint, read_checkpoint
 
     where = str(path)
     if path.stat().st_size > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"{where!r} is larger than the explorer loads "
                          f"({MAX_CHECKPOINT_BYTES >> 20} MiB): {RUN_HINT}")  # fmt: skip
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(path)  # safetensors; a legacy .pt only with weights_only=True
+    except NotACheckpoint:
+        raise ValueError(f"{where!r} is not an hstlab checkpoint: {RUN_HINT}") from None
     except Exception as exc:  # noqa: BLE001 - corrupt files fail in many ways
         raise ValueError(
             f"{where!r} could not be loaded as an hstlab checkpoint ({type(exc).__name__}); "
-            f"expected the best.pt of a run: {RUN_HINT}; {RUN_HOLDS}"
+            f"expected the best checkpoint of a run: {RUN_HINT}; {RUN_HOLDS}"
         ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{where!r} is not an hstlab checkpoint (format {FORMAT!r}): {RUN_HINT}")
     config, meta = ckpt.get("config"), ckpt.get("meta")
     if not isinstance(config, dict) or not isinstance(ckpt.get("model"), dict):
         raise ValueError(f"{where!r} is not an hstlab checkpoint: it has no config and weights")
@@ -169,7 +171,9 @@ def read_trained(path: Path) -> tuple[torch.nn.Module, HSTConfig, dict[str, Any]
 
 def weights_text(path: Path, meta: dict[str, Any]) -> str:
     """``'trained: runs/x (val accuracy 0.97)'``: metrics.json of the run, else the checkpoint's meta."""
-    folder = path.parent if path.name == "best.pt" else path
+    from hstlab.train.checkpoint import run_checkpoint
+
+    folder = path.parent if path == run_checkpoint(path.parent) else path
     metrics: dict[str, Any] = {}
     try:
         metrics = json.loads((path.parent / "metrics.json").read_text())
@@ -553,7 +557,8 @@ class ExplorerState(param.Parameterized):
                                   pretrained_text(record), None, name, t0)
 
     def load_run(self, run_dir: str | Path) -> bool:
-        """Show a trained model: ``best.pt`` of ``run_dir`` (or a ``.pt`` file), BatchNorm as trained.
+        """Show a trained model: the best checkpoint of ``run_dir`` (or a checkpoint file), BatchNorm
+        as trained.
 
         The fields show the run's config (editing one builds an untrained model again) and
         :attr:`weights` names the run. On failure ``error`` says why, the old model is kept and

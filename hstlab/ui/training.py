@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import param
 
+from hstlab.train.checkpoint import run_checkpoint
 from hstlab.ui.limits import TRAIN_LIMITS, check_value
 from hstlab.ui.samples import load_split
 from hstlab.ui.state import ExplorerState, rejection_text
@@ -42,18 +43,13 @@ def request_stop(trainer: Any) -> None:
     trainer.request_stop("stopped from the explorer")
 
 
-def write_run_json(run_dir: Path, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
+def write_run_json(run_dir: Path, cfg: Any, dataset: str, train_config: Any) -> None:
     """``run.json`` as ``hstlab.train.train_run`` writes it, so the trainer's model card can read the run."""
     from hstlab.train.checkpoint import write_json
-    from hstlab.train.config import TrainConfig
-    from hstlab.ui.samples import no_build_options
 
     args = {
-        "dataset": dataset, "epochs": settings["epochs"], "seed": 0,
-        "batch_size": settings["batch_size"], "lr": settings["lr"], "limit": limit,
-        "time_bins": cfg.input_steps, "loss": "cross_entropy", "loss_options": {},
-        "checkpoint_every": 0, "dataset_options": no_build_options(dataset),
-        **{k: getattr(TrainConfig, k) for k in ("warmup_frac", "weight_decay", "grad_clip")},
+        "dataset": dataset, **train_config.to_dict(), "seed": 0, "loss": "cross_entropy",
+        "loss_options": {}, "checkpoint_every": 0,
     }  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(
@@ -150,6 +146,7 @@ class TrainSession(param.Parameterized):
             ))  # fmt: skip
         try:
             self._check_settings()
+            train_config = self.train_config(state)
             model = state.model_copy()
         except ValueError as exc:
             return self.reject(exc)
@@ -174,16 +171,25 @@ class TrainSession(param.Parameterized):
             events_received=0,
             status=f"{name}: loading {state.dataset} ...",
         )
-        settings = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
         self._thread = threading.Thread(
             target=self._work,
-            args=(model, cfg, state.dataset, self.limit, settings),
+            args=(model, cfg, state.dataset, train_config),
             name=f"hstlab-train-{name}",
             daemon=True,
         )
         self._thread.start()
         self._ensure_polling()
         return True
+
+    def train_config(self, state: ExplorerState) -> Any:
+        """The :class:`~hstlab.train.config.TrainConfig` of this session's settings on ``state``."""
+        from hstlab.train.config import TrainConfig
+        from hstlab.ui.samples import no_build_options
+
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, limit=self.limit,
+            time_bins=state.cfg.input_steps, dataset_options=no_build_options(state.dataset),
+        )
 
     def stop(self) -> bool:
         """Stop the current run after its current step; its checkpoint and metrics are kept."""
@@ -201,10 +207,11 @@ class TrainSession(param.Parameterized):
             self._thread.join(timeout)
 
     # ------------------------------------------------------------------ worker thread
-    def _work(self, model: Any, cfg: Any, dataset: str, limit: int, settings: dict) -> None:
+    def _work(self, model: Any, cfg: Any, dataset: str, train_config: Any) -> None:
         try:
             from hstlab.train import Trainer
 
+            limit = train_config.limit
             train = load_split(dataset, "train", cfg.input_steps, limit)
             val = load_split(dataset, "val", cfg.input_steps, limit)
             x, _ = train[0]
@@ -214,16 +221,16 @@ class TrainSession(param.Parameterized):
                     f"{cfg.input_shape}; pick a preset made for {dataset} (e.g. hst-small)"
                 )
             run_dir = Path(self._run["run_dir"])
-            write_run_json(run_dir, cfg, dataset, limit, settings)
+            write_run_json(run_dir, cfg, dataset, train_config)
             trainer = Trainer(
                 model,
                 cfg,
                 train,
                 val,
+                train_config=train_config,
                 run_dir=run_dir,
                 callbacks=[self._queue.put],
                 extra_meta={"dataset": dataset, "preset": cfg.name, "limit": limit},
-                **settings,
             )
             self._run["total"] = trainer.total_steps
             self._trainer = trainer
@@ -316,7 +323,7 @@ class TrainSession(param.Parameterized):
                 val_accuracy=m.get("val_accuracy"),
                 energy_per_sample_uj=None if energy is None else energy * 1e6,
                 seconds=round(seconds, 2),
-                checkpoint=str(Path(outcome.run_dir) / "best.pt"),
+                checkpoint=str(run_checkpoint(outcome.run_dir)),
             )
             text = (
                 f"{row['run']} {status} after {m.get('steps')} steps: val accuracy "

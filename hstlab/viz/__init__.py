@@ -12,6 +12,7 @@ from hstlab.viz.energy import (
     energy_comparison,
     layer_energy_bars,
     layer_ops_bars,
+    save_ablation_waterfall,
     waterfall_steps,
 )
 from hstlab.viz.events import event_cloud, event_frames
@@ -45,6 +46,7 @@ __all__ = [
     "pareto_plot",
     "phase_portrait",
     "posenc_views",
+    "save_ablation_waterfall",
     "position_similarity",
     "spike_raster",
     "to_numpy",

@@ -6,7 +6,9 @@ of totals; an ablation DataFrame), so it does not depend on the energy package.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import holoviews as hv
@@ -292,3 +294,31 @@ def ablation_waterfall(ablation: pd.DataFrame) -> hv.Layout:
         waterfall_steps(energy / scale, False), names, energy_dim, "Ablation: energy", zoom=False
     )
     return hv.Layout([acc_view, energy_view])
+
+
+def save_ablation_waterfall(ablation: pd.DataFrame, path: str | os.PathLike, title: str = "Ablation") -> Path:
+    """:func:`ablation_waterfall` of the successful rows of a ``run_ablation`` table, saved as one
+    HTML page with inline Bokeh resources (opens offline); a page saying so when no row finished.
+
+    Example:
+        >>> import tempfile
+        >>> df = pd.DataFrame({"variant": ["baseline", "+cpg"], "status": ["ok", "ok"], "error": ["", ""],
+        ...                    "accuracy": [0.9, 0.92], "energy_j": [2e-5, 2.1e-5]})
+        >>> page = save_ablation_waterfall(df, Path(tempfile.mkdtemp()) / "ablation.html")
+        >>> "Bokeh" in page.read_text()
+        True
+    """
+    from bokeh.embed import file_html
+    from bokeh.resources import INLINE
+
+    df, path = ablation, Path(path)
+    ok = df[(df["status"] == "ok") & df["accuracy"].notna() & df["energy_j"].notna()]
+    if ok.empty:
+        failed = "; ".join(f"{r['variant']}: {r['error']}" for _, r in df.iterrows())
+        path.write_text(f"<!DOCTYPE html><html><body><h1>{title}</h1><p>No variant finished: {failed}</p>"
+                        "</body></html>\n")
+        return path
+    chart = ablation_waterfall(ok[["variant", "accuracy", "energy_j"]].astype({"accuracy": float, "energy_j": float}))
+    figure = hv.render(chart, backend="bokeh")  # plain Bokeh document: no Panel template (whose icons are CDN links)
+    path.write_text(file_html(figure, INLINE, title=title))
+    return path

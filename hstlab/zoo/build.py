@@ -46,14 +46,14 @@ def evaluate_entry(record: ZooRecord, model: Any = None) -> tuple[dict[str, floa
 
 def export_run(run_dir: str | os.PathLike, name: str, description: str, command: list[str],
                dest: str | os.PathLike) -> ZooRecord:
-    """Write ``dest/NAME.safetensors`` and ``dest/NAME.json`` from a finished run's ``best.pt``."""
+    """Write ``dest/NAME.safetensors`` and ``dest/NAME.json`` from a finished run's best checkpoint."""
     from safetensors.torch import save_file
 
-    from hstlab.train.checkpoint import load_checkpoint, versions
+    from hstlab.train.checkpoint import load_checkpoint, run_checkpoint, versions
 
     run_dir, dest = Path(run_dir), Path(dest)
     args = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    model, cfg, _ = load_checkpoint(run_dir / "best.pt")
+    model, cfg, _ = load_checkpoint(run_checkpoint(run_dir))
     dest.mkdir(parents=True, exist_ok=True)
     weights = dest / f"{name}.safetensors"
     if weights.resolve().parent == WEIGHTS_DIR.resolve() and weights.exists():
@@ -100,7 +100,7 @@ def rebuild_entry(name: str, out: str | os.PathLike) -> ZooRecord:
 
 
 def materialize_run(name: str, run_dir: str | os.PathLike) -> Path:
-    """Write entry ``name`` as a run directory (``best.pt``, ``config.json``, ``run.json``,
+    """Write entry ``name`` as a run directory (``best.safetensors``, ``config.json``, ``run.json``,
     ``metrics.json``) that ``hstlab energy``, ``hstlab card`` and the explorer's Load run read.
 
     The folder must not exist yet or be empty: nothing is overwritten.
@@ -115,7 +115,7 @@ def materialize_run(name: str, run_dir: str | os.PathLike) -> Path:
     record: ZooRecord = model.zoo_record
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"zoo_entry": name, "versions": record.versions}
-    ckpt_io.atomic_save(ckpt_io.make_checkpoint(model, model.cfg, meta), run_dir / "best.pt")
+    ckpt_io.atomic_save(ckpt_io.make_checkpoint(model, model.cfg, meta), ckpt_io.run_checkpoint(run_dir, new=True))
     ckpt_io.write_json(run_dir / "config.json", model.cfg.to_dict())
     limit = record.dataset_args.get("limit")
     options = {k: v for k, v in record.dataset_args.items() if k not in ("limit", "time_bins")}

@@ -144,7 +144,7 @@ class BuildView(pn.viewable.Viewer):
         self.table = LayerTable(state=s)
         self.error = error_alert(s)
         self.run_dir = pn.widgets.TextInput(
-            placeholder="run directory (holds best.pt), e.g. runs/hst-small-digits-dvs-s0-...",
+            placeholder="run directory (holds best.safetensors), e.g. runs/hst-small-digits-dvs-s0-...",
             width=460,
             css_classes=["hst-run-dir"],
         )
