@@ -310,6 +310,9 @@ class StageSpec:
         _choice(prefix + "projection", self.projection, STAGE_PROJECTIONS)
         if self.attention is not None:
             _choice(prefix + "attention", self.attention, ATTENTION_KINDS)
+        if self.projection == "repconv" and self.attention in ("conv", "softmax"):
+            raise ValueError(f"{prefix}projection='repconv' replaces linear Q/K/V projections; attention "
+                             f"{self.attention!r} has none; allowed with repconv: ssa, sdsa, qk, qk_channel")
         if self.kind == "conv" and (self.attention is not None or self.projection != "linear"):
             raise ValueError(f"{prefix}kind='conv' has no attention: {prefix}attention must be None and "
                              f"{prefix}projection 'linear', got {self.attention!r} and {self.projection!r}")
@@ -533,7 +536,8 @@ class HSTConfig:
         h, w = self.input_shape[1:]
         for i, stage in enumerate(self.stages):
             if h % stage.stride or w % stage.stride:
-                allowed = [d for d in divisors(math.gcd(h, w)) if stage.embed != "speds" or d in (1, 2, 4, 8)]
+                speds = (1, 2, 4, 8) if i == 0 else (1, 2)
+                allowed = [d for d in divisors(math.gcd(h, w)) if stage.embed != "speds" or d in speds]
                 raise ValueError(
                     f"stages[{i}].stride={stage.stride} does not fit the input: the {h}x{w} token grid entering "
                     f"stage {i} (input_shape={self.input_shape}) is not divisible by {stage.stride}; allowed "
