@@ -96,6 +96,25 @@ def stage_config(cfg: HSTConfig, index: int) -> HSTConfig:
         pos_encoding="none")
 
 
+def stage_lines(cfg: HSTConfig) -> list[str]:
+    """One line per stage, for summaries and cards (``[]`` for a flat config).
+
+    Example:
+        >>> stage_lines(HSTConfig.from_preset("qkformer-dvs"))[0]
+        'stage 0: speds /8 -> 16x16 tokens, 1 transformer block (qk), width 128, 16 heads (layer 0)'
+    """
+    lines = []
+    for i, (stage, (h, w), (start, end)) in enumerate(zip(cfg.stages, cfg.stage_grids(), stage_bounds(cfg))):
+        kinds = sorted({cfg.layer(j).attention_kind for j in range(start, end)})
+        blocks = "block" if stage.depth == 1 else "blocks"
+        heads = f", {stage.n_head} heads" if stage.kind == "transformer" else ""
+        extra = ", repconv projections" if stage.projection == "repconv" else ""
+        layers = f"layer {start}" if stage.depth == 1 else f"layers {start}-{end - 1}"
+        lines.append(f"stage {i}: {stage.embed} /{stage.stride} -> {h}x{w} tokens, {stage.depth} {stage.kind} "
+                     f"{blocks} ({', '.join(kinds)}), width {stage.n_embd}{heads}{extra} ({layers})")
+    return lines
+
+
 def embed_spiking(cfg: HSTConfig, index: int) -> bool:
     """Whether the patch embedding entering stage ``index`` spikes (else it uses ReLU)."""
     if index == 0:
