@@ -197,35 +197,45 @@ def _staged_terms(cfg: HSTConfig) -> list[SizeTerm]:
         if stage.embed == "conv":
             k = stage.embed_kernel
             params = c_in * d * k * k + 3 * d + (neuron if i else 0)
-            acts = t * (c_in * n_in + 2 * d * n)
+            acts = t * ((3 if i else 1) * c_in * n_in + 2 * d * n)  # neuron in/out, conv input, BN
         else:
             widths = [max(1, d // 8), max(1, d // 4), max(1, d // 2), d] if i == 0 else [d, d]
             res_in = widths[1] if i == 0 else c_in
             params = sum(a * b * 9 + 2 * b + neuron for a, b in zip([c_in, *widths[:-1]], widths))
             params += res_in * d + 2 * d + neuron
-            acts = t * (sum(widths) * 3 * n_in + 4 * d * n)
+            acts, grid, pools = t * (c_in * n_in + 3 * d * n), n_in, stage.stride.bit_length() - 1
+            for j, width in enumerate(widths):  # conv-BN-[pool]-neuron at the grid of each conv
+                pooled = j >= len(widths) - pools
+                out = width * grid
+                acts += t * (2 * out + 4 * out // 4 if pooled else 3 * out)  # BN, pool (and indices), neuron
+                grid = grid // 4 if pooled else grid
         terms.append(SizeTerm(f"stages[{i}] embed ({stage.embed})", fields, params, acts))
         local = stage_config(cfg, i)
         if stage.kind == "conv":
             med, hidden = SEPCONV_EXPANSION * d, int(d * local.mlp_ratio)
             for index in range(start, end):
                 layer = cfg.layer(index)
-                mix_n = _neuron_params(cfg) if layer.attn_mode == "spiking" else 0
-                mlp_n = _neuron_params(cfg) if layer.mlp_mode == "spiking" else 0
+                mix_spikes, mlp_spikes = layer.attn_mode == "spiking", layer.mlp_mode == "spiking"
+                mix_n = _neuron_params(cfg) if mix_spikes else 0  # a spiking half keeps more (membranes)
+                mlp_n = _neuron_params(cfg) if mlp_spikes else 0
                 terms.append(SizeTerm(f"layers[{index}] sepconv", (f"stages[{i}].n_embd",),
                                       2 * d * med + 2 * med + med * SEPCONV_KERNEL ** 2 + 2 * d + 2 * mix_n,
-                                      t * n * (4 * med + 3 * d)))
+                                      t * n * (4 * med + 4 * d if mix_spikes else 3 * med + 3 * d)))
                 terms.append(SizeTerm(f"layers[{index}] conv mlp", (f"stages[{i}].n_embd", "mlp_ratio"),
-                                      18 * d * hidden + 2 * hidden + 2 * d + 2 * mlp_n, t * n * (3 * hidden + 3 * d)))
+                                      18 * d * hidden + 2 * hidden + 2 * d + 2 * mlp_n,
+                                      t * n * (4 * hidden + 4 * d if mlp_spikes else 3 * hidden + 3 * d)))
         else:
             for offset, term in enumerate(_block_terms(local)):
                 index = start + offset // 2
                 params = term.params
+                acts = term.activation_floats
                 if stage.projection == "repconv" and offset % 2 == 0 and cfg.layer(index).attn_mode == "spiking":
                     parts = 2 if local.layer(offset // 2).attention_kind in ("qk", "qk_channel") else 3
                     params += parts * (d * d + 13 * d) + d * d + 12 * d  # RepConv instead of 1x1 Q/K/V, proj
+                    padded = (h2 + 2) * (w2 + 2)  # each RepConv keeps its padded map for the depthwise conv
+                    acts += (parts + 1) * t * d * (4 * n + padded)
                 name = term.component.replace(f"layers[{offset // 2}]", f"layers[{index}]", 1)
-                terms.append(dataclasses.replace(term, component=name, params=params,
+                terms.append(dataclasses.replace(term, component=name, params=params, activation_floats=acts,
                                                  fields=(f"stages[{i}].n_embd", f"stages[{i}].n_head", "num_steps")))
         h, w = h2, w2
     return terms
