@@ -277,3 +277,15 @@ def test_activation_estimate_near_saved_tensors(make, letter: str) -> None:
         model(example_input(cfg, batch_size=2, rate=0.3))
     ratio = estimate_size(cfg, batch_size=2).activation_bytes / sum(storages.values())
     assert 0.5 < ratio < 1.5, ratio
+
+
+def test_per_layer_overrides_inside_stages() -> None:
+    """Per-layer attention, TIM and masking address a stage's layers by their global index."""
+    cfg = qk_small().with_layer(0, attention="qk_channel", tim=True).with_layer(1, mask_ratio=0.25, attention="sdsa")
+    model = build_model(cfg).train()
+    assert model.blocks[0].attn.branch.attention_kind == "qk_channel" and model.blocks[0].attn.branch.tim is not None
+    assert model.blocks[1].attn.branch.attention_kind == "sdsa" and model.blocks[1].attn.branch.masking is not None
+    model(example_input(cfg, rate=0.3)).sum().backward()
+    assert estimate_size(cfg).params == _params(model)
+    parsed = HSTConfig.parse_field("stages", '[{"depth": 2, "n_embd": 16, "n_head": 2, "mlp_ratio": 2}]')
+    assert parsed == (StageSpec(depth=2, n_embd=16, n_head=2, mlp_ratio=2.0),)
