@@ -222,7 +222,8 @@ class RepConv(nn.Module):
     """Meta-SpikeFormer's re-parameterisable conv on tokens of an ``h x w`` grid:
     ``BN(PW(DW3x3(pad_v(BN(PW x)))))``, where ``pad_v`` pads one pixel with the value the first
     BN gives a zero input (from its running statistics, without gradient, as the released
-    ``BNAndPadLayer``), so the whole folds into one 3x3 conv at inference.
+    ``BNAndPadLayer``), so the whole folds into one 3x3 conv at inference, which is how the
+    energy engine prices it (:meth:`folded_conv`).
 
     Example:
         >>> RepConv(8, 4, (3, 5))(torch.rand(2, 1, 15, 8)).shape
@@ -241,6 +242,11 @@ class RepConv(nn.Module):
         border = torch.ones(1, 1, h + 2, w + 2)
         border[..., 1:-1, 1:-1] = 0.0
         self.register_buffer("border", border, persistent=False)
+
+    def folded_conv(self) -> tuple[int, int, int, tuple[int, int]]:
+        """``(C_in, C_out, kernel, grid)`` of the one conv it folds into at inference; the energy
+        engine prices it as that conv (``hstlab.energy.counting.FoldedConvCounter``)."""
+        return self.conv1.in_features, self.conv2.out_features, 3, self.grid
 
     def pad_value(self) -> torch.Tensor:
         """What the first BN outputs for a zero input (running statistics, no gradient).  # [C]"""

@@ -289,3 +289,16 @@ def test_per_layer_overrides_inside_stages() -> None:
     assert estimate_size(cfg).params == _params(model)
     parsed = HSTConfig.parse_field("stages", '[{"depth": 2, "n_embd": 16, "n_head": 2, "mlp_ratio": 2}]')
     assert parsed == (StageSpec(depth=2, n_embd=16, n_head=2, mlp_ratio=2.0),)
+
+
+def test_energy_prices_a_repconv_as_the_conv_it_folds_into() -> None:
+    """Meta-SpikeFormer's RepConv is one 3x3 conv at inference: on spikes, one AC per (spike, output
+    channel, tap inside the grid); its weights read are that kernel and bias, its inner layers no rows."""
+    rep = RepConv(4, 6, (3, 5)).eval()
+    spikes = (torch.rand(2, 1, 15, 4, generator=torch.Generator().manual_seed(0)) < 0.4).float()  # [T, B, N, C]
+    rows = energy_report(rep, spikes).layers.set_index("name")
+    taps = nn.functional.conv2d(spikes.reshape(2, 3, 5, 4).permute(0, 3, 1, 2), torch.ones(1, 4, 3, 3), padding=1)
+    assert rows.loc["", "acs"] == float(taps.sum()) * 6 and rows.loc["", "macs"] == 0
+    assert rows.loc["", "params"] == 6 * 4 * 9 + 6 and list(rows.index) == [""]
+    real = energy_report(rep, torch.rand(2, 1, 15, 4)).layers.set_index("name")
+    assert real.loc["", "macs"] == 2 * 15 * 4 * 9 * 6 and real.loc["", "acs"] == 0
