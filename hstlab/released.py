@@ -1,4 +1,4 @@
-"""Load the weights the Spikformer, Spike-driven Transformer and QKFormer authors released into hstlab.
+"""Load the weights the Spikformer, Spike-driven Transformer (V1, V2) and QKFormer authors released.
 
 The released repositories build their models with separate 1x1 convolutions for Q, K and V,
 BatchNorm after every convolution and SpikingJelly LIF neurons. hstlab's presets
@@ -17,6 +17,10 @@ QKFormer's staged presets ``qkformer-dvs`` / ``qkformer-dvs128`` map the same wa
 (:func:`qkformer_mappings`: its SPEDS patch embeddings' convs and BatchNorms are copied, Q and K
 (and V) stack, its Conv1d/Conv2d 1x1 projections become ``Linear``); its forward uses every
 parameter it has.
+Meta-SpikeFormer (Spike-driven Transformer V2) loads into ``sdt2-15m`` (:func:`sdt2_mappings`: its
+RepConv projections map part by part onto hstlab's :class:`hstlab.staged.RepConv`); a checkpoint
+trained with knowledge distillation carries a second head (``head_kd``), which its forward averages
+in, and is refused.
 
 The firing rule matters: SpikingJelly fires on ``H >= θ``, and the presets do too. A state
 dict that does not fit (another class count, another architecture, a truncated file) raises
@@ -181,6 +185,89 @@ def qkformer_mappings(cfg: HSTConfig) -> list[KeyMap]:
     return maps
 
 
+SDT2_EMBEDS = ("downsample1_1", "downsample1_2", "downsample2", "downsample3", "downsample4")
+SDT2_BLOCKS = (("ConvBlock1_1",), ("ConvBlock1_2",), ("ConvBlock2_1", "ConvBlock2_2"), ("block3",) * 6, ("block4",) * 2)
+SDT2_KINDS = ("conv", "conv", "conv", "transformer", "transformer")
+
+
+def _rep_conv_maps(target: str, source: str, d: int) -> list[KeyMap]:
+    """Meta-SpikeFormer's ``Sequential(RepConv(d, d), BatchNorm2d(d))`` at ``source`` into hstlab's
+    RepConv at ``target`` (its outer BatchNorm is mapped by the caller)."""
+    body = f"{source}.body"
+    return [KeyMap(f"{target}.conv1.weight", (f"{body}.0.weight",), ((d, d, 1, 1),), conv1x1=True),
+            *_bn_maps(f"{target}.norm1", f"{body}.1.bn", d),
+            KeyMap(f"{target}.dwconv.weight", (f"{body}.2.0.weight",), ((d, 1, 3, 3),)),
+            KeyMap(f"{target}.conv2.weight", (f"{body}.2.1.weight",), ((d, d, 1, 1),), conv1x1=True),
+            *_bn_maps(f"{target}.norm2", f"{body}.2.2", d)]
+
+
+def sdt2_mappings(cfg: HSTConfig) -> list[KeyMap]:
+    """Meta-SpikeFormer's released ``Spiking_vit_MetaFormer`` (BICLab/Spike-Driven-Transformer-V2,
+    classification/models.py): five ``downsample*`` convs, conv blocks ``ConvBlock{1_1,1_2,2_1,2_2}.0``
+    (``Conv`` = the separable conv, ``conv1``/``conv2`` the 3x3 MLP), transformer blocks
+    ``block3.{0-5}`` and ``block4.{0,1}`` (RepConv ``q_conv``/``k_conv``/``v_conv``/``proj_conv``,
+    Conv1d ``fc1_conv``/``fc2_conv``). Its released layout fixes the stage pattern: depths 1, 1, 2,
+    6, 2; three conv stages, two RepConv transformer stages.
+    """
+    depths = tuple(len(b) for b in SDT2_BLOCKS)
+    got = tuple((s.depth, s.kind, s.embed) for s in cfg.stages)
+    want = tuple((d, k, "conv") for d, k in zip(depths, SDT2_KINDS))
+    if got != want or any(s.projection != "repconv" for s in cfg.stages[3:]):
+        raise ValueError(f"stages: the released Meta-SpikeFormer has stages (depth, kind, embed) {want} with "
+                         f"repconv projections in the transformer stages, got {got}")
+    maps: list[KeyMap] = []
+    index = 0
+    for i, (stage, names) in enumerate(zip(cfg.stages, SDT2_BLOCKS)):
+        d, src = stage.n_embd, SDT2_EMBEDS[i]
+        c_in = cfg.input_shape[0] if i == 0 else cfg.stages[i - 1].n_embd
+        k = stage.embed_kernel
+        maps.append(KeyMap(f"embeds.{i}.conv.weight", (f"{src}.encode_conv.weight",), ((d, c_in, k, k),)))
+        maps.append(KeyMap(f"embeds.{i}.conv.bias", (f"{src}.encode_conv.bias",), ((d,),)))
+        maps += _bn_maps(f"embeds.{i}.norm", f"{src}.encode_bn", d)
+        hidden = int(d * (cfg.mlp_ratio if stage.mlp_ratio is None else stage.mlp_ratio))
+        for j, name in enumerate(names):
+            layer = cfg.layer(index)
+            if layer.attn_mode != "spiking" or layer.mlp_mode != "spiking" or layer.residual != "membrane":
+                raise ValueError(f"layers[{index}]: the released Meta-SpikeFormer has spiking halves with the "
+                                 f"membrane shortcut, got {layer.attn_mode!r}/{layer.mlp_mode!r}, {layer.residual!r}")
+            b_src = f"{name}.{j if name.startswith('block') else 0}"
+            b_dst = f"blocks.{index}"
+            if stage.kind == "conv":
+                mix, med = f"{b_dst}.attn.branch", 2 * d
+                maps += [KeyMap(f"{mix}.pw1.weight", (f"{b_src}.Conv.pwconv1.weight",), ((med, d, 1, 1),),
+                                conv1x1=True),
+                         *_bn_maps(f"{mix}.norm1", f"{b_src}.Conv.bn1", med),
+                         KeyMap(f"{mix}.dwconv.weight", (f"{b_src}.Conv.dwconv.weight",), ((med, 1, 7, 7),)),
+                         KeyMap(f"{mix}.pw2.weight", (f"{b_src}.Conv.pwconv2.weight",), ((d, med, 1, 1),),
+                                conv1x1=True),
+                         *_bn_maps(f"{mix}.norm2", f"{b_src}.Conv.bn2", d)]
+                mlp = f"{b_dst}.mlp.branch"
+                maps += [KeyMap(f"{mlp}.conv1.weight", (f"{b_src}.conv1.weight",), ((hidden, d, 3, 3),)),
+                         *_bn_maps(f"{mlp}.norm1", f"{b_src}.bn1", hidden),
+                         KeyMap(f"{mlp}.conv2.weight", (f"{b_src}.conv2.weight",), ((d, hidden, 3, 3),)),
+                         *_bn_maps(f"{mlp}.norm2", f"{b_src}.bn2", d)]
+            else:
+                attn = f"{b_dst}.attn.branch"
+                for p, part in enumerate("qkv"):
+                    maps += _rep_conv_maps(f"{attn}.qkv.convs.{p}", f"{b_src}.attn.{part}_conv.0", d)
+                    maps += _bn_maps(f"{attn}.qkv.norms.{p}", f"{b_src}.attn.{part}_conv.1", d)
+                maps += _rep_conv_maps(f"{attn}.proj", f"{b_src}.attn.proj_conv.0", d)
+                maps += _bn_maps(f"{attn}.proj_norm", f"{b_src}.attn.proj_conv.1", d)
+                for m, (n_out, n_in) in enumerate(((hidden, d), (d, hidden)), start=1):
+                    maps.append(KeyMap(f"{b_dst}.mlp.branch.fc{m}.weight", (f"{b_src}.mlp.fc{m}_conv.weight",),
+                                       ((n_out, n_in, 1),), conv1x1=True))
+                    maps.append(KeyMap(f"{b_dst}.mlp.branch.fc{m}.bias", (f"{b_src}.mlp.fc{m}_conv.bias",),
+                                       ((n_out,),)))
+                    maps += _bn_maps(f"{b_dst}.mlp.branch.norm{m}", f"{b_src}.mlp.fc{m}_bn", n_out)
+            index += 1
+    maps.append(KeyMap("head.weight", ("head.weight",), ((cfg.num_classes, cfg.n_embd),)))
+    maps.append(KeyMap("head.bias", ("head.bias",), ((cfg.num_classes,),)))
+    return maps
+
+
+RELEASED.register("sdt2-15m")(ReleasedLayout((1, 1), lambda cfg: {}, "BICLab/Spike-Driven-Transformer-V2 "
+                                             "(classification/models.py)", mappings=sdt2_mappings))
+
 for _name in ("qkformer-dvs", "qkformer-dvs128"):
     RELEASED.register(_name)(ReleasedLayout((1,), lambda cfg: {}, "zhouchenlin2096/QKFormer (cifar10-dvs, "
                                             "dvs128-gesture model.py)", mappings=qkformer_mappings))
@@ -339,7 +426,7 @@ def load_released(preset: str, state_dict: Mapping[str, torch.Tensor], **overrid
     ``state_dict``: the released repository's model state dict (or its checkpoint, holding it
     under ``'model'`` or ``'state_dict'``). ``overrides``: config fields, e.g. ``num_classes=10``
     for Spikformer's CIFAR10-DVS file. Presets: ``spikformer-dvs-2-256``, ``sdt-dvs-2-256``,
-    ``qkformer-dvs`` (CIFAR10-DVS) and ``qkformer-dvs128`` (DVS128 Gesture).
+    ``qkformer-dvs`` (CIFAR10-DVS), ``qkformer-dvs128`` (DVS128 Gesture) and ``sdt2-15m``.
 
     Example:
         >>> import torch
