@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "HSTConfig": "hstlab.config",
     "LayerSpec": "hstlab.config",
+    "StageSpec": "hstlab.config",
     "list_presets": "hstlab.presets",
     "build_model": "hstlab.model",
     "example_input": "hstlab.model",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import numbers
@@ -38,6 +39,9 @@ ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 ALLOWED_MEMBRANE_BITS = (4, 6, 8, 12, 16, 32)  # 32: float membranes
 MAX_LAYERS = 1024  # n_layer above this is refused before any layer is created (validation stays fast)
 MAX_DIVISORS_SHOWN = 12  # the n_head error lists at most this many divisors of n_embd
+STAGE_KINDS = ("conv", "transformer")  # a stage's blocks: separable-conv blocks or attention blocks
+STAGE_EMBEDS = ("conv", "speds")  # a stage's downsampling patch embedding (hstlab.staged)
+STAGE_PROJECTIONS = ("linear", "repconv")  # how a transformer stage computes Q, K, V and the output
 
 # Range of every float field, as (low, high, low_inclusive, high_inclusive); None: unbounded.
 # Types come from the dataclass annotations; a test checks every float field has a range here.
@@ -273,6 +277,69 @@ _LAYER_CHOICES = {"attn_mode": MODES, "mlp_mode": MODES, "attention": ATTENTION_
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """One stage of a staged (hierarchical) model: a downsampling patch embedding, then ``depth`` blocks.
+
+    ``kind``: ``transformer`` (attention blocks, ``attention`` kind, ``None`` follows the config's)
+    or ``conv`` (Meta-SpikeFormer's separable-conv token mixer and 3x3-conv MLP). ``embed``: the
+    patch embedding entering the stage, which divides the spatial grid by ``stride``: ``conv``
+    (Meta-SpikeFormer: [neuron] conv ``embed_kernel`` x ``embed_kernel`` with bias, BN) or
+    ``speds`` (QKFormer's spiking patch embedding with deformed shortcut; stride 1, 2, 4 or 8 for
+    the first stage, 1 or 2 later). ``projection``: ``linear`` or Meta-SpikeFormer's
+    re-parameterisable ``repconv`` Q/K/V/output projections. See :mod:`hstlab.staged`.
+
+    Example:
+        >>> StageSpec(depth=2, n_embd=64, n_head=4, kind="conv").kind
+        'conv'
+    """
+
+    depth: int = 1
+    n_embd: int = 64
+    n_head: int = 1
+    kind: str = "transformer"
+    attention: str | None = None
+    mlp_ratio: float | None = None  # None follows HSTConfig.mlp_ratio
+    embed: str = "conv"
+    stride: int = 2
+    embed_kernel: int = 3  # embed="conv": the conv's odd kernel side
+    projection: str = "linear"
+
+    def _validate_values(self, prefix: str, first: bool) -> None:
+        _positive_int(prefix + "depth", self.depth)
+        if self.depth > MAX_LAYERS:
+            raise ValueError(f"{prefix}depth={self.depth} is above the limit of {MAX_LAYERS} layers")
+        for name in ("n_embd", "n_head", "stride", "embed_kernel"):
+            _positive_int(prefix + name, getattr(self, name))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"{prefix}n_embd={self.n_embd} is not divisible by {prefix}n_head={self.n_head}; "
+                             f"allowed n_head for this width: {divisors(self.n_embd)[:MAX_DIVISORS_SHOWN]}")
+        _choice(prefix + "kind", self.kind, STAGE_KINDS)
+        _choice(prefix + "embed", self.embed, STAGE_EMBEDS)
+        _choice(prefix + "projection", self.projection, STAGE_PROJECTIONS)
+        if self.attention is not None:
+            _choice(prefix + "attention", self.attention, ATTENTION_KINDS)
+        if self.projection == "repconv" and self.attention in ("conv", "softmax"):
+            raise ValueError(f"{prefix}projection='repconv' replaces linear Q/K/V projections; attention "
+                             f"{self.attention!r} has none; allowed with repconv: ssa, sdsa, qk, qk_channel")
+        if self.kind == "conv" and (self.attention is not None or self.projection != "linear"):
+            raise ValueError(f"{prefix}kind='conv' has no attention: {prefix}attention must be None and "
+                             f"{prefix}projection 'linear', got {self.attention!r} and {self.projection!r}")
+        if self.mlp_ratio is not None:
+            _check_range(prefix + "mlp_ratio", self.mlp_ratio, FLOAT_RANGES["mlp_ratio"])
+            if int(self.n_embd * self.mlp_ratio) < 1:
+                raise ValueError(f"{prefix}mlp_ratio={self.mlp_ratio!r} gives an MLP hidden width of 0 "
+                                 f"for {prefix}n_embd={self.n_embd}; it must be >= 1")
+        if self.embed == "conv" and self.embed_kernel % 2 == 0:
+            raise ValueError(f"{prefix}embed_kernel={self.embed_kernel} must be odd (the conv pads "
+                             "kernel // 2 on each side)")
+        strides = (1, 2, 4, 8) if first else (1, 2)
+        if self.embed == "speds" and self.stride not in strides:
+            where = "the first stage" if first else "a later stage"
+            raise ValueError(f"{prefix}stride={self.stride} is not allowed for embed='speds' in {where}; "
+                             f"allowed: {', '.join(map(str, strides))}")
+
+
+@dataclass(frozen=True)
 class ResolvedLayer:
     """A layer's settings with every override applied (no ``None`` left)."""
 
@@ -287,10 +354,15 @@ class ResolvedLayer:
     attn_block: int
     experts: int
     mlp_kind: str
+    stage: int | None = None  # staged configs: the stage this layer belongs to
+    block: str = "transformer"  # the stage's kind: "transformer" or "conv"
 
     @property
     def attention_kind(self) -> str:
-        """The attention actually built: a standard-mode layer always uses softmax attention."""
+        """The attention actually built: a standard-mode layer always uses softmax attention; a
+        conv-stage layer mixes tokens with a separable convolution ("sepconv")."""
+        if self.block == "conv":
+            return "sepconv"
         return self.attention if self.attn_mode == "spiking" else "softmax"
 
     @property
@@ -370,6 +442,8 @@ class HSTConfig:
     # per-layer overrides and training-time mode schedule [(epoch, "SSTT"), ...]
     layers: tuple[LayerSpec, ...] = field(default_factory=tuple)
     mode_schedule: tuple[tuple[int, str], ...] = field(default_factory=tuple)
+    # staged (hierarchical) models: () is a flat model; see StageSpec and with_stages
+    stages: tuple[StageSpec, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         _apply_normalized(self)
@@ -427,6 +501,8 @@ class HSTConfig:
         self._validate_input_shape()
         self._validate_layers()
         self._validate_schedule()
+        if self.stages:
+            self._validate_stages()
 
     def _validate_depth(self) -> None:
         _positive_int("n_layer", self.n_layer)
@@ -496,6 +572,39 @@ class HSTConfig:
                              f"int(n_embd * mlp_ratio)={hidden} (mlp_kind='emsp' splits it into channel groups); "
                              f"allowed: {', '.join(map(str, divisors(hidden)[:MAX_DIVISORS_SHOWN]))}")
 
+    def _validate_stages(self) -> None:
+        """Stages: each valid, matching the global depth/width/heads, and dividing the input grid."""
+        for i, stage in enumerate(self.stages):
+            stage._validate_values(f"stages[{i}].", first=i == 0)
+        depth, last = sum(s.depth for s in self.stages), self.stages[-1]
+        hint = "; HSTConfig.with_stages(...) sets n_layer, n_embd and n_head from the stages"
+        for name, want, what in (("n_layer", depth, "the stages' depths sum to"),
+                                 ("n_embd", last.n_embd, "the last stage's n_embd is"),
+                                 ("n_head", last.n_head, "the last stage's n_head is")):
+            if getattr(self, name) != want:
+                raise ValueError(f"{name}={getattr(self, name)} does not match stages: {what} {want}{hint}")
+        for name, value, allowed in (("tokenizer", self.tokenizer, ("sps",)), ("head", self.head, ("classify",)),
+                                     ("pos_encoding", self.pos_encoding, ("none",))):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not allowed with stages (the first stage's patch "
+                                 f"embedding reads the frames and carries position); allowed: {allowed[0]}")
+        h, w = self.input_shape[1:]
+        for i, stage in enumerate(self.stages):
+            if h % stage.stride or w % stage.stride:
+                speds = (1, 2, 4, 8) if i == 0 else (1, 2)
+                allowed = [d for d in divisors(math.gcd(h, w)) if stage.embed != "speds" or d in speds]
+                raise ValueError(
+                    f"stages[{i}].stride={stage.stride} does not fit the input: the {h}x{w} token grid entering "
+                    f"stage {i} (input_shape={self.input_shape}) is not divisible by {stage.stride}; allowed "
+                    f"strides here: {allowed[:MAX_DIVISORS_SHOWN]}")
+            h, w = h // stage.stride, w // stage.stride
+        for i in range(self.n_layer):
+            spec, stage = self.layers[i], self.stage_of(i)
+            if self.stages[stage].kind == "conv" and (spec.tim or (spec.mask_ratio or 0) > 0):
+                raise ValueError(f"layers[{i}] is in conv stage {stage} (stages[{stage}].kind='conv'), which "
+                                 f"has no attention: tim and mask_ratio do not apply; allowed: tim=False/None, "
+                                 f"mask_ratio=0/None, got tim={spec.tim!r}, mask_ratio={spec.mask_ratio!r}")
+
     def _validate_schedule(self) -> None:
         for i, (epoch, modes) in enumerate(self.mode_schedule):
             _positive_int(f"mode_schedule[{i}][0] (epoch)", epoch, minimum=0)
@@ -507,12 +616,37 @@ class HSTConfig:
 
     # ------------------------------------------------------------------ derived values
     def layer(self, index: int) -> ResolvedLayer:
-        """The settings of layer ``index`` with the global fields filling every ``None``."""
+        """The settings of layer ``index`` with the global fields filling every ``None`` (in a
+        staged config a stage's ``attention`` comes before the global one)."""
         return self._resolve(index, self.layers[index])
 
     def _resolve(self, index: int, spec: LayerSpec) -> ResolvedLayer:
         pick = lambda name: getattr(self, name) if getattr(spec, name) is None else getattr(spec, name)  # noqa: E731
-        return ResolvedLayer(index=index, **{f.name: pick(f.name) for f in fields(LayerSpec)})
+        values = {f.name: pick(f.name) for f in fields(LayerSpec)}
+        if not self.stages:
+            return ResolvedLayer(index=index, **values)
+        stage = self.stage_of(index)
+        kind = self.stages[stage].kind
+        if spec.attention is None and self.stages[stage].attention is not None:
+            values["attention"] = self.stages[stage].attention
+        if kind == "conv":  # no attention in a conv stage: the global TIM / masking do not apply
+            values.update(tim=False, mask_ratio=0.0)
+        return ResolvedLayer(index=index, **values, stage=stage, block=kind)
+
+    def stage_of(self, index: int) -> int:
+        """The stage holding layer ``index`` (0 for a flat config)."""
+        for stage, end in enumerate(itertools.accumulate(s.depth for s in self.stages)):
+            if index < end:
+                return stage
+        return 0 if not self.stages else len(self.stages) - 1
+
+    def stage_grids(self) -> list[tuple[int, int]]:
+        """The ``(h, w)`` token grid of every stage (after its patch embedding); [] when flat."""
+        grids, (h, w) = [], self.input_shape[1:] if self.stages else (0, 0)
+        for stage in self.stages:
+            h, w = h // stage.stride, w // stage.stride
+            grids.append((h, w))
+        return grids
 
     def resolved_layers(self) -> list[ResolvedLayer]:
         return [self.layer(i) for i in range(self.n_layer)]
@@ -529,6 +663,9 @@ class HSTConfig:
     @property
     def num_tokens(self) -> int:
         """Tokens per step N (for the linear tokenizer: the longest sequence, ``seq_len``)."""
+        if self.stages:
+            h, w = self.stage_grids()[-1]
+            return h * w
         if self.tokenizer == "sps":
             h, w = self.input_shape[1:]
             for pooled in self.sps_pools:  # MaxPool2d(3, stride 2, pad 1) gives ceil(size / 2)
@@ -584,9 +721,37 @@ class HSTConfig:
     def with_depth(self, n_layer: int) -> HSTConfig:
         """Change depth, keeping the first layers' overrides and adding default layers."""
         _positive_int("n_layer", n_layer)
+        if self.stages:
+            raise ValueError(f"n_layer={n_layer}: a staged config's depth is the sum of its stages' depths; "
+                             "change them with with_stages(...)")
         layers = tuple(self.layers[:n_layer]) + tuple(LayerSpec() for _ in range(n_layer - len(self.layers)))
         schedule = tuple(e for e in self.mode_schedule if len(e[1]) == n_layer)
         return dataclasses.replace(self, n_layer=n_layer, layers=layers, mode_schedule=schedule)
+
+    def with_stages(self, stages: Any) -> HSTConfig:
+        """A staged copy: ``stages`` (StageSpecs or dicts) sets ``n_layer`` (their depths' sum),
+        ``n_embd`` and ``n_head`` (the last stage's) and ``pos_encoding="none"``; per-layer
+        overrides are kept for the first layers, as :meth:`with_depth`. ``()`` gives a flat config.
+
+        Example:
+            >>> cfg = HSTConfig(input_shape=(2, 32, 32)).with_stages(
+            ...     [{"depth": 1, "n_embd": 32, "n_head": 2, "embed": "speds", "stride": 8},
+            ...      {"depth": 2, "n_embd": 64, "n_head": 4, "embed": "speds"}])
+            >>> cfg.n_layer, cfg.n_embd, cfg.stage_grids()
+            (3, 64, [(4, 4), (2, 2)])
+        """
+        stages = _coerce("stages", stages, tuple[StageSpec, ...])
+        if not stages:
+            return dataclasses.replace(self, stages=())
+        for i, stage in enumerate(stages):  # name the stage field before the totals are formed
+            stage._validate_values(f"stages[{i}].", first=i == 0)
+        n_layer = sum(s.depth for s in stages)
+        _positive_int("n_layer", n_layer)
+        layers = tuple(self.layers[:n_layer]) + tuple(LayerSpec() for _ in range(n_layer - len(self.layers)))
+        schedule = tuple(e for e in self.mode_schedule if len(e[1]) == n_layer)
+        return dataclasses.replace(self, stages=stages, n_layer=n_layer, n_embd=stages[-1].n_embd,
+                                   n_head=stages[-1].n_head, pos_encoding="none", layers=layers,
+                                   mode_schedule=schedule)
 
     def modes_at_epoch(self, epoch: int) -> str | None:
         """The mode letters the schedule asks for at ``epoch`` (None: no schedule entry applies)."""

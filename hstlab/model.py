@@ -44,9 +44,17 @@ class HSTNet(nn.Module):
         check_size(cfg, max_params=max_params, max_activation_bytes=max_activation_bytes)
         self.cfg = cfg
         spiking_stem = cfg.stem_mode == "spiking"
-        self.tokenizer = TOKENIZERS.get(cfg.tokenizer)(cfg, spiking_stem)
-        self.pos_encoding = POS_ENCODINGS.get(cfg.pos_encoding)(cfg, spiking_stem)
-        self.blocks = nn.ModuleList(HSTBlock(cfg, layer) for layer in cfg.resolved_layers())
+        self.embeds: nn.ModuleList | None = None  # staged configs: one patch embedding per stage
+        if cfg.stages:  # hstlab.staged: the stages' patch embeddings replace tokenizer and encoding
+            from hstlab.staged import build_stages, stage_bounds
+
+            self.tokenizer, self.pos_encoding = nn.Identity(), nn.Identity()
+            self.embeds, self.blocks = build_stages(cfg)
+            self.stage_bounds = stage_bounds(cfg)
+        else:
+            self.tokenizer = TOKENIZERS.get(cfg.tokenizer)(cfg, spiking_stem)
+            self.pos_encoding = POS_ENCODINGS.get(cfg.pos_encoding)(cfg, spiking_stem)
+            self.blocks = nn.ModuleList(HSTBlock(cfg, layer) for layer in cfg.resolved_layers())
         self.head = QuantLinear(cfg.n_embd, cfg.num_classes, bias=True, weight_bits=cfg.weight_bits)
         # With the membrane shortcut the stream is real-valued and every weight layer reads spikes
         # through its own neuron; so does the classifier (SDT: LIF on the token mean, per step).
@@ -62,9 +70,16 @@ class HSTNet(nn.Module):
         """``[T, B, C, H, W]`` frames or ``[L, B, C]`` sequences -> ``[B, classes]`` or ``[L, B, classes]``."""
         weight = self.head.weight
         x = prepare_input(self.cfg, x, weight.dtype, weight.device, check_finite=self.check_finite_input)
-        tokens = self.pos_encoding(self.tokenizer(x))  # [T, B, N, D]
-        for block in self.blocks:
-            tokens = block(tokens)
+        if self.embeds is not None:  # staged: embed (downsample), then the stage's blocks
+            tokens = x
+            for embed, (start, end) in zip(self.embeds, self.stage_bounds):
+                tokens = embed(tokens)  # [T, B, N_i, D_i]
+                for block in self.blocks[start:end]:
+                    tokens = block(tokens)
+        else:
+            tokens = self.pos_encoding(self.tokenizer(x))  # [T, B, N, D]
+            for block in self.blocks:
+                tokens = block(tokens)
         if self.head_neuron is not None:  # spike the token mean per step, classify, average over T
             return self.head(self.head_neuron(tokens.mean(dim=2))).mean(dim=0)  # [T, B, D] -> [B, classes]
         if self.cfg.head == "classify":

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from hstlab.config import HSTConfig
+from hstlab.config import HSTConfig, StageSpec
 from hstlab.registry import Registry
 
 PRESETS: Registry[Callable[[], HSTConfig]] = Registry("preset")
@@ -74,6 +74,62 @@ def sdt_dvs() -> HSTConfig:
                      sps_pools=(False, True, True, True), pos_encoding="none", attention="sdsa",
                      attn_threshold=0.5, residual="membrane", firing_rule=">=",
                      surrogate="sigmoid", surrogate_alpha=4.0)
+
+
+def _qkformer_dvs(name: str, mlp_ratio: float, num_classes: int) -> HSTConfig:
+    """QKFormer on 2x128x128 event frames as its released DVS code builds it (see ``qkformer_dvs``)."""
+    stages = (StageSpec(depth=1, n_embd=128, n_head=16, attention="qk", embed="speds", stride=8),
+              StageSpec(depth=1, n_embd=256, n_head=16, attention="ssa", embed="speds", stride=2))
+    base = HSTConfig(name=name, mlp_ratio=mlp_ratio, num_steps=16, num_classes=num_classes,
+                     input_shape=(2, 128, 128), attn_scale=0.125, attn_threshold=0.5, residual="sew_add",
+                     firing_rule=">=", surrogate="sigmoid", surrogate_alpha=4.0)
+    return base.with_stages(stages)
+
+
+@PRESETS.register("qkformer-dvs")
+def qkformer_dvs() -> HSTConfig:
+    """QKFormer (NeurIPS 2024) on CIFAR10-DVS as its released code builds it: 1,504,138 parameters.
+
+    Hierarchical: QKFormer's spiking patch embedding with deformed shortcut (SPEDS, 128x128 -> 16x16
+    tokens, width 128), a block with token Q-K attention (``qk``), SPEDS again (8x8 tokens, width
+    256) and a block with SSA (scale 0.125); 16 heads, MLP ratio 1, T = 16, SEW residuals,
+    SpikingJelly's neurons (fire on ``H >= θ``, sigmoid surrogate α = 4). The released DVS code has
+    these two attention stages after the embedding stem (its ImageNet model has three).
+    :func:`hstlab.load_released` loads the released state dict.
+    """
+    return _qkformer_dvs("qkformer-dvs", 1.0, 10)
+
+
+@PRESETS.register("qkformer-dvs128")
+def qkformer_dvs128() -> HSTConfig:
+    """QKFormer on DVS128 Gesture as its released code builds it: MLP ratio 4, 11 classes,
+    1,999,371 parameters; otherwise as ``qkformer-dvs``."""
+    return _qkformer_dvs("qkformer-dvs128", 4.0, 11)
+
+
+@PRESETS.register("sdt2-15m")
+def sdt2_15m() -> HSTConfig:
+    """Meta-SpikeFormer (Spike-driven Transformer V2, ICLR 2024), its smallest published model:
+    15.1 M parameters on ImageNet (3x224x224, 1000 classes), T = 1 as its released trainer's default.
+
+    Conv stages of widths 32, 64, 128 (separable-conv mixer and 3x3-conv MLP blocks, 1 + 1 + 2
+    blocks) after 7x7 / 3x3 stride-2 downsampling convs, then transformer stages of widths 256 (6
+    blocks, 14x14 tokens) and 360 (2 blocks, stride 1): re-parameterisable conv (RepConv) Q, K, V
+    and output projections, spike-driven self-attention ``SN_0.5(0.125 · Q (Kᵀ V))`` (``ssa``), 8
+    heads, MLP ratio 4, membrane shortcuts, a neuron before the classifier. The released code
+    (BICLab/Spike-Driven-Transformer-V2, ``Spiking_vit_MetaFormer`` with
+    ``embed_dim=[64, 128, 256, 360]``) has 15,112,208 parameters, as this preset. Its forward
+    repeats a static image T times: pass ``x.expand(T, *x.shape)``.
+    """
+    conv = dict(kind="conv", n_head=1)
+    stages = (StageSpec(depth=1, n_embd=32, embed_kernel=7, **conv), StageSpec(depth=1, n_embd=64, **conv),
+              StageSpec(depth=2, n_embd=128, **conv),
+              StageSpec(depth=6, n_embd=256, n_head=8, attention="ssa", projection="repconv"),
+              StageSpec(depth=2, n_embd=360, n_head=8, attention="ssa", projection="repconv", stride=1))
+    base = HSTConfig(name="sdt2-15m", mlp_ratio=4.0, num_steps=1, num_classes=1000, input_shape=(3, 224, 224),
+                     attn_scale=0.125, attn_threshold=0.5, residual="membrane", firing_rule=">=",
+                     surrogate="sigmoid", surrogate_alpha=4.0)
+    return base.with_stages(stages)
 
 
 @PRESETS.register("hst-100m")

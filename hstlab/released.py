@@ -1,4 +1,4 @@
-"""Load the weights the Spikformer and Spike-driven Transformer authors released into hstlab.
+"""Load the weights the Spikformer, Spike-driven Transformer (V1, V2) and QKFormer authors released.
 
 The released repositories build their models with separate 1x1 convolutions for Q, K and V,
 BatchNorm after every convolution and SpikingJelly LIF neurons. hstlab's presets
@@ -12,6 +12,15 @@ dict converts by renaming keys:
   classifier are copied as they are;
 - parameters the released forward never reads are ignored: Spikformer's position embedding and
   LayerNorms (``pos_embed``, ``block.*.norm1/norm2``, ``norm``), SDT's ``talking_heads`` conv.
+
+QKFormer's staged presets ``qkformer-dvs`` / ``qkformer-dvs128`` map the same way stage by stage
+(:func:`qkformer_mappings`: its SPEDS patch embeddings' convs and BatchNorms are copied, Q and K
+(and V) stack, its Conv1d/Conv2d 1x1 projections become ``Linear``); its forward uses every
+parameter it has.
+Meta-SpikeFormer (Spike-driven Transformer V2) loads into ``sdt2-15m`` (:func:`sdt2_mappings`: its
+RepConv projections map part by part onto hstlab's :class:`hstlab.staged.RepConv`); a checkpoint
+trained with knowledge distillation carries a second head (``head_kd``), which its forward averages
+in, and is refused.
 
 The firing rule matters: SpikingJelly fires on ``H >= θ``, and the presets do too. A state
 dict that does not fit (another class count, another architecture, a truncated file) raises
@@ -85,6 +94,11 @@ class ReleasedLayout:
     kernel: tuple[int, ...]  # trailing axes of a released 1x1 conv weight: (1,) Conv1d, (1, 1) Conv2d
     ignored: Callable[[HSTConfig], dict[str, tuple[int, ...] | None]]  # unused keys (None: any shape)
     source: str  # where the layout comes from, for messages
+    mappings: Callable[[HSTConfig], list[KeyMap]] | None = None  # None: key_mappings(cfg, kernel)
+
+    def key_maps(self, cfg: HSTConfig) -> list[KeyMap]:
+        """Every hstlab key of ``cfg``'s model and the released keys it is made from."""
+        return self.mappings(cfg) if self.mappings is not None else key_mappings(cfg, self.kernel)
 
 
 def _spikformer_ignored(cfg: HSTConfig) -> dict[str, tuple[int, ...] | None]:
@@ -107,15 +121,169 @@ RELEASED.register("sdt-dvs-2-256")(
     ReleasedLayout((1, 1), _sdt_ignored, "BICLab/Spike-Driven-Transformer (model/spikeformer.py)"))
 
 
+def _bn_maps(target: str, source: str, width: int) -> list[KeyMap]:
+    return [KeyMap(f"{target}.{part}", (f"{source}.{part}",), ((width,),)) for part in BN_PARTS]
+
+
+QKFORMER_ATTENTION = {"qk": ("tssa", "qk"), "ssa": ("ssa", "qkv")}  # kind -> (released module, projections)
+
+
+def qkformer_mappings(cfg: HSTConfig) -> list[KeyMap]:
+    """QKFormer's released DVS model (``vit_snn``): ``patch_embed{i+1}`` and ``stage{i+1}.{j}`` per stage.
+
+    Stage 0's SPEDS stem is ``PatchEmbedInit`` (``proj{"",1,2,3}_conv/_bn``, ``proj_res_conv/_bn``),
+    a later one ``PatchEmbeddingStage`` (``proj_conv``, ``proj4_conv``, ``proj_res_conv``); the
+    attention is ``tssa`` (token Q-K attention: Conv1d q, k) or ``ssa`` (Conv1d q, k, v), each with
+    a Conv1d ``proj_conv`` with bias; the MLP is Conv2d ``mlp1_conv`` / ``mlp2_conv`` with biases.
+    """
+    maps: list[KeyMap] = []
+    start = 0
+    for i, stage in enumerate(cfg.stages):
+        if stage.embed != "speds" or stage.kind != "transformer" or stage.projection != "linear":
+            raise ValueError(f"stages[{i}]: the released QKFormer has SPEDS embeddings and linear-projection "
+                             f"transformer stages, got embed={stage.embed!r}, kind={stage.kind!r}, "
+                             f"projection={stage.projection!r}")
+        d, src, dst = stage.n_embd, f"patch_embed{i + 1}", f"embeds.{i}"
+        c_in = cfg.input_shape[0] if i == 0 else cfg.stages[i - 1].n_embd
+        if i == 0:
+            widths = [max(1, d // 8), max(1, d // 4), max(1, d // 2), d]
+            names, res_in = [f"proj{s}" for s in STEM_SUFFIXES], widths[1]
+        else:
+            widths, names, res_in = [d, d], ["proj", "proj4"], c_in
+        for j, (name, a, b) in enumerate(zip(names, [c_in, *widths[:-1]], widths)):
+            maps.append(KeyMap(f"{dst}.convs.{j}.weight", (f"{src}.{name}_conv.weight",), ((b, a, 3, 3),)))
+            maps += _bn_maps(f"{dst}.norms.{j}", f"{src}.{name}_bn", b)
+        maps.append(KeyMap(f"{dst}.res_conv.weight", (f"{src}.proj_res_conv.weight",), ((d, res_in, 1, 1),)))
+        maps += _bn_maps(f"{dst}.res_norm", f"{src}.proj_res_bn", d)
+        hidden = int(d * (cfg.mlp_ratio if stage.mlp_ratio is None else stage.mlp_ratio))
+        for j in range(stage.depth):
+            layer = cfg.layer(start + j)
+            if layer.attention_kind not in QKFORMER_ATTENTION or layer.mlp_mode != "spiking":
+                raise ValueError(f"layers[{start + j}]: the released QKFormer has spiking token Q-K attention "
+                                 f"(qk) or SSA blocks, got attention={layer.attention_kind!r}, "
+                                 f"mlp_mode={layer.mlp_mode!r}")
+            module, parts = QKFORMER_ATTENTION[layer.attention_kind]
+            b_src, b_dst = f"stage{i + 1}.{j}", f"blocks.{start + j}"
+            a_src, a_dst = f"{b_src}.{module}", f"{b_dst}.attn.branch"
+            sources = tuple(f"{a_src}.{p}_conv.weight" for p in parts)
+            maps.append(KeyMap(f"{a_dst}.qkv.linear.weight", sources, tuple((d, d, 1) for _ in parts), conv1x1=True))
+            for part in BN_PARTS:
+                maps.append(KeyMap(f"{a_dst}.qkv.norm.{part}", tuple(f"{a_src}.{p}_bn.{part}" for p in parts),
+                                   tuple((d,) for _ in parts)))
+            maps.append(KeyMap(f"{a_dst}.proj.weight", (f"{a_src}.proj_conv.weight",), ((d, d, 1),), conv1x1=True))
+            maps.append(KeyMap(f"{a_dst}.proj.bias", (f"{a_src}.proj_conv.bias",), ((d,),)))
+            maps += _bn_maps(f"{a_dst}.proj_norm", f"{a_src}.proj_bn", d)
+            for k, (n_out, n_in) in enumerate(((hidden, d), (d, hidden)), start=1):
+                m_src, m_dst = f"{b_src}.mlp.mlp{k}", f"{b_dst}.mlp.branch"
+                maps.append(KeyMap(f"{m_dst}.fc{k}.weight", (f"{m_src}_conv.weight",), ((n_out, n_in, 1, 1),),
+                                   conv1x1=True))
+                maps.append(KeyMap(f"{m_dst}.fc{k}.bias", (f"{m_src}_conv.bias",), ((n_out,),)))
+                maps += _bn_maps(f"{m_dst}.norm{k}", f"{m_src}_bn", n_out)
+        start += stage.depth
+    maps.append(KeyMap("head.weight", ("head.weight",), ((cfg.num_classes, cfg.n_embd),)))
+    maps.append(KeyMap("head.bias", ("head.bias",), ((cfg.num_classes,),)))
+    return maps
+
+
+SDT2_EMBEDS = ("downsample1_1", "downsample1_2", "downsample2", "downsample3", "downsample4")
+SDT2_BLOCKS = (("ConvBlock1_1",), ("ConvBlock1_2",), ("ConvBlock2_1", "ConvBlock2_2"), ("block3",) * 6, ("block4",) * 2)
+SDT2_KINDS = ("conv", "conv", "conv", "transformer", "transformer")
+
+
+def _rep_conv_maps(target: str, source: str, d: int) -> list[KeyMap]:
+    """Meta-SpikeFormer's ``Sequential(RepConv(d, d), BatchNorm2d(d))`` at ``source`` into hstlab's
+    RepConv at ``target`` (its outer BatchNorm is mapped by the caller)."""
+    body = f"{source}.body"
+    return [KeyMap(f"{target}.conv1.weight", (f"{body}.0.weight",), ((d, d, 1, 1),), conv1x1=True),
+            *_bn_maps(f"{target}.norm1", f"{body}.1.bn", d),
+            KeyMap(f"{target}.dwconv.weight", (f"{body}.2.0.weight",), ((d, 1, 3, 3),)),
+            KeyMap(f"{target}.conv2.weight", (f"{body}.2.1.weight",), ((d, d, 1, 1),), conv1x1=True),
+            *_bn_maps(f"{target}.norm2", f"{body}.2.2", d)]
+
+
+def sdt2_mappings(cfg: HSTConfig) -> list[KeyMap]:
+    """Meta-SpikeFormer's released ``Spiking_vit_MetaFormer`` (BICLab/Spike-Driven-Transformer-V2,
+    classification/models.py): five ``downsample*`` convs, conv blocks ``ConvBlock{1_1,1_2,2_1,2_2}.0``
+    (``Conv`` = the separable conv, ``conv1``/``conv2`` the 3x3 MLP), transformer blocks
+    ``block3.{0-5}`` and ``block4.{0,1}`` (RepConv ``q_conv``/``k_conv``/``v_conv``/``proj_conv``,
+    Conv1d ``fc1_conv``/``fc2_conv``). Its released layout fixes the stage pattern: depths 1, 1, 2,
+    6, 2; three conv stages, two RepConv transformer stages.
+    """
+    depths = tuple(len(b) for b in SDT2_BLOCKS)
+    got = tuple((s.depth, s.kind, s.embed) for s in cfg.stages)
+    want = tuple((d, k, "conv") for d, k in zip(depths, SDT2_KINDS))
+    if got != want or any(s.projection != "repconv" for s in cfg.stages[3:]):
+        raise ValueError(f"stages: the released Meta-SpikeFormer has stages (depth, kind, embed) {want} with "
+                         f"repconv projections in the transformer stages, got {got}")
+    maps: list[KeyMap] = []
+    index = 0
+    for i, (stage, names) in enumerate(zip(cfg.stages, SDT2_BLOCKS)):
+        d, src = stage.n_embd, SDT2_EMBEDS[i]
+        c_in = cfg.input_shape[0] if i == 0 else cfg.stages[i - 1].n_embd
+        k = stage.embed_kernel
+        maps.append(KeyMap(f"embeds.{i}.conv.weight", (f"{src}.encode_conv.weight",), ((d, c_in, k, k),)))
+        maps.append(KeyMap(f"embeds.{i}.conv.bias", (f"{src}.encode_conv.bias",), ((d,),)))
+        maps += _bn_maps(f"embeds.{i}.norm", f"{src}.encode_bn", d)
+        hidden = int(d * (cfg.mlp_ratio if stage.mlp_ratio is None else stage.mlp_ratio))
+        for j, name in enumerate(names):
+            layer = cfg.layer(index)
+            if layer.attn_mode != "spiking" or layer.mlp_mode != "spiking" or layer.residual != "membrane":
+                raise ValueError(f"layers[{index}]: the released Meta-SpikeFormer has spiking halves with the "
+                                 f"membrane shortcut, got {layer.attn_mode!r}/{layer.mlp_mode!r}, {layer.residual!r}")
+            b_src = f"{name}.{j if name.startswith('block') else 0}"
+            b_dst = f"blocks.{index}"
+            if stage.kind == "conv":
+                mix, med = f"{b_dst}.attn.branch", 2 * d
+                maps += [KeyMap(f"{mix}.pw1.weight", (f"{b_src}.Conv.pwconv1.weight",), ((med, d, 1, 1),),
+                                conv1x1=True),
+                         *_bn_maps(f"{mix}.norm1", f"{b_src}.Conv.bn1", med),
+                         KeyMap(f"{mix}.dwconv.weight", (f"{b_src}.Conv.dwconv.weight",), ((med, 1, 7, 7),)),
+                         KeyMap(f"{mix}.pw2.weight", (f"{b_src}.Conv.pwconv2.weight",), ((d, med, 1, 1),),
+                                conv1x1=True),
+                         *_bn_maps(f"{mix}.norm2", f"{b_src}.Conv.bn2", d)]
+                mlp = f"{b_dst}.mlp.branch"
+                maps += [KeyMap(f"{mlp}.conv1.weight", (f"{b_src}.conv1.weight",), ((hidden, d, 3, 3),)),
+                         *_bn_maps(f"{mlp}.norm1", f"{b_src}.bn1", hidden),
+                         KeyMap(f"{mlp}.conv2.weight", (f"{b_src}.conv2.weight",), ((d, hidden, 3, 3),)),
+                         *_bn_maps(f"{mlp}.norm2", f"{b_src}.bn2", d)]
+            else:
+                attn = f"{b_dst}.attn.branch"
+                for p, part in enumerate("qkv"):
+                    maps += _rep_conv_maps(f"{attn}.qkv.convs.{p}", f"{b_src}.attn.{part}_conv.0", d)
+                    maps += _bn_maps(f"{attn}.qkv.norms.{p}", f"{b_src}.attn.{part}_conv.1", d)
+                maps += _rep_conv_maps(f"{attn}.proj", f"{b_src}.attn.proj_conv.0", d)
+                maps += _bn_maps(f"{attn}.proj_norm", f"{b_src}.attn.proj_conv.1", d)
+                for m, (n_out, n_in) in enumerate(((hidden, d), (d, hidden)), start=1):
+                    maps.append(KeyMap(f"{b_dst}.mlp.branch.fc{m}.weight", (f"{b_src}.mlp.fc{m}_conv.weight",),
+                                       ((n_out, n_in, 1),), conv1x1=True))
+                    maps.append(KeyMap(f"{b_dst}.mlp.branch.fc{m}.bias", (f"{b_src}.mlp.fc{m}_conv.bias",),
+                                       ((n_out,),)))
+                    maps += _bn_maps(f"{b_dst}.mlp.branch.norm{m}", f"{b_src}.mlp.fc{m}_bn", n_out)
+            index += 1
+    maps.append(KeyMap("head.weight", ("head.weight",), ((cfg.num_classes, cfg.n_embd),)))
+    maps.append(KeyMap("head.bias", ("head.bias",), ((cfg.num_classes,),)))
+    return maps
+
+
+RELEASED.register("sdt2-15m")(ReleasedLayout((1, 1), lambda cfg: {}, "BICLab/Spike-Driven-Transformer-V2 "
+                                             "(classification/models.py)", mappings=sdt2_mappings))
+
+for _name in ("qkformer-dvs", "qkformer-dvs128"):
+    RELEASED.register(_name)(ReleasedLayout((1,), lambda cfg: {}, "zhouchenlin2096/QKFormer (cifar10-dvs, "
+                                            "dvs128-gesture model.py)", mappings=qkformer_mappings))
+
+
 def released_config(preset: str, **overrides: Any) -> HSTConfig:
     """The preset's config with ``overrides`` (``n_layer`` changes the depth as ``with_depth``)."""
     if preset not in RELEASED:
         raise ValueError(f"preset={preset!r} has no released-weights converter; allowed: "
-                         f"{', '.join(RELEASED.names())} (QKFormer has no preset yet)")
-    depth = overrides.pop("n_layer", None)
+                         f"{', '.join(RELEASED.names())}")
+    depth, stages = overrides.pop("n_layer", None), overrides.pop("stages", None)
     cfg = HSTConfig.from_preset(preset)
     if depth is not None:
         cfg = cfg.with_depth(depth)
+    if stages is not None:  # a staged preset's stages (sets n_layer, n_embd and n_head with them)
+        cfg = cfg.with_stages(stages)
     return HSTConfig.from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg  # JSON lists welcome
 
 
@@ -168,7 +336,7 @@ def released_keys(preset: str, **overrides: Any) -> dict[str, tuple[int, ...]]:
         ((256, 256, 1, 1), 93)
     """
     cfg = released_config(preset, **overrides)
-    return {src: shape for m in key_mappings(cfg, RELEASED.get(preset).kernel)
+    return {src: shape for m in RELEASED.get(preset).key_maps(cfg)
             for src, shape in zip(m.sources, m.shapes)}
 
 
@@ -212,7 +380,7 @@ def convert_state_dict(preset: str, state_dict: Mapping[str, torch.Tensor],
     cfg = released_config(preset, **overrides)
     layout = RELEASED.get(preset)
     given = unwrap_state_dict(state_dict)
-    maps = key_mappings(cfg, layout.kernel)
+    maps = layout.key_maps(cfg)
     expected = {src: shape for m in maps for src, shape in zip(m.sources, m.shapes)}
     optional = layout.ignored(cfg)
     tracked = {k.rsplit(".", 1)[0] + ".num_batches_tracked" for k in expected if k.endswith(".running_mean")}
@@ -240,10 +408,16 @@ def convert_state_dict(preset: str, state_dict: Mapping[str, torch.Tensor],
 
 def _hint(given: Mapping[str, torch.Tensor], cfg: HSTConfig) -> str:
     """A suggestion when the file is another size of the same architecture."""
+    hints = []
+    mlp = given.get("stage1.0.mlp.mlp1_conv.weight")  # QKFormer: the MLP ratio tells the two DVS files apart
+    if cfg.stages and mlp is not None and mlp.dim() == 4 and mlp.shape[1] == cfg.stages[0].n_embd:
+        ratio = mlp.shape[0] / mlp.shape[1]
+        if ratio != (cfg.stages[0].mlp_ratio or cfg.mlp_ratio):
+            hints.append(f"the file's MLP ratio is {ratio:g}: qkformer-dvs has 1, qkformer-dvs128 4")
     head = given.get("head.weight")
     if head is not None and head.dim() == 2 and head.shape[1] == cfg.n_embd and head.shape[0] != cfg.num_classes:
-        return f" (the file classifies {head.shape[0]} classes: pass num_classes={head.shape[0]})"
-    return ""
+        hints.append(f"the file classifies {head.shape[0]} classes: pass num_classes={head.shape[0]}")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def load_released(preset: str, state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> HSTNet:
@@ -251,7 +425,8 @@ def load_released(preset: str, state_dict: Mapping[str, torch.Tensor], **overrid
 
     ``state_dict``: the released repository's model state dict (or its checkpoint, holding it
     under ``'model'`` or ``'state_dict'``). ``overrides``: config fields, e.g. ``num_classes=10``
-    for Spikformer's CIFAR10-DVS file. Presets: ``spikformer-dvs-2-256``, ``sdt-dvs-2-256``.
+    for Spikformer's CIFAR10-DVS file. Presets: ``spikformer-dvs-2-256``, ``sdt-dvs-2-256``,
+    ``qkformer-dvs`` (CIFAR10-DVS), ``qkformer-dvs128`` (DVS128 Gesture) and ``sdt2-15m``.
 
     Example:
         >>> import torch

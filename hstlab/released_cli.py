@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
                     "--preset spikformer-dvs-2-256 --out runs/spikformer-gesture")
     p.add_argument("file", metavar="FILE", help="released .pth/.pth.tar (a state dict, or a checkpoint holding it "
                                                 "under 'model' or 'state_dict')")
-    p.add_argument("--preset", required=True, help="spikformer-dvs-2-256 or sdt-dvs-2-256")
+    p.add_argument("--preset", required=True, help="spikformer-dvs-2-256, sdt-dvs-2-256, qkformer-dvs, "
+                   "qkformer-dvs128 or sdt2-15m")
     p.add_argument("--set", dest="config_set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a config field, repeatable (e.g. --set num_classes=10 for CIFAR10-DVS)")
     p.add_argument("--dataset", help="dataset recorded in run.json (default: dvsgesture for 11 classes, "

@@ -15,6 +15,7 @@ the environment variables ``HSTLAB_MAX_PARAMS`` / ``HSTLAB_MAX_ACTIVATION_BYTES`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -74,9 +75,12 @@ def estimate_size(cfg: HSTConfig, batch_size: int = 1) -> SizeEstimate:
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
-    terms = [*_stem_terms(cfg), *_block_terms(cfg)]
+    terms = _staged_terms(cfg) if cfg.stages else [*_stem_terms(cfg), *_block_terms(cfg)]
     d, classes = cfg.n_embd, cfg.num_classes
-    terms.append(SizeTerm("head", ("n_embd", "num_classes"), d * classes + classes, classes))
+    last = cfg.layer(cfg.n_layer - 1)  # the membrane shortcut's classifier reads a neuron (HSTNet.head_neuron)
+    head_neuron = cfg.head == "classify" and last.residual == "membrane" and last.mlp_mode == "spiking"
+    terms.append(SizeTerm("head", ("n_embd", "num_classes"),
+                          d * classes + classes + (_neuron_params(cfg) if head_neuron else 0), classes))
     params = sum(t.params for t in terms)
     return SizeEstimate(
         params=params, param_bytes=params * FLOAT_BYTES,
@@ -194,6 +198,70 @@ def _kind_extra_params(kind: str, cfg: HSTConfig, experts: int, neuron: int) -> 
     return 0
 
 
+def _staged_terms(cfg: HSTConfig) -> list[SizeTerm]:
+    """Patch embeddings and blocks of a staged config (:mod:`hstlab.staged`), stage by stage."""
+    from hstlab.staged import (
+        SEPCONV_EXPANSION,
+        SEPCONV_KERNEL,
+        embed_spiking,
+        stage_bounds,
+        stage_config,
+    )
+
+    t, terms = cfg.num_steps, []
+    h, w = cfg.input_shape[1:]
+    for i, (stage, (start, end), (h2, w2)) in enumerate(zip(cfg.stages, stage_bounds(cfg), cfg.stage_grids())):
+        d, n, n_in = stage.n_embd, h2 * w2, h * w
+        neuron = _neuron_params(cfg) if embed_spiking(cfg, i) else 0
+        c_in = cfg.input_shape[0] if i == 0 else cfg.stages[i - 1].n_embd
+        fields = (f"stages[{i}].n_embd", f"stages[{i}].embed", f"stages[{i}].stride", "input_shape")
+        if stage.embed == "conv":
+            k = stage.embed_kernel
+            params = c_in * d * k * k + 3 * d + (neuron if i else 0)
+            acts = t * ((3 if i else 1) * c_in * n_in + 2 * d * n)  # neuron in/out, conv input, BN
+        else:
+            widths = [max(1, d // 8), max(1, d // 4), max(1, d // 2), d] if i == 0 else [d, d]
+            res_in = widths[1] if i == 0 else c_in
+            params = sum(a * b * 9 + 2 * b + neuron for a, b in zip([c_in, *widths[:-1]], widths))
+            params += res_in * d + 2 * d + neuron
+            acts, grid, pools = t * (c_in * n_in + 3 * d * n), n_in, stage.stride.bit_length() - 1
+            for j, width in enumerate(widths):  # conv-BN-[pool]-neuron at the grid of each conv
+                pooled = j >= len(widths) - pools
+                out = width * grid
+                acts += t * (2 * out + 4 * out // 4 if pooled else 3 * out)  # BN, pool (and indices), neuron
+                grid = grid // 4 if pooled else grid
+        terms.append(SizeTerm(f"stages[{i}] embed ({stage.embed})", fields, params, acts))
+        local = stage_config(cfg, i)
+        if stage.kind == "conv":
+            med, hidden = SEPCONV_EXPANSION * d, int(d * local.mlp_ratio)
+            for index in range(start, end):
+                layer = cfg.layer(index)
+                mix_spikes, mlp_spikes = layer.attn_mode == "spiking", layer.mlp_mode == "spiking"
+                mix_n = _neuron_params(cfg) if mix_spikes else 0  # a spiking half keeps more (membranes)
+                mlp_n = _neuron_params(cfg) if mlp_spikes else 0
+                terms.append(SizeTerm(f"layers[{index}] sepconv", (f"stages[{i}].n_embd",),
+                                      2 * d * med + 2 * med + med * SEPCONV_KERNEL ** 2 + 2 * d + 2 * mix_n,
+                                      t * n * (4 * med + 4 * d if mix_spikes else 3 * med + 3 * d)))
+                terms.append(SizeTerm(f"layers[{index}] conv mlp", (f"stages[{i}].n_embd", "mlp_ratio"),
+                                      18 * d * hidden + 2 * hidden + 2 * d + 2 * mlp_n,
+                                      t * n * (4 * hidden + 4 * d if mlp_spikes else 3 * hidden + 3 * d)))
+        else:
+            for offset, term in enumerate(_block_terms(local)):
+                index = start + offset // 2
+                params = term.params
+                acts = term.activation_floats
+                if stage.projection == "repconv" and offset % 2 == 0 and cfg.layer(index).attn_mode == "spiking":
+                    parts = 2 if local.layer(offset // 2).attention_kind in ("qk", "qk_channel") else 3
+                    params += parts * (d * d + 13 * d) + d * d + 12 * d  # RepConv instead of 1x1 Q/K/V, proj
+                    padded = (h2 + 2) * (w2 + 2)  # each RepConv keeps its padded map for the depthwise conv
+                    acts += (parts + 1) * t * d * (4 * n + padded)
+                name = term.component.replace(f"layers[{offset // 2}]", f"layers[{index}]", 1)
+                terms.append(dataclasses.replace(term, component=name, params=params, activation_floats=acts,
+                                                 fields=(f"stages[{i}].n_embd", f"stages[{i}].n_head", "num_steps")))
+        h, w = h2, w2
+    return terms
+
+
 def _limit(explicit: float | None, env: str, default: float) -> float:
     """The limit in force: the argument, else the environment variable, else the default; 0: off."""
     if explicit is not None:
@@ -243,4 +311,12 @@ def check_size(cfg: HSTConfig, max_params: float | None = None,
 
 
 def _fields_text(cfg: HSTConfig, names: tuple[str, ...]) -> str:
-    return ", ".join(f"{name}={getattr(cfg, name)!r}" for name in names)
+    return ", ".join(f"{name}={_field_value(cfg, name)!r}" for name in names)
+
+
+def _field_value(cfg: HSTConfig, name: str) -> object:
+    """``cfg.<name>``, also for a stage's field: ``stages[1].n_embd``."""
+    if name.startswith("stages["):
+        index, _, attr = name[len("stages["):].partition("].")
+        return getattr(cfg.stages[int(index)], attr)
+    return getattr(cfg, name)

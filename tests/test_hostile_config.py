@@ -29,6 +29,13 @@ def from_tiny_dict(**changes):
     return HSTConfig.from_dict({**HSTConfig.from_preset("tiny").to_dict(), **changes})
 
 
+def staged(index: int, **changes):
+    """qkformer-dvs with stage ``index`` changed (through with_stages, as a user would)."""
+    stages = [dict(s.__dict__) for s in HSTConfig.from_preset("qkformer-dvs").stages]
+    stages[index].update(changes)
+    return HSTConfig.from_preset("qkformer-dvs").with_stages(stages)
+
+
 # (label, call, words the message must contain)
 CONFIG_CASES = [
     # 2. booleans are real bools, everywhere
@@ -116,6 +123,41 @@ CONFIG_CASES = [
     ("n_head=10**9", lambda: tiny(n_head=10**9), ["n_head"]),
     ("odd width 10**8+1", lambda: tiny(n_embd=10**8 + 1, n_head=2), ["n_head", "n_embd"]),
     ("n_layer=10**9", lambda: tiny(n_layer=10**9, layers=()), ["n_layer"]),
+    # 12. staged models (issue 16): stages that do not fit, empty stages, kinds where they do not apply
+    ("stage depth=0", lambda: staged(0, depth=0), ["stages[0].depth=0", ">= 1"]),
+    ("stage depth=10**9", lambda: staged(1, depth=10**9), ["stages[1].depth", "1024"]),
+    ("stage depth string", lambda: staged(0, depth="1"), ["stages[0].depth", "integer"]),
+    ("stage n_embd=0", lambda: staged(1, n_embd=0), ["stages[1].n_embd=0"]),
+    ("stage n_head not dividing", lambda: staged(1, n_head=7), ["stages[1].n_head=7", "allowed n_head", "16"]),
+    ("stage kind", lambda: staged(0, kind="mlp"), ["stages[0].kind='mlp'", "conv, transformer"]),
+    ("stage embed", lambda: staged(0, embed="patch"), ["stages[0].embed='patch'", "conv, speds"]),
+    ("stage attention", lambda: staged(0, attention="flash"), ["stages[0].attention='flash'", "ssa"]),
+    ("stage projection", lambda: staged(0, projection="conv"), ["stages[0].projection", "linear, repconv"]),
+    ("repconv with conv attention", lambda: staged(1, projection="repconv", attention="conv"),
+     ["stages[1].projection='repconv'", "ssa, sdsa, qk, qk_channel"]),
+    ("conv stage with attention", lambda: staged(1, kind="conv"), ["stages[1].kind='conv'", "attention must be None"]),
+    ("speds first stride 3", lambda: staged(0, stride=3), ["stages[0].stride=3", "1, 2, 4, 8"]),
+    ("speds later stride 4", lambda: staged(1, stride=4), ["stages[1].stride=4", "1, 2"]),
+    ("even embed kernel", lambda: staged(0, embed="conv", embed_kernel=4), ["stages[0].embed_kernel=4", "odd"]),
+    ("stage mlp_ratio nan", lambda: staged(0, mlp_ratio=NAN), ["stages[0].mlp_ratio"]),
+    ("stage unknown key", lambda: staged(0, foo=1), ["stages[0]", "foo", "allowed"]),
+    ("stage not a dict", lambda: HSTConfig.from_preset("qkformer-dvs").with_stages([1, 2]), ["stages[0]", "StageSpec"]),
+    ("grid not divisible at stage 0", lambda: HSTConfig.from_preset("qkformer-dvs", input_shape=(2, 36, 36)),
+     ["stages[0].stride=8", "36x36", "not divisible", "allowed strides here: [1, 2, 4]"]),
+    ("grid not divisible at stage 1", lambda: HSTConfig.from_preset("qkformer-dvs", input_shape=(2, 40, 40)),
+     ["stages[1].stride=2", "5x5", "allowed strides here: [1]"]),
+    ("n_layer not the stages' depth", lambda: HSTConfig.from_preset("qkformer-dvs", n_layer=3, layers=()),
+     ["n_layer=3", "sum to 2", "with_stages"]),
+    ("n_embd not the last stage's", lambda: HSTConfig.from_preset("qkformer-dvs", n_embd=128, n_head=16),
+     ["n_embd=128", "256"]),
+    ("staged with cpg", lambda: HSTConfig.from_preset("qkformer-dvs", pos_encoding="cpg"), ["pos_encoding='cpg'", "none"]),
+    ("staged with events", lambda: HSTConfig.from_preset("qkformer-dvs", tokenizer="events"), ["tokenizer", "sps"]),
+    ("tim on a conv-stage layer", lambda: HSTConfig.from_preset("sdt2-15m").with_layer(0, tim=True),
+     ["layers[0]", "conv stage 0", "tim"]),
+    ("with_depth on a staged config", lambda: HSTConfig.from_preset("qkformer-dvs").with_depth(4),
+     ["n_layer=4", "with_stages"]),
+    ("stage JSON wrong type", lambda: HSTConfig.from_json(
+        HSTConfig.from_preset("qkformer-dvs").to_json().replace('"depth": 1', '"depth": "1"', 1)), ["stages[0].depth"]),
 ]
 
 

@@ -175,6 +175,9 @@ def test_whole_model_refuses_at_the_first_layer_and_prefix_stops_there() -> None
                            .with_modes("TT")).eval()
     with pytest.raises(NotExpressible, match=r"'blocks.0.attn.pre' \(LayerNorm\).*softmax"):
         to_nir(standard)
+    staged = build_model(HSTConfig.from_preset("qkformer-dvs", input_shape=(2, 16, 16), num_steps=1)).eval()
+    with pytest.raises(NotExpressible, match=r"layer 'embeds' \(ModuleList\).*staged model"):
+        to_nir(staged)
 
 
 @pytest.mark.parametrize(("overrides", "layer", "reason"), [

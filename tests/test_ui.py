@@ -373,3 +373,16 @@ def test_energy_layer_table_is_readable_and_downloads_as_csv(no_data):
     assert float(table["compute (µJ)"].iloc[0].replace(",", "")) == pytest.approx(row["compute_j"] * 1e6, rel=1e-3)
     raw = pd.read_csv(layer_csv(state.energy))
     assert raw["compute_j"].sum() == pytest.approx(state.energy.layers["compute_j"].sum())
+
+
+def test_summary_lists_the_stages_of_a_staged_model(no_data):
+    state = ExplorerState(preset="tiny")
+    assert state.summary()["stages"] == [] and "stage 0" not in BuildView(state=state).summary_text()
+    staged = HSTConfig.from_preset("qkformer-dvs")
+    state.param.update(cfg=staged)  # as an accepted staged model would publish it
+    lines = state.summary()["stages"]
+    assert lines == [
+        "stage 0: speds /8 -> 16x16 tokens, 1 transformer block (qk), width 128, 16 heads (layer 0)",
+        "stage 1: speds /2 -> 8x8 tokens, 1 transformer block (ssa), width 256, 16 heads (layer 1)"]
+    text = BuildView(state=state).summary_text()
+    assert "**stage 0:** speds /8 -> 16x16 tokens" in text and "**stage 1:**" in text

@@ -496,6 +496,50 @@ class LinearCounter(Counter):
         tally.steps += time_steps(x, self.ctx.batch_size)
 
 
+@COUNTERS.register("folded_conv")
+class FoldedConvCounter(Counter):
+    """A module that folds into one ``k x k`` conv (padding ``k // 2``, with bias) at inference and
+    says so with ``folded_conv() -> (C_in, C_out, k, (h, w))``, as Meta-SpikeFormer's RepConv
+    (:class:`hstlab.staged.RepConv`): priced as that conv on its input tokens ``[..., h*w, C_in]``,
+    its inner convs and BatchNorms folded away (its weights read are the folded kernel and bias). A
+    binary input costs one AC per (spike, output channel, kernel tap) inside the grid; a real input
+    ``out_numel · C_in · k²`` MACs."""
+
+    kind = "conv"
+
+    @classmethod
+    def matches(cls, module: nn.Module) -> bool:
+        return callable(getattr(module, "folded_conv", None))
+
+    def owned(self, module: nn.Module) -> list[nn.Module]:
+        return [m for m in module.modules() if m is not module]
+
+    def new_tally(self, name: str, module: nn.Module) -> LayerTally:
+        """Weights read: the folded conv's ``C_out · C_in · k² + C_out`` (its kernel and bias)."""
+        tally = super().new_tally(name, module)
+        c_in, c_out, k, _ = module.folded_conv()
+        tally.params = c_out * c_in * k * k + c_out
+        return tally
+
+    def count(self, tally, module, args, kwargs, output) -> None:
+        x, out = first_tensor(args, kwargs), output_tensor(output)
+        if x is None or out is None:
+            return
+        c_in, c_out, k, (h, w) = module.folded_conv()
+        binary = self.ctx.kind_of(tally, x) != REAL
+        maps = x.reshape(-1, h, w, c_in).permute(0, 3, 1, 2).float()  # [M, C_in, h, w]
+        dense = maps.shape[0] * h * w * c_in * k * k * c_out
+        if binary:
+            ones = torch.ones(1, c_in, k, k, dtype=torch.float32, device=x.device)
+            tally.acs += float(F.conv2d(maps, ones, None, 1, k // 2).sum()) * c_out
+        else:
+            tally.macs += dense
+        tally.add("dense_macs", dense)
+        self.record_io(tally, x, out, binary)
+        self.record_write(tally, out)
+        tally.steps += time_steps(x, self.ctx.batch_size)
+
+
 @COUNTERS.register("batchnorm")
 class BatchNormCounter(Counter):
     """BatchNorm folds into the preceding Linear/Conv at inference: no compute, no memory traffic."""

@@ -310,6 +310,10 @@ def _attention_reason(block: nn.Module, i: int) -> NotExpressible:
 
 
 def _export_hstnet(b: _Builder, model: nn.Module) -> None:
+    if getattr(model, "embeds", None) is not None:  # hstlab.staged
+        raise NotExpressible("embeds", "ModuleList", "a staged model (config stages): its per-stage patch "
+                             "embeddings are not exported to NIR, and its attention stages multiply "
+                             "activations with activations, which NIR nodes cannot")
     _export_stem(b, model.tokenizer, "tokenizer.")
     if not isinstance(model.pos_encoding, nn.Identity):
         raise NotExpressible("pos_encoding", type(model.pos_encoding).__name__,

@@ -50,7 +50,13 @@ def _components(cfg: HSTConfig) -> dict[str, str]:
     layers = cfg.resolved_layers()
     tim = [lay.index for lay in layers if lay.tim]
     masked = [f"{lay.index}:{lay.mask_ratio:g} ({lay.mask_policy})" for lay in layers if lay.mask_ratio > 0]
+    staged = {}
+    if cfg.stages:  # a staged (hierarchical) model: one line per stage
+        from hstlab.staged import stage_lines
+
+        staged = {"stages": "; ".join(stage_lines(cfg))}
     return {
+        **staged,
         "positional encoding": cfg.pos_encoding + (" (CPG-PE)" if cfg.pos_encoding == "cpg" else ""),
         "attention": ", ".join(sorted({lay.attention_kind for lay in layers})),
         "residual": ", ".join(sorted({lay.residual for lay in layers})),

@@ -84,6 +84,7 @@ def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str =
         "",
         f"- parameters: {state.n_params:,}",
         f"- layers: {cfg.n_layer}, width {cfg.n_embd}, heads {cfg.n_head}, T = {cfg.num_steps}",
+        *[f"  - {line}" for line in state.summary()["stages"]],
         (
             f"- energy per sample: {format_joules(report.total_j, 4)} (compute "
             f"{format_joules(report.compute_j, 4)}, memory {format_joules(report.memory_j, 4)}), "

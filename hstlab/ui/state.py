@@ -93,6 +93,15 @@ def layers_frame(cfg: HSTConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
 
 
+def _stage_lines(cfg: HSTConfig | None) -> list[str]:
+    """The stages of a staged config, one line each ([] when flat or no config)."""
+    if cfg is None or not cfg.stages:
+        return []
+    from hstlab.staged import stage_lines
+
+    return stage_lines(cfg)
+
+
 def table_cell(column: str, value: Any) -> Any:
     """A table cell as the config stores it (numpy scalars -> Python numbers and bools)."""
     if column == "tim":
@@ -816,4 +825,5 @@ class ExplorerState(param.Parameterized):
             "memory": f"{self.energy.memory_level}, {self.energy.dataflow}" if self.energy is not None else None,
             "build_seconds": self.build_seconds,
             "input": self.sample.source if self.sample else None,
+            "stages": _stage_lines(self.cfg),
         }

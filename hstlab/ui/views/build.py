@@ -183,6 +183,7 @@ class BuildView(pn.viewable.Viewer):
             f"**Modes:** {info['modes']} &nbsp; (rebuilt in {info['build_seconds']:.2f} s; "
             f"energy measured on {info['input']})"
             + (f"  \n⚠ {s.memory_note}" if s.memory_note else "")
+            + "".join(f"  \n**{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in info["stages"])
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
