@@ -235,12 +235,12 @@ def test_qkformer_refusals_name_keys_and_shapes() -> None:
 
 def test_convert_cli_writes_a_loadable_staged_run(tmp_path) -> None:
     from hstlab.cli import main
-    from hstlab.train import load_checkpoint
+    from hstlab.train import load_checkpoint, run_checkpoint
 
     ref = RefQKFormer(256, 16, 1.0, 10)
     torch.save({"model": ref.state_dict()}, tmp_path / "qkformer_c10dvs.pth")
     out = tmp_path / "run"
     assert main(["convert", str(tmp_path / "qkformer_c10dvs.pth"), "--preset", "qkformer-dvs", "--out", str(out)]) == 0
-    model, cfg = load_checkpoint(out / "best.pt")[:2]
+    model, cfg = load_checkpoint(run_checkpoint(out))[:2]
     assert cfg.stages == HSTConfig.from_preset("qkformer-dvs").stages
     assert torch.equal(model.state_dict()["embeds.1.res_conv.weight"], ref.patch_embed2.proj_res_conv.weight)
