@@ -110,11 +110,13 @@ def test_kernel_sends_display_updates_during_the_cell():
     the same display id, emitted while the cell executes (before its reply)."""
     pytest.importorskip("ipykernel")
     from ipykernel.inprocess.manager import InProcessKernelManager
+    from IPython.core.interactiveshell import InteractiveShell
 
+    had_shell = InteractiveShell.initialized()
     km = InProcessKernelManager()
     km.start_kernel()
+    kc = km.client()
     try:
-        kc = km.client()
         kc.start_channels()
         kc.execute(
             "from hstlab.train import TrainEvent\n"
@@ -127,7 +129,10 @@ def test_kernel_sends_display_updates_during_the_cell():
         )
         msgs = [m for m in kc.iopub_channel.get_msgs() if "transient" in m["content"]]
     finally:
+        kc.stop_channels()
         km.shutdown_kernel()
+        if not had_shell:  # later tests must not publish to this dead kernel
+            InteractiveShell.clear_instance()
     kinds = [m["msg_type"] for m in msgs]
     assert kinds[0] == "display_data" and kinds[1:] and set(kinds[1:]) == {"update_display_data"}
     assert len({m["content"]["transient"]["display_id"] for m in msgs}) == 1
