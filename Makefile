@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # OpenMP threads that spin between ops stall badly on shared or CPU-limited machines
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: explore test test-fast browser clean
+.PHONY: explore test test-fast browser docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(VENV)/.installed browser
 test-fast: $(VENV)/.installed
 	HSTLAB_SMOKE=1 $(BIN)/pytest tests -q -m "not slow and not browser"
 
+## the documentation site (Sphinx + MyST: docs/*.md and API pages from the docstrings) in docs/_build/html
+docs: $(VENV)/.installed
+	HSTLAB_SMOKE=1 $(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 ## Debian's chromium for the browser tests (playwright cannot download browsers offline)
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -40,4 +44,4 @@ browser:
 	  echo "chromium not found: install it (e.g. apt-get install chromium) to run the browser tests"; }
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build

@@ -24,6 +24,7 @@ def hst_small() -> HSTConfig:
     """Default for the built-in digits-dvs data (2×34×34 events, 10 classes).
 
     Measured on digits-dvs (seed 0 unless stated, same budget):
+
     - the stem is wider than Spikformer's D/8, D/4, D/2 rule: with binary activations an
       8-channel first stage starves the network (0.72 vs 0.79 val accuracy after 6 epochs,
       measured before the BatchNorm calibration fix of the trainer);
@@ -32,6 +33,7 @@ def hst_small() -> HSTConfig:
     - neurons reset by subtraction (``reset="soft"``, the charge above threshold is kept):
       0.981 and 0.989 test accuracy (seeds 0, 1) vs 0.978 with hard reset (11 epochs, 2-pixel
       wrap-around shift, one-thread screening runs).
+
     With the benchmark's recipe (benchmarks/bench_targets.py: 18 epochs, lr 5e-3, batch 32,
     2-pixel shift, 90-104 s on 2 cores) the mean over seeds 0-2 is 0.985 test accuracy (0.981-0.989);
     see the README for the numbers and their spread.

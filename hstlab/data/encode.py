@@ -35,7 +35,7 @@ def _delta(x: torch.Tensor, num_steps: int, **kw) -> torch.Tensor:
 
 
 def spike_encode(x: torch.Tensor, method: str = "rate", num_steps: int = 16, **kw) -> torch.Tensor:
-    """Spike train [num_steps, *x.shape] (time first) from a static input, via snnTorch.
+    """Spike train ``[num_steps, *x.shape]`` (time first) from a static input, via snnTorch.
 
     ``rate``: Bernoulli spikes with probability x (x in [0, 1]); ``latency``: one spike per
     element, earlier for larger x; ``delta``: spikes where a time-first series x [T, ...] changes

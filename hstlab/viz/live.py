@@ -1,10 +1,21 @@
 """Live training curves: trainer events -> ``hv.streams.Buffer`` -> one ``DynamicMap`` per metric.
 
+Two views of the same rows, chosen by where the training runs:
+
+- **A notebook cell that trains** (``trainer.fit()`` blocks the kernel): :meth:`LiveCurves.show`
+  puts an image in the cell's output and redraws it in place while the cell runs (see
+  :mod:`hstlab.viz.live_image` for why an image and not Bokeh). The call still blocks; the final
+  state is always drawn, and an executed notebook file keeps it.
+- **A Panel app or a training thread** (the kernel stays free): :meth:`LiveCurves.layout` gives
+  interactive Bokeh plots fed by ``hv.streams.Buffer``; the explorer's Train tab uses them.
+
 Example:
     >>> live = LiveCurves()
     >>> data = [(x[:, i], i % 2) for i in range(x.shape[1])]  # (frames [T, C, H, W], label)
     >>> trainer = Trainer(model, cfg, data, data, callbacks=[live])  # live(event) on every event
-    >>> view = live.layout()  # show it in a notebook cell or a Panel pane
+    >>> live.show()  # in the training cell: an image redrawn while fit() runs  # doctest: +SKIP
+    >>> trainer.fit()  # doctest: +SKIP
+    >>> live.layout()  # afterwards (or in a Panel app): interactive Bokeh plots  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hstlab.viz._util import bokeh_opts
+from hstlab.viz.live_image import NotebookImage, render_png
 
 METRICS = {
     "loss": hv.Dimension("loss", label="loss"),
@@ -93,6 +105,7 @@ class LiveCurves:
         self._pending: list[dict[str, float]] = []
         self._last_send = -math.inf
         self._lock = threading.Lock()
+        self.view: NotebookImage | None = None  # set by show()
 
     def row(self, event: Any) -> dict[str, float]:
         """The values ``push`` records for ``event`` (attributes read duck-typed)."""
@@ -108,6 +121,7 @@ class LiveCurves:
         kind = getattr(event, "kind", "step")
         if kind == "fit_end":
             self.flush()
+            self._redraw(force=True)  # the final state is always drawn
             return
         row = self.row(event)
         if kind == "epoch":
@@ -115,11 +129,13 @@ class LiveCurves:
             frame = pd.DataFrame({c: [row[c]] for c in self.epoch_columns})
             with self._lock:
                 self.epoch_buffer.send(frame)
+            self._redraw()
             return
         with self._lock:
             self._pending.append(row)
         if time.monotonic() - self._last_send >= self.min_interval_s:
             self.flush()
+        self._redraw()
 
     __call__ = push
 
@@ -137,6 +153,44 @@ class LiveCurves:
             self._pending = []
             self.buffer.clear()
             self.epoch_buffer.clear()
+        self._redraw(force=True)
+
+    # ------------------------------------------------------------ notebook image view
+    def png(self, cols: int = 2) -> bytes:
+        """The current curves (pending rows included) as PNG bytes; see :meth:`show`."""
+        self.flush()
+        with self._lock:
+            steps, epochs = self.buffer.data.copy(), self.epoch_buffer.data.copy()
+        titles = {METRICS[m].name: METRICS[m].label + (f" ({METRICS[m].unit})" if METRICS[m].unit
+                                                       else "") for m in self.metrics}
+        names = [METRICS[m].name for m in self.metrics]
+        return render_png(steps, epochs, names, titles, cols=cols)
+
+    def summary(self) -> str:
+        """One line on the latest step (the text shown next to the image, and in plain text)."""
+        data = self.buffer.data
+        if not len(data):
+            return "live training curves: waiting for the first step"
+        last = data.iloc[-1]
+        values = ", ".join(f"{METRICS[m].name} {last[METRICS[m].name]:.4g}" for m in self.metrics
+                           if math.isfinite(last[METRICS[m].name]))
+        return f"step {int(last['step'])}, epoch {int(last['epoch'])}: {values}"
+
+    def show(self, cols: int = 2, interval_s: float = 1.0) -> Any:
+        """Display the curves as an image in the running cell and redraw it while training.
+
+        Call it in the cell that trains (before ``fit``/``train_run``): every ``interval_s``
+        seconds (longer if drawing is slow) the image is replaced in place, and once more at
+        ``fit_end``. Returns the IPython display handle. A broken front end only turns the
+        image off (with a warning); training goes on.
+        """
+        self.view = NotebookImage(lambda: self.png(cols), self.summary, interval_s)
+        return self.view.show()
+
+    def _redraw(self, force: bool = False) -> None:
+        view = self.view
+        if view is not None:
+            view.update(force=force)
 
     def _train_curve(self, metric: str, data: pd.DataFrame) -> hv.Curve:
         curve = hv.Curve(data, STEP, [METRICS[metric], "epoch"], label="train")
