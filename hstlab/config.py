@@ -23,7 +23,7 @@ from typing import Any
 MODES = ("spiking", "standard")
 MODE_LETTERS = {"S": "spiking", "T": "standard"}
 ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")
-NEURONS = ("lif", "plif", "alif")
+NEURONS = ("lif", "plif", "alif", "ilif", "ternary")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
 FIRING_RULES = (">", ">=")  # a neuron fires on H > θ (snnTorch) or H >= θ (SpikingJelly)
@@ -52,6 +52,7 @@ FLOAT_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "surrogate_alpha": (0.0, None, False, False),
     "alif_beta": (0.0, None, True, False),
     "alif_tau": (1.0, None, False, False),
+    "ternary_alpha": (0.0, None, False, False),  # ternary spikes {-α, 0, α}: α > 0
 }
 
 
@@ -345,6 +346,9 @@ class HSTConfig:
     detach_reset: bool = True
     alif_beta: float = 0.2  # threshold jump after a spike
     alif_tau: float = 20.0  # threshold relaxation time constant
+    spike_max: int = 4  # neuron="ilif": D, the largest integer spike (D binary virtual steps at inference)
+    ternary_alpha: float = 1.0  # neuron="ternary": spike amplitude α of {-α, 0, α} (initial value if learned)
+    ternary_learn_alpha: bool = True  # neuron="ternary": learn α (False: hold it fixed)
     # quantization
     weight_bits: int = 32
     membrane_bits: int = 32  # < 32: fixed-point membranes in [-4θ, 4θ), step θ / 2**(bits - 3)
@@ -374,7 +378,7 @@ class HSTConfig:
         """:meth:`validate` for a config whose fields already have their types."""
         self._validate_depth()
         for name in ("n_embd", "n_head", "num_steps", "num_classes", "patch_size",
-                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel"):
+                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel", "spike_max"):
             _positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
             allowed = divisors(self.n_embd)
