@@ -31,7 +31,7 @@ TOKENIZERS = ("sps", "events", "linear")
 POS_ENCODINGS = ("cpg", "sincos", "learned", "none")
 RESIDUALS = ("add", "sew_add", "sew_and", "sew_iand", "membrane")
 MASK_POLICIES = ("random", "significance")
-HEADS = ("classify", "sequence")
+HEADS = ("classify", "classify_steps", "sequence")
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 ALLOWED_MEMBRANE_BITS = (4, 6, 8, 12, 16, 32)  # 32: float membranes
 MAX_LAYERS = 1024  # n_layer above this is refused before any layer is created (validation stays fast)
@@ -302,7 +302,7 @@ class HSTConfig:
     mlp_ratio: float = 4.0
     num_steps: int = 4  # T: spiking time steps
     num_classes: int = 10
-    head: str = "classify"  # classify -> [B, C]; sequence -> [L, B, C]
+    head: str = "classify"  # classify -> [B, C]; classify_steps -> [T, B, C] in training (TET), [B, C] in eval; sequence -> [L, B, C]
     # input and tokenizer
     input_shape: tuple[int, ...] = (2, 34, 34)  # per step: (C, H, W) for frames, (C,) for sequences
     tokenizer: str = "sps"

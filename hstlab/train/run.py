@@ -16,6 +16,7 @@ from hstlab.runtime import smoke_mode
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg, check_args
+from hstlab.train.losses import LOSSES
 from hstlab.train.recipes import recipe_for
 from hstlab.train.trainer import Trainer
 
@@ -59,6 +60,9 @@ def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_c
         changes["input_shape"] = tuple(int(s) for s in x.shape[1:])
         if num_classes is not None:
             changes["num_classes"] = int(num_classes)
+        head = getattr(LOSSES.get(loss), "head", None) if loss in LOSSES else None
+        if head is not None and cfg.head == "classify":  # e.g. TET trains on per-step logits
+            changes["head"] = head
     notes = [f"{k}: {getattr(cfg, k)!r} -> {v!r} (from the data)" for k, v in changes.items() if getattr(cfg, k) != v]
     return dataclasses.replace(cfg, **changes), notes
 
