@@ -26,6 +26,7 @@ ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")
 NEURONS = ("lif", "plif", "alif", "ilif", "ternary")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
+THRESHOLD_BALANCE = ("off", "hold", "learn")  # adaptive threshold balancing (hstlab.neurons.balance)
 FIRING_RULES = (">", ">=")  # a neuron fires on H > θ (snnTorch) or H >= θ (SpikingJelly)
 TOKENIZERS = ("sps", "events", "linear")
 POS_ENCODINGS = ("cpg", "sincos", "learned", "none")
@@ -53,6 +54,7 @@ FLOAT_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "alif_beta": (0.0, None, True, False),
     "alif_tau": (1.0, None, False, False),
     "ternary_alpha": (0.0, None, False, False),  # ternary spikes {-α, 0, α}: α > 0
+    "threshold_balance_rate": (0.0, 1.0, False, False),
 }
 
 
@@ -349,6 +351,8 @@ class HSTConfig:
     spike_max: int = 4  # neuron="ilif": D, the largest integer spike (D binary virtual steps at inference)
     ternary_alpha: float = 1.0  # neuron="ternary": spike amplitude α of {-α, 0, α} (initial value if learned)
     ternary_learn_alpha: bool = True  # neuron="ternary": learn α (False: hold it fixed)
+    threshold_balance: str = "off"  # per-layer thresholds from a warm-up on data, then "hold" or "learn"
+    threshold_balance_rate: float = 0.1  # warm-up: fraction of neuron-steps set to cross the threshold
     # quantization
     weight_bits: int = 32
     membrane_bits: int = 32  # < 32: fixed-point membranes in [-4θ, 4θ), step θ / 2**(bits - 3)
@@ -405,6 +409,7 @@ class HSTConfig:
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("reset", self.reset, RESETS)
         _choice("firing_rule", self.firing_rule, FIRING_RULES)
+        _choice("threshold_balance", self.threshold_balance, THRESHOLD_BALANCE)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
         _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
         if self.cpg_neurons < 2 or self.cpg_neurons % 2:

@@ -60,4 +60,8 @@ def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
         "membrane_bits": None if cfg.membrane_bits >= 32 else cfg.membrane_bits,
         "firing_rule": cfg.firing_rule,
     }
-    return NEURONS.get(cfg.neuron)(cfg, common)
+    neuron = NEURONS.get(cfg.neuron)(cfg, common)
+    balance = getattr(cfg, "threshold_balance", "off")
+    if balance != "off":  # per-layer threshold scale, set by hstlab.neurons.balance before training
+        neuron.enable_threshold_scale(learn=balance == "learn")
+    return neuron

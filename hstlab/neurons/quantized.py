@@ -132,6 +132,7 @@ class ILIF(_LIFBase):
     def forward(self, x: Tensor) -> Tensor:
         """Integer spikes [T, ...] (0..D) for input current ``x`` [T, ...]."""
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         u = self._state_like("v", x) - self.v_reset  # [...]
         spikes, etas = [], []
         for t in range(x.shape[0]):
@@ -155,6 +156,7 @@ class ILIF(_LIFBase):
         virtual steps equal :meth:`forward`'s integer spikes (a test checks it).
         """
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         u = self._state_like("v", x) - self.v_reset  # [...]
         out = []
         for t in range(x.shape[0]):
@@ -208,6 +210,7 @@ class TernaryLIF(_LIFBase):
     def forward(self, x: Tensor) -> Tensor:
         """Ternary spikes [T, ...] in {-α, 0, α} for input current ``x`` [T, ...]."""
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         u = self._state_like("v", x) - self.v_reset  # [...]
         k = 1.0 - 1.0 / self.tau
         c = 1.0 / self.tau if self.decay_input else 1.0
