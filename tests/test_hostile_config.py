@@ -88,6 +88,17 @@ CONFIG_CASES = [
     ("--set int as text", lambda: HSTConfig.parse_field("n_layer", "two"), ["n_layer"]),
     ("--set int as float", lambda: HSTConfig.parse_field("n_layer", "2.5"), ["n_layer"]),
     ("--set bad JSON tuple", lambda: HSTConfig.parse_field("input_shape", "(2, 3)"), ["input_shape"]),
+    # training methods: integer / ternary spikes, threshold balancing
+    ("spike_max=0", lambda: tiny(neuron="ilif", spike_max=0), ["spike_max=0", ">= 1"]),
+    ("spike_max=-3", lambda: tiny(spike_max=-3), ["spike_max"]),
+    ("spike_max=2.0", lambda: tiny(spike_max=2.0), ["spike_max"]),
+    ("ternary_alpha=0", lambda: tiny(neuron="ternary", ternary_alpha=0.0, ternary_learn_alpha=False),
+     ["ternary_alpha=0.0"]),
+    ("ternary_alpha=-1", lambda: tiny(ternary_alpha=-1.0), ["ternary_alpha"]),
+    ("ternary_alpha=nan", lambda: tiny(ternary_alpha=NAN), ["ternary_alpha"]),
+    ("threshold_balance='auto'", lambda: tiny(threshold_balance="auto"), ["threshold_balance", "hold", "learn"]),
+    ("threshold_balance_rate=1", lambda: tiny(threshold_balance_rate=1.0), ["threshold_balance_rate"]),
+    ("--set spike_max=0", lambda: tiny(**HSTConfig.parse_overrides(["spike_max=0"])), ["spike_max"]),
     # 10. divisors
     ("n_head=10**9", lambda: tiny(n_head=10**9), ["n_head"]),
     ("odd width 10**8+1", lambda: tiny(n_embd=10**8 + 1, n_head=2), ["n_head", "n_embd"]),

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from hstlab.config import THRESHOLD_BALANCE  # noqa: F401 (the modes, re-exported)
+
 MAX_SAMPLES = 1 << 20  # membrane values per layer kept for the quantile (strided subsample above this)
 
 

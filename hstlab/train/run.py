@@ -146,6 +146,9 @@ def train_run(
     weight_decay: float = UNSET,
     grad_clip: float | None = UNSET,
     force: bool = False,
+    regulariser: str = UNSET,
+    regulariser_weight: float = UNSET,
+    regulariser_target: float = UNSET,
     **trainer_options: Any,
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
@@ -158,7 +161,8 @@ def train_run(
     files first. A resume refuses any run argument, config or dataset that differs from the
     run's, and a run directory whose files disagree (:mod:`hstlab.train.resume`).
     ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
-    pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by
+    pixels (:class:`hstlab.data.augment.RandomShift`). ``regulariser`` ("firing_rate" or "hoyer",
+    :mod:`hstlab.train.regularisers`) adds ``regulariser_weight`` times its penalty to the loss. Runs data-parallel when started by
     ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
 
     Example:
@@ -173,7 +177,8 @@ def train_run(
         ("time_bins", time_bins), ("loss", loss), ("loss_options", loss_options),
         ("checkpoint_every", checkpoint_every), ("dataset_options", dataset_options),
         ("augment_shift", augment_shift), ("warmup_frac", warmup_frac), ("weight_decay", weight_decay),
-        ("grad_clip", grad_clip)) if v is not UNSET}
+        ("grad_clip", grad_clip), ("regulariser", regulariser), ("regulariser_weight", regulariser_weight),
+        ("regulariser_target", regulariser_target)) if v is not UNSET}
     check_arg("max_seconds", max_seconds)
     ctx = dist_utils.init_from_env()
     if resume is not None:
@@ -242,7 +247,9 @@ def train_run(
         warmup_frac=args["warmup_frac"], weight_decay=args["weight_decay"],
         grad_clip=args["grad_clip"], callbacks=cbs, build_fn=ckpt_io.resolve_builder(ckpt_io.DEFAULT_BUILDER),
         extra_meta={"dataset": args["dataset"], "preset": cfg.name, "limit": args["limit"]},
-        augment=RandomShift(shift) if shift else None, **trainer_options,
+        augment=RandomShift(shift) if shift else None, regulariser=args["regulariser"],
+        regulariser_options={"weight": args["regulariser_weight"], "target": args["regulariser_target"]},
+        **trainer_options,
     )
     extra_notes = []
     if ctx.is_main and resume is None:

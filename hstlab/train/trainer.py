@@ -28,7 +28,9 @@ from hstlab.train.config import TrainConfig
 from hstlab.train.events import TrainEvent, TrainingDiverged, dispatch, normalize_callbacks
 from hstlab.train.losses import build_loss
 from hstlab.train.meters import SpikeRateMeter, energy_per_sample
+from hstlab.train.regularisers import SpikeRegulariser, build_regulariser
 from hstlab.train.schedule import WarmupCosine
+from hstlab.train.warmup import warm_up_thresholds
 
 EVAL_SEED_OFFSET = 7919
 
@@ -164,6 +166,8 @@ class Trainer:
         extra_meta: dict[str, Any] | None = None,
         bn_recalibration_batches: int = 8,
         augment: Callable[[Tensor], Tensor] | None = None,
+        regulariser: str | SpikeRegulariser | None = None,
+        regulariser_options: dict[str, Any] | None = None,
     ) -> None:
         check_args(epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size, lr=lr,
                    weight_decay=weight_decay, warmup_frac=warmup_frac, grad_clip=grad_clip, seed=seed,
@@ -210,6 +214,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.saved_last_step: int | None = None  # step of the last.pt on disk (written or resumed here)
         self.removed_temp_files: list[str] = []
+        self.regulariser = build_regulariser(regulariser, **(regulariser_options or {}))  # spike penalty
         self._install_model(model.to(self.device))
         self.optimizer = self._make_optimizer()
         self.scheduler = WarmupCosine(self.optimizer, lr, self.total_steps, warmup_frac)
@@ -230,6 +235,8 @@ class Trainer:
         if getattr(self, "meter", None) is not None:
             self.meter.close()
         self.meter = SpikeRateMeter(model)
+        if getattr(self, "regulariser", None) is not None:
+            self.regulariser.attach(model)
 
     def _named_params(self) -> list[tuple[str, nn.Parameter]]:
         named = [(f"model.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -532,6 +539,8 @@ class Trainer:
         lr = self.scheduler.apply()
         out = self.ddp_model(inputs)
         loss = self.loss_fn(out, targets)
+        if self.regulariser is not None:  # hstlab.train.regularisers: weight · penalty of this forward
+            loss = loss + self.regulariser.penalty().to(loss.device)
         self._check_finite(loss, "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -597,6 +606,7 @@ class Trainer:
             torch.manual_seed(self.seed + self.ctx.rank)
             random.seed(self.seed + self.ctx.rank)
             np.random.seed(self.seed + self.ctx.rank)
+            warm_up_thresholds(self)  # threshold balancing (hstlab.neurons.balance); no-op when off
         if self.ctx.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.removed_temp_files = ckpt_io.remove_temp_files(self.run_dir)  # debris of a killed write
