@@ -11,7 +11,7 @@ fp32, step-major; hstlab.energy_report). Methods:
     balance     adaptive threshold balancing, held (threshold_balance="hold")
     balance-learn  the same, thresholds learned after the warm-up
     tet         TET loss (λ = 0.05, φ = 1) on per-step logits
-    rate-reg    firing-rate regulariser (weight 1, target 0.05)
+    rate-reg    firing-rate regulariser (weight 10, target 0.05)
     hoyer       Hoyer regulariser (weight 0.1)
 
     python benchmarks/bench_training_methods.py [--seeds 0,1,2] [--epochs N] [--limit N]
@@ -46,7 +46,7 @@ METHODS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "balance": ({"threshold_balance": "hold"}, {}),
     "balance-learn": ({"threshold_balance": "learn"}, {}),
     "tet": ({}, {"loss": "tet", "loss_options": {"lam": 0.05, "target": 1.0}}),
-    "rate-reg": ({}, {"regulariser": "firing_rate", "regulariser_weight": 1.0, "regulariser_target": 0.05}),
+    "rate-reg": ({}, {"regulariser": "firing_rate", "regulariser_weight": 10.0, "regulariser_target": 0.05}),
     "hoyer": ({}, {"regulariser": "hoyer", "regulariser_weight": 0.1}),
 }
 
