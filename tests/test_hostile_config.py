@@ -184,6 +184,8 @@ VARIANTS = [dict(attention=k) for k in ("ssa", "sdsa", "qk", "qk_channel", "conv
     dict(pos_encoding="sincos"), dict(pos_encoding="none"), dict(residual="membrane"),
     dict(residual="add", neuron="plif"), dict(mlp_ratio=1.5), dict(tokenizer_mode="standard", neuron="plif"),
     dict(attention="conv", neuron="plif", conv_kernel=5), dict(sps_channels=(3, 5, 7)),
+    dict(neuron="ilif"), dict(neuron="ternary"), dict(neuron="ternary", ternary_learn_alpha=False),
+    dict(threshold_balance="learn", neuron="plif"), dict(threshold_balance="hold"),
 ]
 
 
