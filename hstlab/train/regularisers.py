@@ -13,7 +13,8 @@ live charts show as ``firing_rate``.
 - ``"firing_rate"``: ``P = (1/L) Σ_l (r_l - r*)²`` with ``r* = target``; pulls every layer's rate
   to the target (``target=0`` penalises spiking itself). Gradients reach the weights through the
   neurons' surrogate (or straight-through) gradients.
-- ``"hoyer"`` (Kundu et al. 2021): on each layer's input current ``X_l`` scaled to the firing
+- ``"hoyer"`` (the Hoyer-square measure of DeepHoyer, Yang et al. 2020; on SNN membranes as in
+  Datta et al. 2022): on each layer's input current ``X_l`` scaled to the firing
   threshold and clipped, ``z_l = clip(X_l / θ_l, 0, 1)``,
   ``P = (1/L) Σ_l ‖z_l‖₁² / (n_l ‖z_l‖₂²)``: the Hoyer measure ``‖z‖₁²/‖z‖₂²`` (between 1 and
   ``n_l``) divided by ``n_l``, in (0, 1]; small when few neurons carry the drive (sparse activity).
