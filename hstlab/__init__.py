@@ -33,6 +33,8 @@ _EXPORTS: dict[str, str] = {
     "LIF": "hstlab.neurons",
     "PLIF": "hstlab.neurons",
     "ALIF": "hstlab.neurons",
+    "ILIF": "hstlab.neurons",
+    "TernaryLIF": "hstlab.neurons",
     "reset_state": "hstlab.neurons",
     "SpikingNeuron": "hstlab.neurons",
     "build_neuron": "hstlab.neurons",

@@ -26,15 +26,16 @@ MODE_LETTERS = {"S": "spiking", "T": "standard"}
 ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "statten", "emsa", "bipolar", "lateral")
 MLP_KINDS = ("mlp", "emsp")  # spiking MLP halves: Spikformer's MLP or SEMM's channel-wise experts (EMSP)
 NON_CAUSAL_KINDS = ("statten",)  # attention kinds with no causal=True form
-NEURONS = ("lif", "plif", "alif")
+NEURONS = ("lif", "plif", "alif", "ilif", "ternary")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
+THRESHOLD_BALANCE = ("off", "hold", "learn")  # adaptive threshold balancing (hstlab.neurons.balance)
 FIRING_RULES = (">", ">=")  # a neuron fires on H > θ (snnTorch) or H >= θ (SpikingJelly)
 TOKENIZERS = ("sps", "events", "linear")
 POS_ENCODINGS = ("cpg", "sincos", "learned", "none")
 RESIDUALS = ("add", "sew_add", "sew_and", "sew_iand", "membrane")
 MASK_POLICIES = ("random", "significance")
-HEADS = ("classify", "sequence")
+HEADS = ("classify", "classify_steps", "sequence")
 ALLOWED_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
 ALLOWED_MEMBRANE_BITS = (4, 6, 8, 12, 16, 32)  # 32: float membranes
 MAX_LAYERS = 1024  # n_layer above this is refused before any layer is created (validation stays fast)
@@ -58,6 +59,8 @@ FLOAT_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "surrogate_alpha": (0.0, None, False, False),
     "alif_beta": (0.0, None, True, False),
     "alif_tau": (1.0, None, False, False),
+    "ternary_alpha": (0.0, None, False, False),  # ternary spikes {-α, 0, α}: α > 0
+    "threshold_balance_rate": (0.0, 1.0, False, False),
 }
 
 
@@ -389,7 +392,7 @@ class HSTConfig:
     mlp_ratio: float = 4.0
     num_steps: int = 4  # T: spiking time steps
     num_classes: int = 10
-    head: str = "classify"  # classify -> [B, C]; sequence -> [L, B, C]
+    head: str = "classify"  # classify -> [B, C]; classify_steps -> [T, B, C] in training (TET), [B, C] in eval; sequence -> [L, B, C]
     # input and tokenizer
     input_shape: tuple[int, ...] = (2, 34, 34)  # per step: (C, H, W) for frames, (C,) for sequences
     tokenizer: str = "sps"
@@ -436,6 +439,11 @@ class HSTConfig:
     detach_reset: bool = True
     alif_beta: float = 0.2  # threshold jump after a spike
     alif_tau: float = 20.0  # threshold relaxation time constant
+    spike_max: int = 4  # neuron="ilif": D, the largest integer spike (D binary virtual steps at inference)
+    ternary_alpha: float = 1.0  # neuron="ternary": spike amplitude α of {-α, 0, α} (initial value if learned)
+    ternary_learn_alpha: bool = True  # neuron="ternary": learn α (False: hold it fixed)
+    threshold_balance: str = "off"  # per-layer thresholds from a warm-up on data, then "hold" or "learn"
+    threshold_balance_rate: float = 0.1  # warm-up: fraction of neuron-steps set to cross the threshold
     # quantization
     weight_bits: int = 32
     membrane_bits: int = 32  # < 32: fixed-point membranes in [-4θ, 4θ), step θ / 2**(bits - 3)
@@ -467,7 +475,8 @@ class HSTConfig:
         """:meth:`validate` for a config whose fields already have their types."""
         self._validate_depth()
         for name in ("n_embd", "n_head", "num_steps", "num_classes", "patch_size",
-                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel", "attn_block", "experts"):
+                     "event_subbins", "seq_len", "conv_kernel", "tim_kernel", "attn_block", "experts",
+                     "spike_max"):
             _positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
             allowed = divisors(self.n_embd)
@@ -494,6 +503,7 @@ class HSTConfig:
         _choice("surrogate", self.surrogate, SURROGATES)
         _choice("reset", self.reset, RESETS)
         _choice("firing_rule", self.firing_rule, FIRING_RULES)
+        _choice("threshold_balance", self.threshold_balance, THRESHOLD_BALANCE)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
         _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
         if self.cpg_neurons < 2 or self.cpg_neurons % 2:
@@ -583,11 +593,11 @@ class HSTConfig:
                                  ("n_head", last.n_head, "the last stage's n_head is")):
             if getattr(self, name) != want:
                 raise ValueError(f"{name}={getattr(self, name)} does not match stages: {what} {want}{hint}")
-        for name, value, allowed in (("tokenizer", self.tokenizer, ("sps",)), ("head", self.head, ("classify",)),
+        for name, value, allowed in (("tokenizer", self.tokenizer, ("sps",)), ("head", self.head, ("classify", "classify_steps")),
                                      ("pos_encoding", self.pos_encoding, ("none",))):
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not allowed with stages (the first stage's patch "
-                                 f"embedding reads the frames and carries position); allowed: {allowed[0]}")
+                                 f"embedding reads the frames and carries position); allowed: {', '.join(allowed)}")
         h, w = self.input_shape[1:]
         for i, stage in enumerate(self.stages):
             if h % stage.stride or w % stage.stride:

@@ -59,7 +59,7 @@ class HSTNet(nn.Module):
         # With the membrane shortcut the stream is real-valued and every weight layer reads spikes
         # through its own neuron; so does the classifier (SDT: LIF on the token mean, per step).
         last = cfg.layer(cfg.n_layer - 1)
-        membrane_out = cfg.head == "classify" and last.residual == "membrane" and last.mlp_mode == "spiking"
+        membrane_out = cfg.head != "sequence" and last.residual == "membrane" and last.mlp_mode == "spiking"
         self.head_neuron = build_neuron(cfg) if membrane_out else None
 
     def reset_state(self) -> None:
@@ -67,7 +67,12 @@ class HSTNet(nn.Module):
         reset_state(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[T, B, C, H, W]`` frames or ``[L, B, C]`` sequences -> ``[B, classes]`` or ``[L, B, classes]``."""
+        """``[T, B, C, H, W]`` frames or ``[L, B, C]`` sequences -> ``[B, classes]`` or ``[L, B, classes]``.
+
+        ``head="classify_steps"`` returns the per-step logits ``[T, B, classes]`` in training mode
+        (for TET) and their mean ``[B, classes]`` in eval mode (the head is linear, so the mean
+        equals ``head="classify"``'s output).
+        """
         weight = self.head.weight
         x = prepare_input(self.cfg, x, weight.dtype, weight.device, check_finite=self.check_finite_input)
         if self.embeds is not None:  # staged: embed (downsample), then the stage's blocks
@@ -80,9 +85,13 @@ class HSTNet(nn.Module):
             tokens = self.pos_encoding(self.tokenizer(x))  # [T, B, N, D]
             for block in self.blocks:
                 tokens = block(tokens)
+        per_step = self.cfg.head == "classify_steps" and self.training  # TET: [T, B, classes]
         if self.head_neuron is not None:  # spike the token mean per step, classify, average over T
-            return self.head(self.head_neuron(tokens.mean(dim=2))).mean(dim=0)  # [T, B, D] -> [B, classes]
-        if self.cfg.head == "classify":
+            steps = self.head(self.head_neuron(tokens.mean(dim=2)))  # [T, B, D] -> [T, B, classes]
+            return steps if per_step else steps.mean(dim=0)  # [B, classes]
+        if per_step:
+            return self.head(tokens.mean(dim=2))  # [T, B, classes]; their mean is the eval output
+        if self.cfg.head != "sequence":
             return self.head(tokens.mean(dim=(0, 2)))  # [B, classes]
         return self.head(tokens.mean(dim=0)).transpose(0, 1)  # [L, B, classes]
 

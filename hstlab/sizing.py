@@ -90,7 +90,8 @@ def estimate_size(cfg: HSTConfig, batch_size: int = 1) -> SizeEstimate:
 
 
 def _neuron_params(cfg: HSTConfig) -> int:
-    return 1 if cfg.neuron == "plif" else 0  # PLIF learns one time constant per neuron module
+    own = 1 if cfg.neuron == "plif" or (cfg.neuron == "ternary" and cfg.ternary_learn_alpha) else 0  # tau or α
+    return own + (1 if cfg.threshold_balance == "learn" else 0)  # a learned threshold scale per neuron module
 
 
 def _token_fields(cfg: HSTConfig) -> tuple[str, ...]:

@@ -119,6 +119,17 @@ CONFIG_CASES = [
                                                        layers=(LayerSpec(attn_mode="standard", mlp_mode="standard"),) * 2),
      ["mode_schedule[0][1]='SS' at epoch 2", "tim=True", "bipolar"]),
     ("--set experts=0 builds", lambda: tiny(**HSTConfig.parse_overrides(["experts=0"])), ["experts=0"]),
+    # training methods: integer / ternary spikes, threshold balancing
+    ("spike_max=0", lambda: tiny(neuron="ilif", spike_max=0), ["spike_max=0", ">= 1"]),
+    ("spike_max=-3", lambda: tiny(spike_max=-3), ["spike_max"]),
+    ("spike_max=2.0", lambda: tiny(spike_max=2.0), ["spike_max"]),
+    ("ternary_alpha=0", lambda: tiny(neuron="ternary", ternary_alpha=0.0, ternary_learn_alpha=False),
+     ["ternary_alpha=0.0"]),
+    ("ternary_alpha=-1", lambda: tiny(ternary_alpha=-1.0), ["ternary_alpha"]),
+    ("ternary_alpha=nan", lambda: tiny(ternary_alpha=NAN), ["ternary_alpha"]),
+    ("threshold_balance='auto'", lambda: tiny(threshold_balance="auto"), ["threshold_balance", "hold", "learn"]),
+    ("threshold_balance_rate=1", lambda: tiny(threshold_balance_rate=1.0), ["threshold_balance_rate"]),
+    ("--set spike_max=0", lambda: tiny(**HSTConfig.parse_overrides(["spike_max=0"])), ["spike_max"]),
     # 10. divisors
     ("n_head=10**9", lambda: tiny(n_head=10**9), ["n_head"]),
     ("odd width 10**8+1", lambda: tiny(n_embd=10**8 + 1, n_head=2), ["n_head", "n_embd"]),
@@ -241,6 +252,8 @@ VARIANTS = [dict(attention=k) for k in ATTENTION_KINDS] + [
     dict(pos_encoding="sincos"), dict(pos_encoding="none"), dict(residual="membrane"),
     dict(residual="add", neuron="plif"), dict(mlp_ratio=1.5), dict(tokenizer_mode="standard", neuron="plif"),
     dict(attention="conv", neuron="plif", conv_kernel=5), dict(sps_channels=(3, 5, 7)),
+    dict(neuron="ilif"), dict(neuron="ternary"), dict(neuron="ternary", ternary_learn_alpha=False),
+    dict(threshold_balance="learn", neuron="plif"), dict(threshold_balance="hold"),
 ]
 
 

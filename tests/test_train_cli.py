@@ -153,7 +153,10 @@ def test_train_run_takes_a_train_config_and_a_resume_checks_it(tmp_path):
     tc = TrainConfig(epochs=1, lr=2e-3, batch_size=4, limit=8, time_bins=12, dataset_options=DATA)
     metrics = train_run("tiny", "lorenz-spikes", train_config=tc, run_dir=tmp_path, warmup_frac=0.1)
     run = json.loads((tmp_path / "run.json").read_text())
-    assert TrainConfig.from_dict({k: run[k] for k in TrainConfig.defaults()}) == tc.replace(warmup_frac=0.1)
+    # the run records the loss it resolved from the dataset kind (tc.loss=None: the task's loss)
+    assert run["loss"] == "poisson_nll"
+    assert TrainConfig.from_dict({k: run[k] for k in TrainConfig.defaults()}) == tc.replace(warmup_frac=0.1,
+                                                                                             loss="poisson_nll")
     assert run["recipe"]["notice"] is None and metrics["notes"] == [n for n in metrics["notes"] if "recipe" not in n]
     assert metrics["steps"] == 2  # 8 samples in batches of 4
     with pytest.raises(ValueError, match=r"resume: lr=0.01 differs from the run's lr=0.002"):

@@ -21,7 +21,7 @@ from hstlab.train.losses import MaskedModellingLoss, NegativeBinomialNLLLoss, Po
 
 
 def test_registry_names():
-    assert set(LOSSES.names()) == {"cross_entropy", "poisson_nll", "negative_binomial_nll", "masked_modelling"}
+    assert set(LOSSES.names()) == {"cross_entropy", "tet", "poisson_nll", "negative_binomial_nll", "masked_modelling"}
     with pytest.raises(ValueError, match="unknown loss 'l2'"):
         build_loss("l2")
 

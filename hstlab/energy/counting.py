@@ -24,7 +24,7 @@ from hstlab.energy.constants import ELEMENTWISE_ACS, ELEMENTWISE_MACS, EPILOGUE_
 from hstlab.energy.epilogue import EpilogueTracker
 from hstlab.energy.neurons import NeuronAdapter, adapter_for
 from hstlab.energy.products import PRODUCT_OPS, SOFTMAX_MACS, Priced
-from hstlab.energy.provenance import REAL, SPIKES, WEIGHT, Provenance
+from hstlab.energy.provenance import REAL, SPIKES, WEIGHT, Provenance, events
 from hstlab.registry import Registry
 
 Hook = Callable[..., None]
@@ -296,7 +296,9 @@ class ProtocolAttentionCounter(Counter):
 class NeuronCounter(Counter):
     """Spiking neurons of hstlab (``is_spiking_neuron = True``), snnTorch, SpikingJelly and Norse, read
     through ``NEURON_ADAPTERS``: one update (a multiply and two adds = 1 MAC + 1 AC) per state variable
-    per neuron per step; spikes written as 1 bit. Each state (the membrane) is read + written on every
+    per neuron per step; spikes written as 1 bit. An integer-spike neuron (``virtual_steps`` D, I-LIF) is
+    priced as the D binary virtual steps it runs at inference: D updates per step, a spike of value S as S
+    one-bit spikes; a ternary neuron's spike {-α, 0, α} as one (signed) event. Each state (the membrane) is read + written on every
     update (step-major) or once per call, for all the steps the call runs (time-batched)."""
 
     kind = "neuron"
@@ -323,18 +325,20 @@ class NeuronCounter(Counter):
         x, out = first_tensor(args, kwargs), output_tensor(output)
         if x is None:
             return
-        updates = x.numel()  # neuron-steps of this call, whole batch
+        virtual = self.adapter.virtual_steps(module)  # integer spikes: D binary steps per step
+        updates = x.numel() * virtual  # neuron-steps of this call, whole batch
         states = self.adapter.states(module, output)
         tally.macs += updates * states
         tally.acs += updates * states
         tally.add("updates", updates)
         self.record_io(tally, x, out, self.ctx.kind_of(tally, x) == SPIKES)
         mem_bits = tally.weight_bits or self.ctx.state_bits or self.ctx.act_bits
-        steps = self.adapter.steps(module, x, self.ctx.batch_size)
+        steps = self.adapter.steps(module, x, self.ctx.batch_size) * virtual
         tally.membrane_step_bits += 2 * updates * states * mem_bits  # read + write on every update
         tally.membrane_call_bits += 2 * updates * states / max(steps, 1.0) * mem_bits  # once per neuron per call
         if out is not None:
-            tally.act_bits += nnz(out)  # spikes out, 1 bit each, only where fired
+            fired = nnz(out) if getattr(module, "signed_spikes", False) else spike_total(out)
+            tally.act_bits += fired  # spikes out, 1 bit each (an integer spike S: S virtual spikes)
             self.ctx.provenance.tag(out, SPIKES)
         tally.steps += steps
 
@@ -438,13 +442,15 @@ class ConvCounter(Counter):
             return
         kernel = math.prod(module.kernel_size)
         spatial = len(module.kernel_size)
-        binary = self.ctx.kind_of(tally, x) != REAL
+        kind = self.ctx.kind_of(tally, x)
+        binary = kind != REAL
+        x_events = events(x, kind)  # ternary spikes: one event per non-zero entry
         if module.transposed:  # each input entry scatters into (C_out/groups) * kernel outputs
             fan_out = module.out_channels // module.groups * kernel
-            dense, sparse = x.numel() * fan_out, (spike_total(x) if binary else 0.0) * fan_out
+            dense, sparse = x.numel() * fan_out, (spike_total(x_events) if binary else 0.0) * fan_out
         else:
             dense = out.numel() * (module.in_channels // module.groups) * kernel
-            sparse = self._spike_pairs(module, x, spatial) if binary else 0.0
+            sparse = self._spike_pairs(module, x_events, spatial) if binary else 0.0
         if binary:
             tally.acs += sparse
         else:
@@ -482,11 +488,12 @@ class LinearCounter(Counter):
         x, out = first_tensor(args, kwargs), output_tensor(output)
         if x is None:
             return
-        binary = self.ctx.kind_of(tally, x) != REAL
+        kind = self.ctx.kind_of(tally, x)
+        binary = kind != REAL
         rows = x.numel() // module.in_features
         dense = rows * module.in_features * module.out_features
-        if binary:
-            tally.acs += spike_total(x) * module.out_features
+        if binary:  # one accumulate per event (a count c: c events; a ternary spike: one signed add)
+            tally.acs += spike_total(events(x, kind)) * module.out_features
         else:
             tally.macs += dense
         tally.add("dense_macs", dense)

@@ -63,6 +63,11 @@ class NeuronAdapter:
         return 1
 
     @classmethod
+    def virtual_steps(cls, module: nn.Module) -> int:
+        """Binary steps one step of the neuron runs at inference (1; an integer-spike neuron: D)."""
+        return 1
+
+    @classmethod
     def unpriced(cls, module: nn.Module) -> str | None:
         """Why part of this neuron's work is not priced (None: all of it is)."""
         return None
@@ -100,6 +105,11 @@ class HstlabNeuron(NeuronAdapter):
         from hstlab.energy.counting import time_steps
 
         return time_steps(x, batch_size)
+
+    @classmethod
+    def virtual_steps(cls, module: nn.Module) -> int:
+        """D for an integer-spike neuron (its ``virtual_steps`` attribute, I-LIF), else 1."""
+        return int(getattr(module, "virtual_steps", 1))
 
 
 @NEURON_ADAPTERS.register("snntorch")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from hstlab.energy.constants import ELEMENTWISE_MACS
-from hstlab.energy.provenance import REAL
+from hstlab.energy.provenance import REAL, events
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ class Priced:
 def price_matmul(a: torch.Tensor, b: torch.Tensor, kind_a: str, kind_b: str) -> Cost:
     """``torch.matmul(a, b)`` semantics (1-D operands, broadcast batch axes); ``kind_*`` is
     "spikes", "counts" or "real" (a real operand's values are never read)."""
-    a2 = a.unsqueeze(0) if a.dim() == 1 else a  # [*ba, n, k]
-    b2 = b.unsqueeze(-1) if b.dim() == 1 else b  # [*bb, k, m]
+    a2 = events(a.unsqueeze(0) if a.dim() == 1 else a, kind_a)  # [*ba, n, k]
+    b2 = events(b.unsqueeze(-1) if b.dim() == 1 else b, kind_b)  # [*bb, k, m]
     n, k, m = a2.shape[-2], a2.shape[-1], b2.shape[-1]
     batch = torch.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
     batches = math.prod(batch)
@@ -109,7 +109,7 @@ def price_einsum(equation: str, operands: list[Operand]) -> tuple[list[Cost], fl
             sizes[letter] = max(sizes.get(letter, 1), int(size))
 
     def expanded(op: Operand, term: str) -> torch.Tensor:
-        return op.tensor.float().expand(*(sizes[c] for c in term)) if op.spiking else op.tensor
+        return events(op.tensor, op.kind).float().expand(*(sizes[c] for c in term)) if op.spiking else op.tensor
 
     costs = []
     left, left_term = operands[0], terms[0]

@@ -39,6 +39,7 @@ TOKENIZER_INPUT_KINDS: dict[str, str] = {"sps": "counts", "events": "counts"}
 
 # provenance tags
 SPIKES, COUNTS, REAL, WEIGHT = "spikes", "counts", "real", "weight"
+SIGNED = "signed"  # ternary spikes {-α, 0, α}: each non-zero entry is one event (a signed accumulate)
 
 # ops whose output holds values of their inputs (views, copies, concatenation, indexing, max-pooling)
 VALUE_OPS = frozenset({
@@ -86,6 +87,26 @@ def is_spike_count(x: torch.Tensor) -> bool:
     return bool((x >= 0).all())
 
 
+def is_signed_spikes(x: torch.Tensor) -> bool:
+    """True when every non-zero entry has the same magnitude α (ternary spikes {-α, 0, α}).
+
+    Example:
+        >>> is_signed_spikes(torch.tensor([0.5, -0.5, 0.0])), is_signed_spikes(torch.tensor([1.0, 2.0]))
+        (True, False)
+    """
+    if not x.is_floating_point() or x.numel() == 0:
+        return False
+    mags = x.detach().abs()
+    nonzero = mags[mags != 0]
+    return nonzero.numel() == 0 or bool((nonzero == nonzero[0]).all())
+
+
+def events(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """The events a layer reading ``x`` as ``kind`` accumulates: ``x`` for spikes and counts, and
+    ``x != 0`` (as ``x``'s dtype) for signed spikes, whose every non-zero entry is one event."""
+    return x.ne(0).to(x.dtype) if kind == SIGNED else x
+
+
 def tensors(obj: Any) -> Iterator[torch.Tensor]:
     """The tensors in ``obj``, looking inside (nested) tuples, lists and mappings."""
     if isinstance(obj, torch.Tensor):
@@ -112,7 +133,8 @@ class Provenance:
         return self._tags.get(x)
 
     def kind_of(self, x: torch.Tensor) -> str:
-        """How a layer reading ``x`` prices it: ``"spikes"``, ``"counts"`` or ``"real"``."""
+        """How a layer reading ``x`` prices it: ``"spikes"``, ``"counts"``, ``"signed"`` (ternary spikes
+        of a neuron, each non-zero entry one event) or ``"real"``."""
         tag = self.get(x)
         if tag == REAL:
             return REAL
@@ -120,6 +142,8 @@ class Provenance:
             return SPIKES
         if tag in (SPIKES, COUNTS) and is_spike_count(x):
             return COUNTS
+        if tag == SPIKES and is_signed_spikes(x):
+            return SIGNED
         return REAL
 
     def clear(self) -> None:

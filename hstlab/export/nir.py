@@ -172,7 +172,7 @@ def _neuron_node(nir: Any, name: str, neuron: nn.Module, shape: tuple[int, ...],
     r = ones if neuron.decay_input else tau.copy()
     return nir.LIF(tau=(tau * dt).astype(np.float32), r=r.astype(np.float32),
                    v_leak=(ones * neuron.v_reset).astype(np.float32),
-                   v_threshold=(ones * neuron.threshold).astype(np.float32),
+                   v_threshold=(ones * neuron.effective_threshold).astype(np.float32),  # balanced: s·θ
                    v_reset=(ones * neuron.v_reset).astype(np.float32))
 
 

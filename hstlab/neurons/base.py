@@ -86,6 +86,32 @@ class SpikingNeuron(nn.Module):
             return value.to(dtype=x.dtype, device=x.device)
         return torch.full(shape, float(self._memories[name]), dtype=x.dtype, device=x.device)
 
+    # ------------------------------------------------------------------ threshold balancing
+    def enable_threshold_scale(self, learn: bool) -> None:
+        """Give the neuron a per-layer threshold scale ``s`` (1.0 until set; see :mod:`hstlab.neurons.balance`).
+
+        The neuron then charges with ``X / s``: for a neuron whose reset potential is 0 this is the
+        same run as threshold ``s θ`` (membrane and soft reset scale with it). ``learn`` makes ``s``
+        an ``nn.Parameter`` (trained with the model), else a buffer (held); both are saved with
+        the model's state.
+        """
+        value = torch.ones(())
+        if learn:
+            self.threshold_scale = nn.Parameter(value)
+        else:
+            self.register_buffer("threshold_scale", value)
+
+    @property
+    def effective_threshold(self) -> float:
+        """``θ`` times the threshold scale (the threshold the membrane of the unscaled input meets)."""
+        scale = getattr(self, "threshold_scale", None)
+        return self.threshold * (float(scale) if isinstance(scale, Tensor) else 1.0)
+
+    def _scale_input(self, x: Tensor) -> Tensor:
+        """``x / s`` when threshold balancing is on, else ``x``."""
+        scale = getattr(self, "threshold_scale", None)
+        return x if scale is None else x / scale.to(x.dtype)
+
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor) or x.dim() < 1:
             raise ValueError(f"x must be a tensor [T, ...] with a leading time axis, got {type(x).__name__}")

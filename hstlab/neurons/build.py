@@ -7,6 +7,7 @@ from typing import Any
 
 from hstlab.neurons.base import SpikingNeuron
 from hstlab.neurons.lif import ALIF, LIF, PLIF
+from hstlab.neurons.quantized import ILIF, TernaryLIF
 from hstlab.registry import Registry
 
 NEURONS: Registry[Callable[[Any, dict[str, Any]], SpikingNeuron]] = Registry("neuron")
@@ -27,8 +28,18 @@ def _make_alif(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
     return ALIF(**common, beta_a=cfg.alif_beta, tau_a=cfg.alif_tau)
 
 
+@NEURONS.register("ilif")
+def _make_ilif(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
+    return ILIF(**common, max_spike=cfg.spike_max)
+
+
+@NEURONS.register("ternary")
+def _make_ternary(cfg: Any, common: dict[str, Any]) -> SpikingNeuron:
+    return TernaryLIF(**common, alpha_init=cfg.ternary_alpha, learn_alpha=cfg.ternary_learn_alpha)
+
+
 def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
-    """A neuron from ``cfg.neuron`` ("lif", "plif", "alif") and the config's neuron fields.
+    """A neuron from ``cfg.neuron`` ("lif", "plif", "alif", "ilif", "ternary") and the config's neuron fields.
 
     ``threshold`` overrides ``cfg.threshold`` (e.g. the 0.5 attention neuron).
 
@@ -49,4 +60,8 @@ def build_neuron(cfg: Any, threshold: float | None = None) -> SpikingNeuron:
         "membrane_bits": None if cfg.membrane_bits >= 32 else cfg.membrane_bits,
         "firing_rule": cfg.firing_rule,
     }
-    return NEURONS.get(cfg.neuron)(cfg, common)
+    neuron = NEURONS.get(cfg.neuron)(cfg, common)
+    balance = getattr(cfg, "threshold_balance", "off")
+    if balance != "off":  # per-layer threshold scale, set by hstlab.neurons.balance before training
+        neuron.enable_threshold_scale(learn=balance == "learn")
+    return neuron

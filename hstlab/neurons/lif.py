@@ -113,6 +113,7 @@ class LIF(_LIFBase):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes [T, ...] for input current ``x`` [T, ...]."""
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         v0 = self._state_like("v", x)  # [...]
         spikes, v, h = LIFMultiStep.apply(x, v0, None, 1.0 / self.tau, self._params())
         self.v = v
@@ -148,6 +149,7 @@ class PLIF(_LIFBase):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes [T, ..., C] for input current ``x`` [T, ..., C]."""
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         if self.channels is not None and (x.dim() < 2 or x.shape[-1] != self.channels):
             raise ValueError(f"x.shape={tuple(x.shape)}: last dimension must be channels={self.channels}")
         v0 = self._state_like("v", x)  # [...]
@@ -191,6 +193,7 @@ class ALIF(_LIFBase):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes [T, ...] for input current ``x`` [T, ...]."""
         self._check_input(x)
+        x = self._scale_input(x)  # threshold balancing (no-op when off)
         v0, a0 = self._state_like("v", x), self._state_like("a", x)  # [...]
         q = ALIFParams(lif=self._params(), beta_a=self.beta_a, rho=1.0 - 1.0 / self.tau_a)
         spikes, v, a, h, theta = ALIFMultiStep.apply(x, v0, a0, 1.0 / self.tau, q)

@@ -17,6 +17,8 @@ _EXPORTS: dict[str, str] = {
     "bits_per_spike": "hstlab.train.losses",
     "build_loss": "hstlab.train.losses",
     "SpikeRateMeter": "hstlab.train.meters",
+    "REGULARISERS": "hstlab.train.regularisers",
+    "build_regulariser": "hstlab.train.regularisers",
     "TqdmProgress": "hstlab.train.progress",
     "WarmupCosine": "hstlab.train.schedule",
     "warmup_cosine_factor": "hstlab.train.schedule",

@@ -242,7 +242,7 @@ def card_data(run_dir: str | os.PathLike, twin_run_dir: str | os.PathLike | None
     xt, _ = _batch(test, spread_indices(len(test), energy_batch))
     val_report = _report(model, xv, ENERGY_PRESET)
     test_report = _report(model, xt, ENERGY_PRESET)
-    classify = cfg.head == "classify"
+    classify = cfg.head != "sequence"
     classes = info.get("classes") if isinstance(info.get("classes"), (list, tuple)) else None
     return {
         "run_dir": str(run_dir),

@@ -56,7 +56,20 @@ RULES: dict[str, Rule] = {
     "time_bins": Rule("int", 1, optional=True),
     "augment_shift": Rule("int", 0, note="pixels; 0: off"),
     "bn_recalibration_batches": Rule("int", 0, note="0: off"),
+    "regulariser_weight": Rule("float", 0, note="weight of the spike regulariser in the loss"),
+    "regulariser_target": Rule("float", 0, note="target firing rate, events per neuron per step"),
 }
+
+
+def check_methods(loss: str | None = None, regulariser: str | None = None) -> None:
+    """``loss`` (None or a ``LOSSES`` name) and ``regulariser`` (a ``REGULARISER_NAMES`` entry) or ``ValueError``."""
+    from hstlab.train.losses import LOSSES
+    from hstlab.train.regularisers import REGULARISER_NAMES
+
+    if loss is not None and loss not in LOSSES:
+        raise ValueError(f"loss={loss!r} is not allowed; allowed: None (the dataset's), {', '.join(LOSSES.names())}")
+    if regulariser is not None and regulariser not in REGULARISER_NAMES:
+        raise ValueError(f"regulariser={regulariser!r} is not allowed; allowed: {', '.join(REGULARISER_NAMES)}")
 
 
 def check_arg(name: str, value: Any, flag: str | None = None) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.train.checks import RUN_DEFAULTS
+from hstlab.train.regularisers import REGULARISER_NAMES
 from hstlab.units import format_joules
 
 
@@ -43,7 +44,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--time-bins", type=int, help="T of sequence datasets (frames use the preset's num_steps)")
     p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, repeatable (e.g. neurons=16 trials=40)")
-    p.add_argument("--loss", help="loss name (default: from the dataset kind)")
+    p.add_argument("--loss", help="loss name, e.g. tet (default: from the recipe, else the dataset kind)")
+    p.add_argument("--loss-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="loss option, repeatable (e.g. lam=0.05 target=1.0 for tet)")
+    p.add_argument("--regulariser", choices=REGULARISER_NAMES,
+                   help=f"spike regulariser added to the loss (default: {RECIPE_DEFAULT} none)")
+    p.add_argument("--regulariser-weight", type=float, help=f"its weight (default: {d['regulariser_weight']})")
+    p.add_argument("--regulariser-target", type=float,
+                   help=f"firing_rate: target rate per neuron and step (default: {d['regulariser_target']})")
     p.add_argument("--checkpoint-every", type=int,
                    help=f"mid-epoch last checkpoint every K steps (0: off; default: {d['checkpoint_every']})")
     p.add_argument("--augment-shift", type=int, metavar="PIXELS",
@@ -77,7 +85,9 @@ def register(subparsers: Any) -> None:
 # run arguments: flag -> train_run keyword (checked up front, passed on only when given)
 TRAIN_FLAGS = {"--epochs": "epochs", "--seed": "seed", "--batch-size": "batch_size", "--lr": "lr",
                "--limit": "limit", "--time-bins": "time_bins", "--loss": "loss",
-               "--checkpoint-every": "checkpoint_every", "--augment-shift": "augment_shift"}
+               "--checkpoint-every": "checkpoint_every", "--augment-shift": "augment_shift",
+               "--regulariser": "regulariser", "--regulariser-weight": "regulariser_weight",
+               "--regulariser-target": "regulariser_target"}
 TRAIN_DEFAULTS = {"preset": "hst-small", "dataset": "digits-dvs", "out": "runs"}  # when not resuming
 RECIPE_DEFAULT = "the recipe of the preset on the dataset (hstlab recipes), else"
 
@@ -95,6 +105,8 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         check_arg("max_seconds", args.max_seconds, "--max-seconds")
     if args.data_option:
         kwargs["dataset_options"] = parse_options(args.data_option)
+    if args.loss_option:
+        kwargs["loss_options"] = parse_options(args.loss_option, "--loss-option")
     return kwargs
 
 

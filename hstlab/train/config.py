@@ -39,21 +39,33 @@ class TrainConfig:
     time_bins: int | None = None  # sequence datasets: bins per sample (frames use the preset's T)
     limit: int | None = None  # first N samples per split (None: all)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    # training methods (hstlab.train.losses, hstlab.train.regularisers)
+    loss: str | None = None  # None: the dataset kind's loss; e.g. "tet" for per-step logits
+    loss_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"lam": 0.05} for TET
+    regulariser: str = "none"  # "none", "firing_rate" or "hoyer", added to the loss
+    regulariser_weight: float = 0.1  # its weight λ_reg
+    regulariser_target: float = 0.1  # firing_rate: the target rate r* (events / neuron / step)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_options", dict(self.dataset_options or {}))
+        object.__setattr__(self, "loss_options", dict(self.loss_options or {}))
         self.validate()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field, its value and what is allowed (the
         rules of :data:`hstlab.train.checks.RULES`, which the trainer and CLI check too)."""
         from hstlab.train.checks import (
+            RULES,
             check_args,  # imported here: checks reads this module's defaults
+            check_methods,
         )
 
-        check_args(**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "dataset_options"})
-        if not all(isinstance(k, str) for k in self.dataset_options):
-            raise ValueError(f"dataset_options={self.dataset_options!r} must map option names (str) to values")
+        check_args(**{f.name: getattr(self, f.name) for f in fields(self) if f.name in RULES})
+        for name in ("dataset_options", "loss_options"):
+            value = getattr(self, name)
+            if not all(isinstance(k, str) for k in value):
+                raise ValueError(f"{name}={value!r} must map option names (str) to values")
+        check_methods(loss=self.loss, regulariser=self.regulariser)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -103,6 +103,72 @@ class CrossEntropyLoss(TaskLoss):
         return {"accuracy": float(stats["correct"] / stats["count"].clamp_min(1))}
 
 
+@LOSSES.register("tet")
+class TETLoss(TaskLoss):
+    """Temporal efficient training (TET, Deng et al. 2022) on per-step logits ``O_t`` ``[T, B, K]``:
+
+    ``L = (1/T) Σ_t CE(O_t, y) + λ · (1/T) Σ_t MSE(O_t, φ)``
+
+    (``MSE`` the mean of ``(O_t - φ)²`` over batch and classes). Every step is pushed to classify
+    on its own; the MSE term keeps the per-step logits near ``φ`` (``target``). The model must
+    return per-step logits in training (``HSTConfig(head="classify_steps")``, which
+    :func:`~hstlab.train.run.train_run` sets when the loss is ``"tet"``: :attr:`head`); in
+    evaluation it returns their mean ``[B, K]``, which is scored as accuracy (and the loss is the
+    formula with T = 1). ``λ`` (``lam``) must be >= 0; 0 is the mean of per-step cross-entropies.
+
+    Example:
+        >>> loss = TETLoss(lam=0.5, target=0.0)
+        >>> steps = torch.zeros(2, 1, 4)  # T=2, B=1, K=4: uniform logits, CE = ln 4, MSE = 0
+        >>> round(float(loss(steps, torch.tensor([1]))), 4) == round(math.log(4), 4)
+        True
+        >>> float(loss(torch.ones(3, 1, 2), torch.tensor([0])))  # CE ln 2 + 0.5 * MSE 1
+        1.1931471824645996
+        >>> loss.stats(torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]]]), torch.tensor([0]))["correct"].item()  # mean
+        1.0
+    """
+
+    score_name = "accuracy"
+    head = "classify_steps"  # the model head this loss needs (per-step logits in training)
+
+    def __init__(self, lam: float = 0.05, target: float = 1.0, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        for name, value in (("lam", lam), ("target", target), ("label_smoothing", label_smoothing)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} must be a finite number")
+        if lam < 0:
+            raise ValueError(f"lam={lam!r} must be a finite number >= 0 (TET's weight of the MSE term)")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing!r} must be in [0, 1)")
+        self.lam, self.target, self.label_smoothing = float(lam), float(target), float(label_smoothing)
+
+    def _steps(self, output: Tensor, targets: Tensor) -> Tensor:
+        """``output`` as ``[T, B, K]`` (a mean ``[B, K]`` is one step)."""
+        if output.dim() == 2:
+            return output.unsqueeze(0)
+        if output.dim() == 3 and targets.dim() == 1:
+            return output
+        raise ValueError(f"TET needs per-step logits [T, B, K] (or their mean [B, K]) with labels [B]; got "
+                         f"logits {tuple(output.shape)} and labels {tuple(targets.shape)} (a sequence head "
+                         "is not supported: use head='classify_steps')")
+
+    def forward(self, output: Tensor, targets: Tensor) -> Tensor:
+        steps = self._steps(output, targets)  # [T, B, K]
+        T, B, K = steps.shape
+        labels = targets.long().repeat(T)  # [T * B], step-major like steps.flatten(0, 1)
+        ce = F.cross_entropy(steps.flatten(0, 1), labels, label_smoothing=self.label_smoothing)  # mean over t, b
+        if self.lam == 0.0:
+            return ce
+        return ce + self.lam * (steps - self.target).pow(2).mean()
+
+    def stats(self, output: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        logits = self._steps(output, targets).mean(0)  # evaluation stays on the mean  [B, K]
+        correct = (logits.argmax(-1) == targets.long()).sum().to(torch.float64)
+        return {"correct": correct, "count": torch.tensor(float(targets.numel()), dtype=torch.float64)}
+
+    def score(self, stats: dict[str, Tensor]) -> dict[str, float]:
+        return {"accuracy": float(stats["correct"] / stats["count"].clamp_min(1))}
+
+
 def _flatten_classes(output: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     if output.dim() == 3:  # [L, B, K] with targets [L, B]
         return output.flatten(0, 1), targets.flatten(0, 1).long()

@@ -15,6 +15,9 @@ _FLOAT32_EXACT = 2**24  # float32 holds every integer up to this exactly
 class SpikeRateMeter:
     """Mean firing rate over all ``SpikingNeuron`` outputs (modules with ``is_spiking_neuron``).
 
+    The rate is events per neuron per step: an integer spike S (I-LIF) counts S, a ternary spike
+    (a neuron with ``signed_spikes``) counts 1 whatever its sign.
+
     Forward hooks add ``spikes.sum()`` and ``spikes.numel()`` into running totals (float64; no
     copies, no host sync until :meth:`rate` is read). ``rate()`` is ``None`` when the model has no
     spiking neuron or nothing ran since the last :meth:`reset`.
@@ -40,6 +43,8 @@ class SpikeRateMeter:
 
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if isinstance(output, Tensor):
+            if getattr(module, "signed_spikes", False):  # ternary {-α, 0, α}: an event per non-zero entry
+                output = output.detach().ne(0).to(output.dtype)
             # 0/1 spikes: a float32 sum is exact below 2**24 entries and ~6x faster on CPU than
             # one accumulated in float64 (other floats are summed in float64); the total is float64
             exact = not output.is_floating_point() or (output.dtype == torch.float32

@@ -16,6 +16,7 @@ from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg, check_args
 from hstlab.train.config import TrainConfig
+from hstlab.train.losses import LOSSES
 from hstlab.train.recipes import recipe_for
 from hstlab.train.trainer import Trainer
 
@@ -78,6 +79,9 @@ def fit_config_to_data(cfg: HSTConfig, x: torch.Tensor, y: Any, kind: str, num_c
         changes["input_shape"] = tuple(int(s) for s in x.shape[1:])
         if num_classes is not None:
             changes["num_classes"] = int(num_classes)
+        head = getattr(LOSSES.get(loss), "head", None) if loss in LOSSES else None
+        if head is not None and cfg.head == "classify":  # e.g. TET trains on per-step logits
+            changes["head"] = head
     notes = [f"{k}: {getattr(cfg, k)!r} -> {v!r} (from the data)" for k, v in changes.items() if getattr(cfg, k) != v]
     return dataclasses.replace(cfg, **changes), notes
 
@@ -162,6 +166,9 @@ def train_run(
     weight_decay: float = UNSET,
     grad_clip: float | None = UNSET,
     force: bool = False,
+    regulariser: str = UNSET,
+    regulariser_weight: float = UNSET,
+    regulariser_target: float = UNSET,
     **trainer_options: Any,
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
@@ -179,7 +186,8 @@ def train_run(
     files first. A resume refuses any run argument, config or dataset that differs from the
     run's, and a run directory whose files disagree (:mod:`hstlab.train.resume`).
     ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
-    pixels (:class:`hstlab.data.augment.RandomShift`). Runs data-parallel when started by
+    pixels (:class:`hstlab.data.augment.RandomShift`). ``regulariser`` ("firing_rate" or "hoyer",
+    :mod:`hstlab.train.regularisers`) adds ``regulariser_weight`` times its penalty to the loss. Runs data-parallel when started by
     ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
 
     Example:
@@ -193,7 +201,8 @@ def train_run(
         "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, "limit": limit, "time_bins": time_bins,
         "loss": loss, "loss_options": loss_options, "checkpoint_every": checkpoint_every,
         "dataset_options": dataset_options, "augment_shift": augment_shift, "warmup_frac": warmup_frac,
-        "weight_decay": weight_decay, "grad_clip": grad_clip})
+        "weight_decay": weight_decay, "grad_clip": grad_clip, "regulariser": regulariser,
+        "regulariser_weight": regulariser_weight, "regulariser_target": regulariser_target})
     check_arg("max_seconds", max_seconds)
     ctx = dist_utils.init_from_env()
     if resume is not None:

@@ -37,7 +37,9 @@ from hstlab.train.fit_state import EpochTotals, Progress, reduce_sums
 from hstlab.train.losses import build_loss
 from hstlab.train.meters import SpikeRateMeter
 from hstlab.train.optim import carry_moments, make_adamw
+from hstlab.train.regularisers import SpikeRegulariser, build_regulariser
 from hstlab.train.schedule import WarmupCosine
+from hstlab.train.warmup import warm_up_thresholds
 
 __all__ = ["DEFAULT_TRAIN_CONFIG", "EVAL_SEED_OFFSET", "Trainer", "default_collate"]
 
@@ -122,6 +124,8 @@ class Trainer:
         extra_meta: dict[str, Any] | None = None,
         bn_recalibration_batches: int = 8,
         augment: Callable[[Tensor], Tensor] | None = None,
+        regulariser: str | SpikeRegulariser | None = None,
+        regulariser_options: dict[str, Any] | None = None,
         **train_fields: Any,
     ) -> None:
         if train_config is not None and not isinstance(train_config, TrainConfig):
@@ -176,6 +180,10 @@ class Trainer:
         self.saved_last_step: int | None = None  # step of the last checkpoint on disk (written or resumed here)
         self.removed_temp_files: list[str] = []
         self.meter: SpikeRateMeter | None = None
+        if regulariser is None:  # the training config's regulariser, unless one is passed here
+            regulariser, regulariser_options = tc.regulariser, {"weight": tc.regulariser_weight,
+                                                                "target": tc.regulariser_target}
+        self.regulariser = build_regulariser(regulariser, **(regulariser_options or {}))  # spike penalty
         self._install_model(model.to(self.device))
         self.optimizer = self._make_optimizer()
         self.scheduler = WarmupCosine(self.optimizer, tc.lr, self.total_steps, tc.warmup_frac)
@@ -206,6 +214,8 @@ class Trainer:
         if self.meter is not None:
             self.meter.close()
         self.meter = SpikeRateMeter(model)
+        if getattr(self, "regulariser", None) is not None:
+            self.regulariser.attach(model)
 
     def install(self, cfg: HSTConfig, model: nn.Module) -> None:
         """Swap in ``model`` (built from ``cfg``) with a fresh optimizer attached to the schedule."""
@@ -288,6 +298,8 @@ class Trainer:
         lr = self.scheduler.apply()
         out = self.ddp_model(inputs)
         loss = self.loss_fn(out, targets)
+        if self.regulariser is not None:  # hstlab.train.regularisers: weight · penalty of this forward
+            loss = loss + self.regulariser.penalty().to(loss.device)
         self._check_finite(loss, "loss")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -335,6 +347,7 @@ class Trainer:
             torch.manual_seed(self.seed + self.ctx.rank)
             random.seed(self.seed + self.ctx.rank)
             np.random.seed(self.seed + self.ctx.rank)
+            warm_up_thresholds(self)  # threshold balancing (hstlab.neurons.balance); no-op when off
         if self.ctx.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.removed_temp_files = ckpt_io.remove_temp_files(self.run_dir)  # debris of a killed write
