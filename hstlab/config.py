@@ -22,7 +22,7 @@ from typing import Any
 
 MODES = ("spiking", "standard")
 MODE_LETTERS = {"S": "spiking", "T": "standard"}
-ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax")
+ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "spikegpt")
 NEURONS = ("lif", "plif", "alif")
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "triangle")
 RESETS = ("hard", "soft")
