@@ -1,8 +1,8 @@
 """Four character language models on text-chars with the same parameter budget (about 86-87 k):
 bits per character and energy per character.
 
-- ``spikegpt``: all spiking, SpikeGPT-style layers (attention="spikegpt": RWKV recurrence with a
-  spiking gate, spiking channel mix), no positional encoding, width 50 (5 heads);
+- ``spikegpt``: the ``spikegpt-small`` preset: all spiking, SpikeGPT-style layers (RWKV recurrence
+  with a spiking gate, spiking channel mix), membrane shortcut, no positional encoding, width 50;
 - ``ssa``: all spiking hst-small (Spikformer SSA, causal), width 64 (the zoo's text-chars model);
 - ``standard``: hst-small with both layers standard (softmax attention, GELU MLP, standard stem);
 - ``hybrid``: hst-small with layer 0 spiking and layer 1 standard ("ST").
@@ -43,8 +43,7 @@ def model_configs() -> dict[str, HSTConfig]:
     """The four models (the trainer fits tokenizer, head, seq_len and vocabulary to the data)."""
     small = HSTConfig.from_preset("hst-small")
     return {
-        "spikegpt": HSTConfig.from_preset("hst-small", name="spikegpt-small", attention="spikegpt",
-                                          pos_encoding="none", n_embd=50, n_head=5, residual="membrane"),
+        "spikegpt": HSTConfig.from_preset("spikegpt-small"),
         "ssa": small,
         "standard": small.with_modes("TT"),
         "hybrid": small.with_modes("ST"),

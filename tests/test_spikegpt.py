@@ -170,3 +170,12 @@ def test_config_lists_spikegpt_among_the_kinds():
     with pytest.raises(ValueError, match=r"layers\[1\]\.attention='rwkv'.*spikegpt"):
         seq_cfg(n_layer=2).with_layer(1, attention="rwkv").validate()
     assert seq_cfg().with_layer(1, attention="spikegpt").layer(1).attention_kind == "spikegpt"
+
+
+@pytest.mark.parametrize("overrides", [{}, {"neuron": "plif"}, {"residual": "membrane", "mlp_ratio": 1.5}])
+def test_size_estimate_is_exact(overrides):
+    from hstlab.sizing import estimate_size
+
+    for cfg in (seq_cfg(**overrides), seq_cfg(**overrides).with_layer(1, attention="ssa"),
+                seq_cfg(**overrides).with_modes(mlp="ST"), seq_cfg(**overrides).with_modes("TS")):
+        assert estimate_size(cfg).params == sum(p.numel() for p in build_model(cfg).parameters()), cfg.modes
