@@ -178,7 +178,8 @@ def generate(model: nn.Module, prompt: str, steps: int, temperature: float = 1.0
                          f"num_classes={cfg.num_classes}; pass the vocabulary it was trained with")
     check_arguments(prompt, steps, temperature, top_k, len(vocab))
     ids = encode(prompt, vocab)  # [P]
-    generator = torch.Generator().manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**63))
+    generator = torch.Generator()
+    generator.manual_seed(int(seed)) if seed is not None else generator.seed()  # the global RNG is left alone
     path = generation_path(model, len(ids) + steps)
     was_training = model.training
     model.eval()

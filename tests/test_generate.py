@@ -174,3 +174,10 @@ def test_cli_refuses_classification_runs_and_missing_dirs(tmp_path, capsys, tiny
     assert "head='classify'" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nope"), "--prompt", "a"]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_unseeded_generation_leaves_the_global_rng_alone():
+    model = build_model(char_cfg())
+    state = torch.get_rng_state()
+    text = model.generate("ab", 4, vocab=VOCAB)
+    assert len(text) == 4 and torch.equal(torch.get_rng_state(), state)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention.base import ATTENTION, AttentionBase, nnz
+from hstlab.layers.attention.base import ATTENTION, AttentionBase
 from hstlab.layers.norm import TokenBatchNorm
 from hstlab.layers.quant import QuantLinear
 from hstlab.neurons import build_neuron
@@ -213,8 +213,3 @@ class SpikeGPTTimeMix(AttentionBase, Streamed):
         """``(MACs, ACs)`` of the recurrence: ``WKV_MACS_PER_ELEMENT`` per element of ``k``; the gate
         (one accumulate per spike of ``r``) is the :class:`SpikeGate`'s row."""
         return float(WKV_MACS_PER_ELEMENT * k.numel()), 0.0
-
-
-def spike_gate_acs(gate: torch.Tensor) -> float:
-    """Accumulates of ``gate ⊙ x``: one per spike of the binary gate."""
-    return float(nnz(gate))
