@@ -1,9 +1,11 @@
 r"""SpikeGPT-style token and channel mixing: an RWKV linear recurrence over the token axis.
 
 Order of one layer, as in SpikeGPT (Zhu, Zhao, Eshraghian 2023; its released ``model_run.py``):
-``x = x + SN(TimeMix(x))`` then ``x = x + SN(ChannelMix(x))``; here the block's residual and
-output neuron supply ``x + SN(.)`` (SEW add by default), this module is the ``TimeMix`` branch
-(attention kind ``"spikegpt"``) and :class:`SpikingChannelMix` the MLP branch of the same layer.
+``x = x + SN(TimeMix(x))`` then ``x = x + SN(ChannelMix(x))``; here the block's residual supplies
+the shortcut (SEW ``x + SN(.)``, or with ``residual="membrane"`` SpikeGPT's real-valued stream
+read through a neuron, ``x + Mix(SN(x))``, as the ``spikegpt-small`` preset uses), this module is
+the ``TimeMix`` branch (attention kind ``"spikegpt"``) and :class:`SpikingChannelMix` the MLP
+branch of the same layer.
 
 Token mixing, per spiking step ``t`` (the recurrence runs over the tokens ``n``, every step ``t``
 of ``[T, B, N, D]`` on its own), with ``s_n`` the layer input and ``s_{n-1}`` the token shift:
@@ -16,14 +18,14 @@ of ``[T, B, N, D]`` on its own), with ``s_n`` the layer input and ``s_{n-1}`` th
     y_n &= BN(W_o\, SN_{\theta_a}(r_n \odot wkv_n))
 
 per channel. RWKV's token shift ``mu * s_n + (1 - mu) * s_{n-1}`` becomes one projection of the
-stacked ``[s_n; s_{n-1}]`` (``mu`` folds into the weights): the weights then read spikes (one
-accumulate per spike) instead of a real-valued mix. SpikeGPT's sigmoid receptance becomes a
+stacked ``[s_n; s_{n-1}]`` (``mu`` folds into the weights): the weights then read the spikes
+(one accumulate per spike) instead of a real-valued mix. SpikeGPT's sigmoid receptance becomes a
 spiking gate ``r`` (a binary mask), and the gated average spikes before ``W_o``, as SSA's output.
 Only the recurrence itself is real-valued; :meth:`SpikeGPTTimeMix.matmul_ops` prices it at
 ``WKV_MACS_PER_ELEMENT`` MACs per element of ``k`` (exp, three multiply-adds, output mix, divide).
 
 The recurrence keeps ``(a, b, p)``: numerator and denominator scaled by ``e^{-p}``, ``p`` the
-running maximum exponent, so nothing overflows. Streaming (:func:`hstlab.generate`) hands the
+running maximum exponent, so nothing overflows. Streaming (:mod:`hstlab.generate`) hands the
 state from one call to the next; a call with ``stream`` unset starts from zeros.
 """
 
