@@ -144,7 +144,7 @@ class SpikingChannelMix(Streamed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
         z = token_shift(x, self.carried("x"))  # [T, B, N, 2D]
-        self.carry("x", x[:, :, -1])
+        self.carry("x", x[:, :, -1])  # [T, B, D] the last token, shifted into the next call
         k = self.key_neuron(self.key_norm(self.key(z)))  # [T, B, N, H] spikes
         r = self.receptance_neuron(self.receptance_norm(self.receptance(z)))  # [T, B, N, D] spikes
         return self.gate(r, self.value_norm(self.value(k)))  # [T, B, N, D]
@@ -176,7 +176,7 @@ class SpikeGPTTimeMix(AttentionBase, Streamed):
         self.receptance_neuron = build_neuron(cfg)
         # RWKV's initial decays: channel c forgets at rate e^{-w_c}, w spread from fast to slow
         ratio = torch.arange(d, dtype=torch.float32) / max(d - 1, 1)  # [D]
-        self.time_decay = nn.Parameter(-5.0 + 8.0 * ratio ** (0.7 + 1.3 * layer.index / max(cfg.n_layer - 1, 1)))
+        self.time_decay = nn.Parameter(-5.0 + 8.0 * ratio ** (0.7 + 1.3 * layer.index / max(cfg.n_layer - 1, 1)))  # [D]
         self.time_first = nn.Parameter(torch.full((d,), math.log(0.3)))  # [D] bonus u of the current token
         self.gate = SpikeGate()
         self.attn_neuron = build_neuron(cfg, threshold=cfg.attn_threshold)
@@ -185,7 +185,7 @@ class SpikeGPTTimeMix(AttentionBase, Streamed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
         z = token_shift(x, self.carried("x"))  # [T, B, N, 2D]
-        self.carry("x", x[:, :, -1])
+        self.carry("x", x[:, :, -1])  # [T, B, D] the last token, shifted into the next call
         k, v, r = self.kvr_norm(self.kvr(z)).chunk(3, dim=-1)  # [T, B, N, D] each
         r = self.receptance_neuron(r)  # [T, B, N, D] spikes
         r = self.merge_heads(self.q_probe(self.split_heads(r)))  # probes see [T, B, H, N, d]
@@ -200,15 +200,15 @@ class SpikeGPTTimeMix(AttentionBase, Streamed):
         """Weight of token j in ``wkv_n`` averaged over each head's channels ``[T, B, H, N, N]``
         (the map of a stream starts at the first token of this call)."""
         n = k.shape[-2]
-        pos = torch.arange(n, device=k.device)
+        pos = torch.arange(n, device=k.device)  # [N]
         lag = (pos.view(-1, 1) - 1 - pos.view(1, -1)).to(k.dtype)  # [N, N] n-1-j
         decay = self.split_heads(self.time_decay.exp().to(k.dtype).view(1, 1, 1, -1))[0, 0, :, 0]  # [H, d]
         first = self.split_heads(self.time_first.to(k.dtype).view(1, 1, 1, -1))[0, 0, :, 0]  # [H, d]
         expo = k.unsqueeze(-3) - lag.view(n, n, 1) * decay.view(-1, 1, 1, decay.shape[-1])  # [T, B, H, N, N, d]
         diag = first.unsqueeze(-2) + k  # [T, B, H, N, d] exponent of the current token (j = n)
-        eye = torch.eye(n, dtype=torch.bool, device=k.device).view(n, n, 1)
-        expo = torch.where(eye, diag.unsqueeze(-2).expand_as(expo), expo)
-        expo = expo.masked_fill((pos.view(-1, 1) < pos.view(1, -1)).view(n, n, 1), float("-inf"))
+        eye = torch.eye(n, dtype=torch.bool, device=k.device).view(n, n, 1)  # [N, N, 1]
+        expo = torch.where(eye, diag.unsqueeze(-2).expand_as(expo), expo)  # [T, B, H, N, N, d]
+        expo = expo.masked_fill((pos.view(-1, 1) < pos.view(1, -1)).view(n, n, 1), float("-inf"))  # j > n: unseen
         return expo.softmax(dim=-2).mean(dim=-1)  # [T, B, H, N, N], rows sum to 1
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
