@@ -8,7 +8,8 @@ import sys
 
 # each module exposes register(subparsers) and is imported only when the CLI runs
 AREA_COMMANDS = ("hstlab.data.cli", "hstlab.train.cli", "hstlab.energy.cli", "hstlab.ui.cli",
-                 "hstlab.zoo.cli", "hstlab.released_cli", "hstlab.ablate_cli", "hstlab.search.cli", "hstlab.export.cli")
+                 "hstlab.zoo.cli", "hstlab.released_cli", "hstlab.ablate_cli", "hstlab.search.cli", "hstlab.export.cli",
+                 "hstlab.generate_cli")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:

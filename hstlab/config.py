@@ -23,7 +23,8 @@ from typing import Any
 
 MODES = ("spiking", "standard")
 MODE_LETTERS = {"S": "spiking", "T": "standard"}
-ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "statten", "emsa", "bipolar", "lateral")
+ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "statten", "emsa", "bipolar", "lateral",
+                   "spikegpt")
 MLP_KINDS = ("mlp", "emsp")  # spiking MLP halves: Spikformer's MLP or SEMM's channel-wise experts (EMSP)
 NON_CAUSAL_KINDS = ("statten",)  # attention kinds with no causal=True form
 NEURONS = ("lif", "plif", "alif", "ilif", "ternary")
@@ -569,6 +570,9 @@ class HSTConfig:
             raise ValueError(f"{name('attention')}={kind!r} does not support causal=True (it computes Q (Kᵀ V) "
                              f"in linear order, which cannot mask later tokens); allowed with causal=True: "
                              f"{', '.join(allowed)}")
+        if kind == "spikegpt" and layer.mlp_mode == "spiking" and layer.mlp_kind != "mlp":
+            raise ValueError(f"{name('mlp_kind')}={layer.mlp_kind!r} does not apply with attention='spikegpt' (its "
+                             "spiking MLP half is SpikeGPT's channel mix); allowed: mlp_kind='mlp'")
         if kind == "bipolar" and layer.tim:
             raise ValueError(f"{name('tim')}=True is not supported with attention='bipolar' (TIM's neurons would "
                              "make its ternary Q binary); allowed: tim=False, or an attention kind other than bipolar")

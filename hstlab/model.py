@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -66,12 +68,23 @@ class HSTNet(nn.Module):
         """Zero every neuron's membrane (call between independent inputs)."""
         reset_state(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def generate(self, prompt: str, steps: int, temperature: float = 1.0, top_k: int | None = None, *,
+                 vocab: Sequence[str] | None = None, seed: int | None = None) -> str:
+        """The ``steps`` characters a character model writes after ``prompt`` (see
+        :func:`hstlab.generate.generate`: recurrent state for SpikeGPT-style models, a re-run of
+        the last ``seq_len`` characters otherwise)."""
+        from hstlab.generate import generate
+
+        return generate(self, prompt, steps, temperature, top_k, vocab=vocab, seed=seed)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """``[T, B, C, H, W]`` frames or ``[L, B, C]`` sequences -> ``[B, classes]`` or ``[L, B, classes]``.
 
         ``head="classify_steps"`` returns the per-step logits ``[T, B, classes]`` in training mode
         (for TET) and their mean ``[B, classes]`` in eval mode (the head is linear, so the mean
-        equals ``head="classify"``'s output).
+        equals ``head="classify"``'s output). ``offset``: position of the first bin of a sequence
+        that continues an earlier call (streamed generation, :mod:`hstlab.generate`); it moves the
+        positional encoding only.
         """
         weight = self.head.weight
         x = prepare_input(self.cfg, x, weight.dtype, weight.device, check_finite=self.check_finite_input)
@@ -82,7 +95,11 @@ class HSTNet(nn.Module):
                 for block in self.blocks[start:end]:
                     tokens = block(tokens)
         else:
-            tokens = self.pos_encoding(self.tokenizer(x))  # [T, B, N, D]
+            tokens = self.tokenizer(x)  # [T, B, N, D]
+            if offset and self.cfg.pos_encoding != "none":
+                tokens = self.pos_encoding(tokens, offset=offset)  # [T, B, N, D]
+            else:
+                tokens = self.pos_encoding(tokens)  # [T, B, N, D]
             for block in self.blocks:
                 tokens = block(tokens)
         per_step = self.cfg.head == "classify_steps" and self.training  # TET: [T, B, classes]

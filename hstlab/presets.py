@@ -134,6 +134,22 @@ def sdt2_15m() -> HSTConfig:
     return base.with_stages(stages)
 
 
+@PRESETS.register("spikegpt-small")
+def spikegpt_small() -> HSTConfig:
+    """A SpikeGPT-style character model with hst-small's parameter budget (87 k vs 86.5 k on text-chars).
+
+    Both layers are ``attention="spikegpt"`` (RWKV recurrence with a spiking gate, spiking channel
+    mix), with the membrane shortcut so every weight layer reads spikes, no positional encoding
+    (the recurrence knows the order, and generation runs past ``seq_len``), width 50 in 5 heads.
+    ``hstlab train --preset spikegpt-small --dataset text-chars`` fits the vocabulary and
+    ``seq_len`` to the data (benchmarks/bench_text_chars.py).
+    """
+    return HSTConfig(name="spikegpt-small", n_layer=2, n_embd=50, n_head=5, mlp_ratio=2.0, num_steps=4,
+                     input_shape=(2, 34, 34), sps_pools=(True, True, True, False), sps_channels=(32, 64, 64),
+                     sps_pool_first=True, reset="soft", attention="spikegpt", residual="membrane",
+                     pos_encoding="none", causal=True)
+
+
 @PRESETS.register("hst-100m")
 def hst_100m() -> HSTConfig:
     """A large hybrid model (over 100 M parameters) to check scaling; one CPU forward at batch 1."""

@@ -148,7 +148,10 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
     terms = []
     for layer in cfg.resolved_layers():
         kind = layer.attention_kind
-        if kind == "softmax":  # standard attention (also in a spiking half, if asked for by name)
+        if kind == "spikegpt":  # kvr on [s_n; s_{n-1}], its BN, decay + bonus, proj, its BN, two neurons
+            params = 6 * d * d + 6 * d + 2 * d + d * d + d + 2 * d + 2 * neuron
+            acts = t * n * d * 28  # z, k/v/r, their BN, the wkv scan's per-token temporaries, gate, spikes
+        elif kind == "softmax":  # standard attention (also in a spiking half, if asked for by name)
             params = 3 * d * d + 3 * d + d * d + d
             acts = t * n * d * 8 + t * heads * n * n  # softmax probabilities
         else:
@@ -170,7 +173,10 @@ def _block_terms(cfg: HSTConfig) -> list[SizeTerm]:
         params += neuron if layer.attn_mode == "spiking" else 2 * d  # the half's neuron or LayerNorm
         terms.append(SizeTerm(f"layers[{layer.index}] attention ({kind})",
                               ("n_embd", "n_head", "num_steps", *tokens), params, acts))
-        if layer.mlp_mode == "spiking":
+        if layer.mlp_mode == "spiking" and kind == "spikegpt":  # its channel mix (no biases)
+            params = 2 * d * hidden + 2 * hidden + 2 * d * d + 2 * d + hidden * d + 2 * d + 3 * neuron
+            acts = t * n * (2 * d + 3 * hidden + 7 * d)
+        elif layer.mlp_mode == "spiking":
             params = d * hidden + hidden + 2 * hidden + hidden * d + d + 2 * d + 2 * neuron
             if layer.mlp_built == "emsp":
                 params += _router_params(d, layer.experts, neuron)

@@ -119,6 +119,8 @@ CONFIG_CASES = [
                                                        layers=(LayerSpec(attn_mode="standard", mlp_mode="standard"),) * 2),
      ["mode_schedule[0][1]='SS' at epoch 2", "tim=True", "bipolar"]),
     ("--set experts=0 builds", lambda: tiny(**HSTConfig.parse_overrides(["experts=0"])), ["experts=0"]),
+    ("spikegpt with emsp", lambda: tiny(attention="spikegpt", causal=True, mlp_kind="emsp"),
+     ["mlp_kind='emsp'", "spikegpt", "allowed: mlp_kind='mlp'"]),
     # training methods: integer / ternary spikes, threshold balancing
     ("spike_max=0", lambda: tiny(neuron="ilif", spike_max=0), ["spike_max=0", ">= 1"]),
     ("spike_max=-3", lambda: tiny(spike_max=-3), ["spike_max"]),

@@ -855,3 +855,5 @@ class _OpWatcher(TorchFunctionMode):
         if counter.counted_depth == 0:
             counter.observe_product(func, args, kwargs)
         return result
+
+from hstlab.energy import gates as _gates  # noqa: E402,F401  (registers the spike-gate counter)

@@ -61,13 +61,16 @@ class HSTBlock(nn.Module):
     def __init__(self, cfg: HSTConfig, layer: ResolvedLayer) -> None:
         super().__init__()
         self.layer = layer
-        attention = ATTENTION.get(layer.attention_kind)(cfg, layer)
+        attention_cls = ATTENTION.get(layer.attention_kind)
+        attention = attention_cls(cfg, layer)
         if layer.attn_mode == "spiking":
             self.attn = _spiking_half(cfg, attention, layer.residual)
         else:
             self.attn = _standard_half(cfg, attention)
         if layer.mlp_mode == "spiking":
-            self.mlp = _spiking_half(cfg, MLPS.get(layer.mlp_built)(cfg, layer), layer.residual)
+            own_mlp = getattr(attention_cls, "spiking_mlp", None)  # e.g. SpikeGPT's channel mix
+            mlp = own_mlp(cfg) if own_mlp is not None else MLPS.get(layer.mlp_built)(cfg, layer)
+            self.mlp = _spiking_half(cfg, mlp, layer.residual)
         else:
             self.mlp = _standard_half(cfg, StandardMLP(cfg))
 

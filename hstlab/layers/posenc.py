@@ -54,6 +54,14 @@ def sincos_code(num_positions: int, dim: int, base: float = 10000.0) -> torch.Te
     return cpg_phases(num_positions, dim + dim % 2, base)[:, :dim]
 
 
+def _rows(table: torch.Tensor, offset: int, n: int) -> torch.Tensor:
+    """Rows ``offset .. offset + n`` of a position table ``[P, ...]``; ``ValueError`` past its end."""
+    if offset < 0 or offset + n > table.shape[0]:
+        raise ValueError(f"positions {offset}..{offset + n - 1} are outside the positional encoding's "
+                         f"{table.shape[0]} positions (seq_len / num_tokens)")
+    return table[offset: offset + n]
+
+
 class CPGPositionalEncoding(nn.Module):
     """Concatenate the CPG spike code to each token and project back: ``W_x x + W_c PE``.
 
@@ -74,8 +82,9 @@ class CPGPositionalEncoding(nn.Module):
         self.norm = TokenNorm(dim, spiking=neuron is not None)
         self.neuron = neuron if neuron is not None else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
-        code = self.code[: x.shape[2]].expand(*x.shape[:2], -1, -1)  # [T, B, N, N_n]
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:  # x: [T, B, N, D]
+        """``offset``: position of the first token (a streamed sequence continues at its end)."""
+        code = _rows(self.code, offset, x.shape[2]).expand(*x.shape[:2], -1, -1)  # [T, B, N, N_n]
         return self.neuron(self.norm(self.proj(torch.cat([x, code], dim=-1))))  # [T, B, N, D]
 
 
@@ -89,8 +98,8 @@ class AddedPositionalEncoding(nn.Module):
         else:
             self.register_buffer("table", table, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, N, D]
-        return x + self.table[: x.shape[2]]
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:  # x: [T, B, N, D]
+        return x + _rows(self.table, offset, x.shape[2])  # table rows [N, D]
 
 
 @POS_ENCODINGS.register("cpg")

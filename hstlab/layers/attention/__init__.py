@@ -8,6 +8,7 @@ from hstlab.layers.attention import (  # noqa: F401  (registers the kinds)
     qk,
     sdsa,
     softmax,
+    spikegpt,
     ssa,
     statten,
 )
