@@ -11,7 +11,7 @@ from typing import Any
 import panel as pn
 import param
 
-from hstlab.ui.offline import TEMPLATE, LocalTabs, configure
+from hstlab.ui.offline import TEMPLATE, configure
 from hstlab.ui.runs import RunFolders, shared_runs_dirs
 from hstlab.ui.state import DEFAULT_PRETRAINED, NO_PRETRAINED, ExplorerState
 from hstlab.ui.training import TrainSession
@@ -75,8 +75,8 @@ class ExplorerApp(pn.viewable.Viewer):
             "Train": TrainView(state=self.state, session=self.session),
             "Energy": EnergyView(state=self.state, session=self.session),
         }
-        self.tabs = LocalTabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"],
-                              sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"],
+                            sizing_mode="stretch_width")
         self.tabs.param.watch(self._on_tab, "active")
         self.views["Train"].inspect_button.on_click(self._show_inspect)
         self._on_tab()

@@ -1,71 +1,46 @@
 """Serve the explorer without the internet: every script, style sheet and font from the app's server.
 
-Panel's components name their style sheets by CDN address and rewrite them to the server's
-``static/`` folder when the page is rendered and whenever a model is made for a document.
-One path misses that rewrite: a dynamic :class:`panel.Tabs` keeps the models of a tab while
-it is hidden, detached from the document, and a pane updated in that state writes CDN
-addresses into them (``Markdown`` asks ``model.document`` for the server's address, and a
-detached model has none). When the tab is shown again those models are sent as they are, and
-the browser asks ``cdn.holoviz.org`` for ``markdown.css`` and ``loading.css`` (a stray "¶"
-beside the headings and an unstyled JSON block were the visible signs). :class:`LocalTabs`
-rewrites the style sheets of the models it shows again, the same way Panel rewrites a page.
+Panel's components name their style sheets by CDN address; Panel rewrites them to the
+server's ``static/`` folder using the address stored on the model's document. A model that
+is updated while it has no document falls back to the CDN: the panes of a hidden dynamic tab
+(``pn.Tabs(dynamic=True)`` detaches them) and, in Panel 1.9, ``Markdown`` updates, which ask
+``model.document``. The browser then asked ``cdn.holoviz.org`` for ``markdown.css`` and
+``loading.css`` after every rebuild (a stray "¶" beside the headings and an unstyled JSON
+block were the visible signs). :func:`serve_locally` makes that fallback the server's folder.
 
 The page template (:data:`TEMPLATE`) is Bootstrap, the one of Panel's templates that loads no
-web font.
+web font (Fast, Material and Vanilla ask Google Fonts).
 
 Example:
-    >>> tabs = LocalTabs(("A", "first"), ("B", "second"), dynamic=True)
-    >>> local_dist(None)
+    >>> serve_locally()
+    >>> import panel.reactive
+    >>> panel.reactive.CDN_DIST
     'static/extensions/panel/'
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import panel as pn
 
-TEMPLATE = pn.template.BootstrapTemplate  # no web fonts (Fast, Material, Vanilla load Google Fonts)
+TEMPLATE = pn.template.BootstrapTemplate
+
+
+def serve_locally() -> None:
+    """Style sheets of models updated without a document load from this server, not the CDN.
+
+    For served apps only (a notebook or a saved HTML file has no such server folder).
+    """
+    import panel.reactive
+    from panel.io.resources import LOCAL_DIST
+
+    panel.reactive.CDN_DIST = LOCAL_DIST  # the fallback of Reactive._get_properties/_update_model
 
 
 def configure() -> None:
-    """Load Panel's and HoloViews' Bokeh resources inline (for notebooks; a served page gets them
-    from its own server either way)."""
+    """Set up a served explorer: Panel's and HoloViews' resources inline or from this server."""
     import holoviews as hv
 
     pn.extension(inline=True)
     if "bokeh" not in hv.Store.renderers:
         hv.extension("bokeh", inline=True, logo=False)
-
-
-def local_dist(doc: Any) -> str:
-    """The address of Panel's static files that ``doc``'s page uses (its server's, never a CDN)."""
-    from panel.io.resources import CDN_DIST, LOCAL_DIST
-
-    dist = getattr(doc, "_template_variables", {}).get("dist_url") if doc is not None else None
-    return dist if dist and dist != CDN_DIST else LOCAL_DIST
-
-
-def localize(model: Any, dist_url: str) -> int:
-    """Point every CDN style sheet under Bokeh ``model`` at ``dist_url``; returns how many were
-    rewritten."""
-    from bokeh.models import ImportedStyleSheet
-    from panel.io.resources import CDN_DIST, patch_stylesheet
-
-    changed = 0
-    for sheet in model.select({"type": ImportedStyleSheet}):
-        if str(sheet.url).startswith(CDN_DIST):
-            patch_stylesheet(sheet, dist_url)
-            changed += 1
-    return changed
-
-
-class LocalTabs(pn.Tabs):
-    """``pn.Tabs`` whose tabs, shown again, load their style sheets from the app's server."""
-
-    def _get_objects(self, model: Any, old_objects: Any, doc: Any, root: Any, comm: Any = None) -> Any:
-        new_models, old_models = super()._get_objects(model, old_objects, doc, root, comm)
-        dist_url = local_dist(doc)
-        for panel in new_models:
-            localize(panel, dist_url)
-        return new_models, old_models
+    serve_locally()
