@@ -8,7 +8,7 @@ a tooltip says what the field is and what each option does.
 Example:
     >>> explain("tim").split(":")[0]
     'TIM (temporal interaction module)'
-    >>> "sdsa" in explain("attention")
+    >>> "SDSA" in explain("attention")
     True
     >>> explain("no-such-field")
     Traceback (most recent call last):

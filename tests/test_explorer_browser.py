@@ -269,7 +269,9 @@ def test_two_step_training_streams_points(browser, server):
 
     page = open_app(browser, server["url"])
     click_tab(page, "Train")
-    for name, value in (("limit", "8"), ("batch_size", "4")):
+    expect(page.locator(".hst-recipe p")).to_contain_text("Recipe hst-small on digits-dvs")
+    expect(page.locator(".hst-epochs input")).to_have_value("18")  # the recipe, not a bare default
+    for name, value in (("limit", "8"), ("batch_size", "4"), ("epochs", "1")):
         box = page.locator(f".hst-{name} input")
         box.fill(value)
         box.press("Enter")

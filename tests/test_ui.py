@@ -373,3 +373,38 @@ def test_energy_layer_table_is_readable_and_downloads_as_csv(no_data):
     assert float(table["compute (µJ)"].iloc[0].replace(",", "")) == pytest.approx(row["compute_j"] * 1e6, rel=1e-3)
     raw = pd.read_csv(layer_csv(state.energy))
     assert raw["compute_j"].sum() == pytest.approx(state.energy.layers["compute_j"].sum())
+
+
+# ---------------------------------------------------------------------------------------- recipes, help
+def test_train_tab_starts_from_the_recipe_and_follows_the_preset(no_data, tmp_path):
+    from hstlab.train.recipes import recipe_for
+    from hstlab.ui import create_app
+    from hstlab.ui.training import ALL_SAMPLES
+
+    app = create_app(preset="hst-small", runs_dir=tmp_path)
+    session, view = app.session, app.views["Train"]
+    recipe = recipe_for("hst-small", "digits-dvs").train
+    assert (session.epochs, session.lr, session.batch_size, session.augment_shift) == (
+        recipe.epochs, recipe.lr, recipe.batch_size, recipe.augment_shift)
+    assert session.limit == ALL_SAMPLES and recipe.limit is None  # every sample of each split
+    assert view.settings["epochs"].value == str(recipe.epochs)
+    assert "Recipe hst-small on digits-dvs" in view.recipe.object
+    view.settings["epochs"].value = "2"
+    app.state.preset = "tiny"  # no recipe: TrainConfig's generic defaults, and it says so
+    generic = recipe_for("tiny", "digits-dvs").train
+    assert (session.epochs, session.lr) == (generic.epochs, generic.lr)
+    assert "No recipe for tiny on digits-dvs" in session.recipe
+
+
+def test_every_control_explains_itself_from_the_glossary(no_data):
+    from hstlab.glossary import GLOSSARY, explain, missing
+    from hstlab.ui.views.build import BuildView
+
+    assert missing() == []
+    view = BuildView(state=ExplorerState(preset="tiny"))
+    for name, widget in view.widgets.items():
+        assert widget.description == explain(name), name
+    assert "samples per split" in GLOSSARY["limit"]
+    for term in ("SSA", "SDSA", "QK", "conv", "TIM", "SEW", "masking", "CPG-PE", "step-major",
+                 "time-batched", "fused"):
+        assert any(term in line for line in GLOSSARY.values()), term

@@ -124,6 +124,7 @@ def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
     state = ExplorerState(preset=preset or "hst-small", pretrained=pretrained or NO_PRETRAINED,
                           live_inspection=False, runs=folders)
     app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
+    app.session.use_recipe(state.preset, state.dataset)  # the Train tab starts from the recipe
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
         doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
