@@ -10,6 +10,7 @@ import panel as pn
 import param
 
 from hstlab import viz
+from hstlab.glossary import GLOSSARY
 from hstlab.ui.card import model_card
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
@@ -149,8 +150,10 @@ class EnergyView(pn.viewable.Viewer):
                 pn.bind(totals_text, s.param.energy), css_classes=["hst-energy-total"]
             ),
             pn.pane.Markdown("#### Spiking vs standard vs quantized (same input)"),
+            pn.pane.Markdown(GLOSSARY["plot:energy_compare"]),
             lazy(self._comparison, s.param.energy, css_classes=["hst-energy-compare"]),
             pn.pane.Markdown("#### Per layer"),
+            pn.pane.Markdown(GLOSSARY["plot:energy_layers"]),
             lazy(layers_view, s.param.energy),
             pn.Card(
                 pn.pane.Markdown(pn.bind(assumptions_text, s.param.energy)),

@@ -10,11 +10,14 @@ import panel as pn
 import param
 
 from hstlab import viz
+from hstlab.glossary import GLOSSARY
 from hstlab.ui.samples import build_dataset
 from hstlab.ui.state import ExplorerState, Inspection
 from hstlab.ui.views._common import hv_pane, lazy, weights_pane
 
 SECTIONS = ("Events", "Spikes", "Attention", "Spiking vs standard", "Positional code")
+SECTION_HELP = {"Events": "plot:events", "Spikes": "plot:spikes", "Attention": "plot:attention",
+                "Spiking vs standard": "plot:compare", "Positional code": "plot:posenc"}
 MAX_GRID_FRAMES = 8  # more input frames than this: a slider instead of a grid
 GRID_COLS = 2  # frames per row: two frames with their colour bars fit beside the sidebar at 1400 px
 
@@ -214,7 +217,11 @@ class InspectView(pn.viewable.Viewer):
         threading.Thread(target=work, name="hstlab-build-data", daemon=True).start()
 
     def _controls(self, section: str) -> Any:
-        return self._section_controls.get(section, pn.Spacer(height=0))
+        """The section's own controls and a line saying what its plots show."""
+        what = pn.pane.Markdown(f"*What am I looking at?* {GLOSSARY[SECTION_HELP[section]]}",
+                                sizing_mode="stretch_width", css_classes=["hst-what"])
+        return pn.Column(what, self._section_controls.get(section, pn.Spacer(height=0)),
+                         sizing_mode="stretch_width")
 
     def _content(
         self,
