@@ -31,7 +31,7 @@ class TrainView(pn.viewable.Viewer):
         t = self.session
         self.fields = {
             name: NumberField(t, name, t.set_setting, t.reject, css_classes=[f"hst-{name}"],
-                              width=190, description=explain(name))
+                              width=250, description=explain(name))
             for name in TRAIN_LIMITS
         }  # fmt: skip
         self.settings = {name: field.input for name, field in self.fields.items()}
@@ -93,7 +93,8 @@ class TrainView(pn.viewable.Viewer):
             pn.pane.Markdown(
                 pn.bind(lambda dataset: f"Trains a copy of the current model on **{dataset}** in "
                         "the background (one run per session); stopping keeps the checkpoint. "
-                        f"*Samples per split:* {GLOSSARY['limit']}.", self.state.param.dataset),
+                        f"*{GLOSSARY['limit'][0].upper()}{GLOSSARY['limit'][1:]}.*",
+                        self.state.param.dataset),
                 sizing_mode="stretch_width",
             ),
             pn.Row(self.recipe, self.recipe_button, sizing_mode="stretch_width"),
