@@ -89,13 +89,14 @@ async def _open(browser, url: str):
 
 
 async def _toggle(page) -> float:
+    """Layer 0's attention to standard: time until the summary shows modes HS (from SS)."""
+    from playwright.async_api import expect
+
     summary = page.locator(".hst-summary p")
-    before = await summary.inner_text()
+    await expect(summary).to_contain_text("Modes: SS", timeout=TIMEOUT_MS)
     t0 = time.perf_counter()
     await page.locator(".hst-layer-0-attn_mode select").select_option("standard")
-    await page.wait_for_function(
-        "([sel, old]) => { const p = document.querySelector(sel); return p && p.innerText !== old "
-        "&& p.innerText.includes('Modes:'); }", arg=[".hst-summary p", before])
+    await expect(summary).to_contain_text("Modes: HS", timeout=TIMEOUT_MS)
     return time.perf_counter() - t0
 
 
