@@ -408,3 +408,15 @@ def test_every_control_explains_itself_from_the_glossary(no_data):
     for term in ("SSA", "SDSA", "QK", "conv", "TIM", "SEW", "masking", "CPG-PE", "step-major",
                  "time-batched", "fused"):
         assert any(term in line for line in GLOSSARY.values()), term
+
+
+def test_stem_box_shows_follows_layer_0_and_sets_the_stem(no_data):
+    from hstlab.ui.views.build import BuildView
+
+    state = ExplorerState(preset="tiny")
+    box = BuildView(state=state).widgets["tokenizer_mode"]
+    assert box.value == "follows layer 0" and box.get_root().value == "follows layer 0"  # not blank
+    box.value = "spiking"
+    assert state.cfg.tokenizer_mode == "spiking" and state.error == ""
+    state.load_pretrained("hst-small-digits-dvs")  # showing a config does not edit it
+    assert box.value == "follows layer 0" and state.weights.startswith("pretrained:")

@@ -52,6 +52,41 @@ def column_heading(column: str) -> pn.pane.HTML:
                         width=CELL_WIDTH, css_classes=[f"hst-help-{column}"])
 
 
+def stem_select(state: ExplorerState, **kwargs: Any) -> pn.widgets.Select:
+    """The stem mode by its labels, both ways: Panel's ``Select.from_param`` sends the ``None`` of
+    "follows layer 0" as an empty value, so the browser showed a blank box.
+
+    Example:
+        >>> state = ExplorerState(preset="tiny")
+        >>> box = stem_select(state)
+        >>> box.value
+        'follows layer 0'
+        >>> box.value = "spiking"
+        >>> state.tokenizer_mode
+        'spiking'
+    """
+    labels = state.param.tokenizer_mode.names  # label -> value (None: follows layer 0)
+    label_of = {value: label for label, value in labels.items()}
+    box = pn.widgets.Select(name=state.param.tokenizer_mode.label, options=list(labels),
+                            value=label_of[state.tokenizer_mode], **kwargs)
+    showing = []  # non-empty while the box follows the state (not an edit)
+
+    def edited(event: Any) -> None:
+        if not showing:
+            state.set_field("tokenizer_mode", labels[event.new])
+
+    def follow(event: Any) -> None:
+        showing.append(True)
+        try:
+            box.value = label_of[event.new]
+        finally:
+            showing.pop()
+
+    box.param.watch(edited, "value")
+    state.param.watch(follow, "tokenizer_mode")
+    return box
+
+
 class LayerTable(pn.viewable.Viewer):
     """One row of toggles per layer, kept in sync with ``state.layers`` both ways.
 
@@ -146,10 +181,10 @@ class BuildView(pn.viewable.Viewer):
         }
         self.widgets.update({name: field.input for name, field in self.fields.items()})
         for name in CHOICE_FIELDS:
-            self.widgets[name] = pn.widgets.Select.from_param(
-                getattr(s.param, name), css_classes=[f"hst-{name}"], width=FIELD_WIDTH,
-                description=explain(name),
-            )
+            make = stem_select if name == "tokenizer_mode" else (
+                lambda state, name=name, **kw: pn.widgets.Select.from_param(state.param[name], **kw))
+            self.widgets[name] = make(s, css_classes=[f"hst-{name}"], width=FIELD_WIDTH,
+                                      description=explain(name))
         self.table = LayerTable(state=s)
         self.error = error_alert(s)
         self.run_dir = pn.widgets.TextInput(
