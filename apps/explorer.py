@@ -7,12 +7,12 @@ from hstlab.runtime import use_passive_threads
 
 use_passive_threads()  # before torch starts its OpenMP threads (see BENCHMARKS.md)
 
-import panel as pn  # noqa: E402
 
 from hstlab.ui import create_app  # noqa: E402
-from hstlab.ui.app import enable_threads  # noqa: E402
+from hstlab.ui.app import TITLE, enable_threads  # noqa: E402
+from hstlab.ui.offline import configure  # noqa: E402
 
-pn.extension()
+configure()  # every resource from this server (see hstlab.ui.offline)
 enable_threads()  # rebuilds run off the event loop: one session's work never blocks another
 
 if __name__ == "__main__":  # python apps/explorer.py: serve on localhost
@@ -20,4 +20,4 @@ if __name__ == "__main__":  # python apps/explorer.py: serve on localhost
 
     serve(port=5006)
 else:
-    create_app().servable(title="hstlab explorer")
+    create_app().template().servable(title=TITLE)

@@ -143,6 +143,67 @@ def click_tab(page, name: str) -> None:
     page.locator(".bk-tab", has_text=re.compile(rf"^{name}$")).first.click()
 
 
+# What shows that a tab has rendered its content (the plots arrive after the tab itself).
+READY = {
+    "Build": ".hst-layer-table select",
+    "Inspect": ".hst-inspect-content canvas",
+    "Train": ".hst-live canvas",
+    "Energy": ".hst-energy-compare canvas",
+}
+# Bokeh has laid out and painted every view of the page (no pending model changes).
+IDLE = "() => window.Bokeh !== undefined && Bokeh.documents.length > 0 && Bokeh.documents.every(d => d.is_idle)"
+
+
+def show_tab(page, name: str) -> None:
+    """Open tab ``name`` and wait until its content is rendered and Bokeh is idle."""
+    click_tab(page, name)
+    page.locator(READY[name]).first.wait_for()
+    page.wait_for_function(IDLE)
+
+
+# The right edge of the widest visible element, shadow DOMs included (Bokeh renders in them):
+# an element clipped by an ``overflow: hidden`` parent still counts.
+RIGHT_EDGE = """() => {
+    let right = 0, what = "";
+    const walk = (root) => {
+        for (const el of root.querySelectorAll("*")) {
+            const r = el.getBoundingClientRect();
+            if (r.width > 0 && r.height > 0 && r.right > right + 0.5) {
+                right = r.right;
+                what = (typeof el.className === "string" && el.className) || el.tagName;
+            }
+            if (el.shadowRoot) walk(el.shadowRoot);
+        }
+    };
+    walk(document);
+    return {right: Math.round(right), what: what,
+            scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth};
+}"""
+
+
+class Watch:
+    """Every request to another host than the app's and every console error of a page."""
+
+    def __init__(self, page, url: str) -> None:
+        self.host = urlsplit(url).netloc
+        self.foreign: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", self._request)
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+    def _request(self, request) -> None:
+        parts = urlsplit(request.url)
+        if parts.scheme in ("data", "blob", "about"):
+            return
+        if parts.netloc != self.host:
+            self.foreign.append(request.url)
+
+    def check(self, where: str) -> None:
+        assert not self.foreign, f"{where}: requests left {self.host}: {sorted(set(self.foreign))}"
+        assert not self.errors, f"{where}: console errors: {self.errors}"
+
+
 def test_toggle_layer_updates_parameter_count_offline(browser, server, record_property):
     from playwright.sync_api import expect
 
@@ -208,7 +269,9 @@ def test_two_step_training_streams_points(browser, server):
 
     page = open_app(browser, server["url"])
     click_tab(page, "Train")
-    for name, value in (("limit", "8"), ("batch_size", "4")):
+    expect(page.locator(".hst-recipe p")).to_contain_text("Recipe hst-small on digits-dvs")
+    expect(page.locator(".hst-epochs input")).to_have_value("18")  # the recipe, not a bare default
+    for name, value in (("limit", "8"), ("batch_size", "4"), ("epochs", "1")):
         box = page.locator(f".hst-{name} input")
         box.fill(value)
         box.press("Enter")
@@ -286,7 +349,7 @@ def test_screenshots_of_every_tab_are_not_blank(browser, server, tmp_path):
     for tab in TABS:
         click_tab(page, tab)
         page.locator(ready[tab]).first.wait_for()
-        page.wait_for_timeout(1500)  # let Bokeh paint its canvases
+        page.wait_for_function(IDLE)  # Bokeh has painted its canvases
         path = tmp_path / f"{tab.lower()}.png"
         page.screenshot(path=str(path), full_page=True)
         pixels = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
@@ -329,4 +392,55 @@ def test_load_run_shows_trained_weights_in_inspect(browser, server):
         f"trained: {run} (val accuracy 0.5)"
     )
     page.locator(".hst-inspect-content canvas").first.wait_for()
+    page.context.close()
+
+
+def test_page_stays_offline_and_error_free_through_every_tab(browser, server):
+    """Nothing but the app's own server is asked for anything, and the console stays clean, while
+    every tab, every Inspect view and the collapsed cards are opened before and after a rebuild
+    (Panel once wrote CDN style sheets into the hidden tabs' models)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    watch = Watch(page, server["url"])
+    page.goto(server["url"])
+    page.locator(".hst-summary p", has_text="Parameters:").wait_for()
+    watch.check("page load")
+    for tab in TABS:
+        show_tab(page, tab)
+    page.locator(".card-header", has_text="Assumptions").click()
+    page.wait_for_function(IDLE)
+    show_tab(page, "Inspect")
+    content = page.locator(".hst-inspect-content")
+    for section, shows in (("Spikes", "canvas"), ("Attention", "canvas"),
+                           ("Positional code", "canvas"), ("Events", "canvas")):
+        page.locator(".hst-section button", has_text=section).click()
+        content.locator(shows).first.wait_for()
+        page.wait_for_function(IDLE)
+    watch.check("tabs before a rebuild")
+    show_tab(page, "Build")
+    page.locator(".hst-preset select").select_option("tiny")  # rebuilds while the others hide
+    expect(page.locator(".hst-summary p")).to_contain_text(
+        f"Parameters: {n_params(HSTConfig.from_preset('tiny')):,}")
+    page.locator(".card-header", has_text="Config (JSON)").click()
+    page.wait_for_function(IDLE)
+    for tab in ("Inspect", "Train", "Energy", "Build"):  # their models were updated while hidden
+        show_tab(page, tab)
+    watch.check("tabs after a rebuild")
+    page.context.close()
+
+
+@pytest.mark.parametrize("size", [(1400, 900), (1920, 1080)])
+def test_no_tab_overflows_the_window(browser, server, size):
+    width, height = size
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server["url"])
+    page.locator(".hst-summary p", has_text="Parameters:").wait_for()
+    for tab in TABS:
+        show_tab(page, tab)
+        edge = page.evaluate(RIGHT_EDGE)
+        assert edge["scroll"] <= edge["client"], f"{tab} scrolls sideways at {width} px: {edge}"
+        assert edge["right"] <= width, f"{tab}: {edge['what']!r} reaches {edge['right']} px of {width}"
     page.context.close()

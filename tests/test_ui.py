@@ -386,3 +386,50 @@ def test_summary_lists_the_stages_of_a_staged_model(no_data):
         "stage 1: speds /2 -> 8x8 tokens, 1 transformer block (ssa), width 256, 16 heads (layer 1)"]
     text = BuildView(state=state).summary_text()
     assert "**stage 0:** speds /8 -> 16x16 tokens" in text and "**stage 1:**" in text
+
+
+# ---------------------------------------------------------------------------------------- recipes, help
+def test_train_tab_starts_from_the_recipe_and_follows_the_preset(no_data, tmp_path):
+    from hstlab.train.recipes import recipe_for
+    from hstlab.ui import create_app
+    from hstlab.ui.training import ALL_SAMPLES
+
+    app = create_app(preset="hst-small", runs_dir=tmp_path)
+    session, view = app.session, app.views["Train"]
+    recipe = recipe_for("hst-small", "digits-dvs").train
+    assert (session.epochs, session.lr, session.batch_size, session.augment_shift) == (
+        recipe.epochs, recipe.lr, recipe.batch_size, recipe.augment_shift)
+    assert session.limit == ALL_SAMPLES and recipe.limit is None  # every sample of each split
+    assert view.settings["epochs"].value == str(recipe.epochs)
+    assert "Recipe hst-small on digits-dvs" in view.recipe.object
+    view.settings["epochs"].value = "2"
+    app.state.preset = "tiny"  # no recipe: TrainConfig's generic defaults, and it says so
+    generic = recipe_for("tiny", "digits-dvs").train
+    assert (session.epochs, session.lr) == (generic.epochs, generic.lr)
+    assert "No recipe for tiny on digits-dvs" in session.recipe
+
+
+def test_every_control_explains_itself_from_the_glossary(no_data):
+    from hstlab.glossary import GLOSSARY, explain, missing
+    from hstlab.ui.views.build import BuildView
+
+    assert missing() == []
+    view = BuildView(state=ExplorerState(preset="tiny"))
+    for name, widget in view.widgets.items():
+        assert widget.description == explain(name), name
+    assert "samples per split" in GLOSSARY["limit"]
+    for term in ("SSA", "SDSA", "QK", "conv", "TIM", "SEW", "masking", "CPG-PE", "step-major",
+                 "time-batched", "fused"):
+        assert any(term in line for line in GLOSSARY.values()), term
+
+
+def test_stem_box_shows_follows_layer_0_and_sets_the_stem(no_data):
+    from hstlab.ui.views.build import BuildView
+
+    state = ExplorerState(preset="tiny")
+    box = BuildView(state=state).widgets["tokenizer_mode"]
+    assert box.value == "follows layer 0" and box.get_root().value == "follows layer 0"  # not blank
+    box.value = "spiking"
+    assert state.cfg.tokenizer_mode == "spiking" and state.error == ""
+    state.load_pretrained("hst-small-digits-dvs")  # showing a config does not edit it
+    assert box.value == "follows layer 0" and state.weights.startswith("pretrained:")

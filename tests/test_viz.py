@@ -518,3 +518,34 @@ def test_membrane_threshold_line_stays_in_view_when_no_trace_reaches_it():
     membranes = {"a": torch.full((4, 1, 3), 0.1)}  # [T, B, N], far below the threshold
     fig = hv.render(membrane_traces(membranes, 1.0, "a"), backend="bokeh")
     assert fig.y_range.start <= 0.1 and fig.y_range.end >= 1.0
+
+
+def test_each_variant_keeps_its_colour_and_empty_series_leave_the_legend():
+    import panel as pn
+    from bokeh.models import Legend
+
+    from hstlab.train.events import TrainEvent
+    from hstlab.viz.palette import VARIANT_COLORS, variant_color
+
+    totals = {"current (HS, 32-bit)": 2e-5, "all spiking": 1e-5, "standard twin": 3e-4,
+              "standard twin, int8": 5e-5, "bit-matched twin": 2e-5}
+    from hstlab import viz
+
+    bars = viz.energy_comparison(totals).get(0)
+    assert list(bars.data["color"]) == [VARIANT_COLORS[k] for k in
+                                        ("hybrid", "spiking", "standard", "int8", "bit-matched")]
+    assert variant_color("current (TT, 32-bit)") == VARIANT_COLORS["standard"]
+    live = viz.LiveCurves(min_interval_s=0)
+    model = pn.pane.HoloViews(live.layout()).get_root()
+
+    def shown() -> set[str]:
+        return {item.label.value for legend in model.select({"type": Legend})
+                for item in legend.items if item.visible}
+
+    assert shown() == set()  # nothing trained yet: no legend entries
+    live.push(TrainEvent(kind="epoch", step=1, epoch=0, loss=2.3))
+    live.flush()
+    assert shown() == {"train (epoch)"}  # no validation value yet
+    live.push(TrainEvent(kind="epoch", step=2, epoch=1, loss=2.0, val_loss=2.1))
+    live.flush()
+    assert shown() == {"train (epoch)", "validation"}

@@ -11,6 +11,7 @@ from typing import Any
 import panel as pn
 import param
 
+from hstlab.ui.offline import TEMPLATE, configure
 from hstlab.ui.runs import RunFolders, shared_runs_dirs
 from hstlab.ui.state import DEFAULT_PRETRAINED, NO_PRETRAINED, ExplorerState
 from hstlab.ui.training import TrainSession
@@ -19,6 +20,10 @@ from hstlab.ui.views import BuildView, EnergyView, InspectView, TrainView
 TABS = ("Build", "Inspect", "Train", "Energy")
 DEFAULT_ADDRESS = "127.0.0.1"
 THREADS = 8  # browser events run in this many worker threads, off the server's event loop
+TITLE = "hstlab explorer"
+INTRO = ("Build an HST-Net variant, look inside it on real input, train it and compare its energy. "
+         "Hover the ? beside a control for what it means.")
+SIDEBAR_WIDTH = 360  # px: the model's fields; the tabs get the rest of the window
 
 
 def default_runs_dir() -> Path:
@@ -70,7 +75,8 @@ class ExplorerApp(pn.viewable.Viewer):
             "Train": TrainView(state=self.state, session=self.session),
             "Energy": EnergyView(state=self.state, session=self.session),
         }
-        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"])
+        self.tabs = pn.Tabs(*self.views.items(), dynamic=True, css_classes=["hst-tabs"],
+                            sizing_mode="stretch_width")
         self.tabs.param.watch(self._on_tab, "active")
         self.views["Train"].inspect_button.on_click(self._show_inspect)
         self._on_tab()
@@ -84,12 +90,20 @@ class ExplorerApp(pn.viewable.Viewer):
         if not self.state.error:
             self.tabs.active = TABS.index("Inspect")
 
+    def sidebar(self) -> pn.viewable.Viewable:
+        """The model's fields (shown beside every tab)."""
+        return pn.Column(pn.pane.Markdown(INTRO), self.views["Build"].controls(),
+                         sizing_mode="stretch_width")
+
+    def template(self) -> pn.template.BaseTemplate:
+        """The served page: the fields in a sidebar, the tabs in the main area (sized to the window)."""
+        return TEMPLATE(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs],
+                        sidebar_width=SIDEBAR_WIDTH)
+
     def __panel__(self) -> pn.viewable.Viewable:
-        header = pn.pane.Markdown(
-            "## hstlab explorer\nBuild an HST-Net variant, look inside it on real input, train it and "
-            "compare its energy."
-        )
-        return pn.Column(header, self.tabs, sizing_mode="stretch_width")
+        """One column (notebooks): the fields above the tabs."""
+        return pn.Column(pn.pane.Markdown(f"## {TITLE}"), self.sidebar(), self.tabs,
+                         sizing_mode="stretch_width")
 
 
 def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
@@ -110,6 +124,7 @@ def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
     state = ExplorerState(preset=preset or "hst-small", pretrained=pretrained or NO_PRETRAINED,
                           live_inspection=False, runs=folders)
     app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
+    app.session.use_recipe(state.preset, state.dataset)  # the Train tab starts from the recipe
     doc = pn.state.curdoc
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
         doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
@@ -120,14 +135,14 @@ def serve(
     port: int = 5006, address: str = DEFAULT_ADDRESS, show: bool = False, **kwargs: Any
 ) -> Any:
     """Serve the explorer on ``address:port`` (localhost by default); one app per session."""
-    pn.extension()
+    configure()
     enable_threads()
     return pn.serve(
-        {"explorer": create_app},
+        {"explorer": lambda: create_app().template()},
         port=port,
         address=address,
         show=show,
         websocket_origin=[f"{address}:{port}", f"localhost:{port}"],
-        title="hstlab explorer",
+        title=TITLE,
         **kwargs,
     )

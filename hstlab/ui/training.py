@@ -19,6 +19,7 @@ import pandas as pd
 import param
 
 from hstlab.train.checkpoint import run_checkpoint
+from hstlab.train.config import TrainConfig
 from hstlab.ui.limits import TRAIN_LIMITS, check_value
 from hstlab.ui.samples import load_split
 from hstlab.ui.state import ExplorerState, rejection_text
@@ -41,6 +42,36 @@ RUN_COLUMNS = (
 def request_stop(trainer: Any) -> None:
     """Ask a running ``Trainer`` to stop after its current step (it then saves and evaluates)."""
     trainer.request_stop("stopped from the explorer")
+
+
+ALL_SAMPLES = int(TRAIN_LIMITS["limit"][1])  # "samples per split" when a recipe uses every sample
+RECIPE_FIELDS = ("augment_shift", "warmup_frac", "weight_decay", "grad_clip")  # not in the tab's boxes
+
+
+def recipe_settings(preset: str, dataset: str) -> tuple[dict[str, Any], str]:
+    """The Train tab's settings from the recipe registry (:func:`hstlab.train.recipes.recipe_for`)
+    and a line saying where they come from.
+
+    A recipe that trains on every sample (``limit=None``) gets :data:`ALL_SAMPLES`, the
+    largest number the tab accepts, which is more than any split of the explorer's datasets.
+
+    Example:
+        >>> settings, source = recipe_settings("hst-small", "digits-dvs")
+        >>> settings["epochs"], settings["lr"], settings["batch_size"], settings["limit"]
+        (18, 0.005, 32, 20000)
+        >>> source.startswith("Recipe hst-small on digits-dvs")
+        True
+    """
+    from hstlab.train.recipes import recipe_for
+
+    recipe = recipe_for(preset, dataset)
+    train = recipe.train
+    settings = {"epochs": train.epochs, "lr": train.lr, "batch_size": train.batch_size,
+                "limit": ALL_SAMPLES if train.limit is None else min(train.limit, ALL_SAMPLES),
+                **{k: getattr(train, k) for k in RECIPE_FIELDS}}
+    if recipe.notice:
+        return settings, f"No recipe for {preset} on {dataset}: the generic defaults of TrainConfig."
+    return settings, f"Recipe {recipe.key} ({recipe.result})."
 
 
 def write_run_json(run_dir: Path, cfg: Any, dataset: str, train_config: Any) -> None:
@@ -83,6 +114,13 @@ class TrainSession(param.Parameterized):
     limit = param.Integer(
         default=64, label="samples per split", doc="load_dataset(limit=...) for train and val"
     )
+    augment_shift = param.Integer(default=TrainConfig.augment_shift,
+                                  doc="RandomShift of training frames (pixels; 0: off)")
+    warmup_frac = param.Number(default=TrainConfig.warmup_frac, doc="linear warm-up fraction of the steps")
+    weight_decay = param.Number(default=TrainConfig.weight_decay, doc="AdamW weight decay")
+    grad_clip = param.Number(default=TrainConfig.grad_clip, allow_None=True,
+                             doc="gradient-norm clip (None: off)")
+    recipe = param.String(default="", doc="where the settings come from (set by use_recipe)")
     batch_size = param.Integer(default=16, label="batch size")
     epochs = param.Integer(default=1)
     lr = param.Number(default=1e-3, label="learning rate")
@@ -131,6 +169,17 @@ class TrainSession(param.Parameterized):
         except ValueError as exc:
             return self.reject(exc)
         self.message = ""
+        return True
+
+    def use_recipe(self, preset: str, dataset: str) -> bool:
+        """Take the settings of the recipe of ``preset`` on ``dataset`` (see :func:`recipe_settings`).
+
+        Refused (False, with :attr:`message`) while a run is going.
+        """
+        if self.running:
+            return self.reject(ValueError("A run is going: its settings stay until it ends."))
+        settings, self.recipe = recipe_settings(preset, dataset)
+        self.param.update(**settings, message="")
         return True
 
     def start(self, state: ExplorerState) -> bool:
@@ -189,6 +238,7 @@ class TrainSession(param.Parameterized):
         return TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, limit=self.limit,
             time_bins=state.cfg.input_steps, dataset_options=no_build_options(state.dataset),
+            **{k: getattr(self, k) for k in RECIPE_FIELDS},
         )
 
     def stop(self) -> bool:

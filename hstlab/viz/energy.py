@@ -17,6 +17,7 @@ import pandas as pd
 
 from hstlab.units import energy_unit
 from hstlab.viz._util import bokeh_opts
+from hstlab.viz.palette import SERIES_COLORS, variant_color
 
 LAYER_COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j")
 ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")
@@ -95,7 +96,8 @@ def layer_energy_bars(layers: Any) -> hv.Bars:
     unit, scale = energy_unit(float((df["compute_j"] + df["memory_j"]).max()))
     value = hv.Dimension("energy", label="energy per sample", unit=unit)
     tidy = _stacked(df, {"compute": "compute_j", "memory": "memory_j"}, scale, value)
-    return _bars(tidy, value, "Energy per layer: compute vs memory", ["#ff7f0e", "#9467bd"])
+    return _bars(tidy, value, "Energy per layer: compute vs memory",
+                 [SERIES_COLORS["compute"], SERIES_COLORS["memory"]])
 
 
 def layer_ops_bars(layers: Any) -> hv.Bars:
@@ -107,7 +109,7 @@ def layer_ops_bars(layers: Any) -> hv.Bars:
     df = _layers_frame(layers)
     value = hv.Dimension("ops", label="operations per sample")
     tidy = _stacked(df, {"MAC": "macs", "AC": "acs"}, 1.0, value)
-    bars = _bars(tidy, value, "Operations per layer: MAC vs AC", ["#d62728", "#2ca02c"])
+    bars = _bars(tidy, value, "Operations per layer: MAC vs AC", [SERIES_COLORS["MAC"], SERIES_COLORS["AC"]])
     return bokeh_opts(bars, yformatter="%.3g")
 
 
@@ -144,6 +146,7 @@ def energy_comparison(
             "energy": [j / scale for j in joules.values()],
             "ratio": [j / joules[base] if joules[base] else np.nan for j in joules.values()],
             "accuracy": [accuracy.get(k, np.nan) for k in joules],
+            "color": [variant_color(k) for k in joules],  # one colour per variant in every view
         }
     )
     df["text"] = [
@@ -152,12 +155,12 @@ def energy_comparison(
     ]
     vdims = [value, hv.Dimension("ratio", label=f"ratio to {base}"), hv.Dimension("accuracy")]
     bars = bokeh_opts(
-        hv.Bars(df, kdims=[hv.Dimension("variant")], vdims=vdims),
-        color="variant",
-        cmap="Category10",
+        hv.Bars(df, kdims=[hv.Dimension("variant")], vdims=[*vdims, "color"]),
+        color="color",
         tools=["hover"],
         show_legend=False,
         padding=(0.05, (0, 0.2)),
+        xrotation=30,  # long variant names do not overlap
     )
     labels = bokeh_opts(
         hv.Labels(df, kdims=["variant", "energy"], vdims=["text"]),
@@ -166,10 +169,10 @@ def energy_comparison(
     )
     return bokeh_opts(
         hv.Overlay([bars, labels]),
-        title=f"Energy per sample (ratio to {base})",
-        width=500,
+        title=f"Energy per sample (ratio to {base}; axis from 0)",
+        width=560,
         shared_axes=False,
-        height=360,
+        height=420,
     )
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from hstlab.viz._util import bokeh_opts
 from hstlab.viz.live_image import NotebookImage, render_png
+from hstlab.viz.palette import SERIES_COLORS, integer_ticks, legend_only_with_data
 
 METRICS = {
     "loss": hv.Dimension("loss", label="loss"),
@@ -194,23 +195,22 @@ class LiveCurves:
 
     def _train_curve(self, metric: str, data: pd.DataFrame) -> hv.Curve:
         curve = hv.Curve(data, STEP, [METRICS[metric], "epoch"], label="train")
-        return bokeh_opts(curve, color="#1f77b4", tools=["hover"], framewise=True)
+        return bokeh_opts(curve, color=SERIES_COLORS["train"], tools=["hover"], framewise=True)
 
     def _epoch_marks(self, metric: str, data: pd.DataFrame) -> hv.Overlay:
         dim = METRICS[metric]
         val = data[["step", "epoch", f"val_{dim.name}"]].rename(
             columns={f"val_{dim.name}": dim.name}
-        )
-        marks = hv.Scatter(data, STEP, [dim, "epoch"], label="train (epoch)")
+        ).dropna()  # no validation value yet: no points, and no legend entry
+        marks = hv.Scatter(data.dropna(subset=[dim.name]), STEP, [dim, "epoch"], label="train (epoch)")
+        color = SERIES_COLORS["validation"]
         return hv.Overlay(
             [
-                bokeh_opts(marks, color="black", size=7, tools=["hover"]),
-                bokeh_opts(
-                    hv.Curve(val, STEP, [dim, "epoch"], label="validation"),
-                    color="#d62728",
-                    line_dash="dashed",
-                    tools=["hover"],
-                ),
+                bokeh_opts(marks, color=SERIES_COLORS["train (epoch)"], size=7, tools=["hover"]),
+                bokeh_opts(hv.Curve(val, STEP, [dim, "epoch"], label="validation"),
+                           color=color, line_dash="dashed", tools=["hover"]),
+                bokeh_opts(hv.Scatter(val, STEP, [dim, "epoch"], label="validation"),
+                           color=color, size=8, marker="diamond", tools=["hover"]),  # one point shows
             ]
         )
 
@@ -233,6 +233,7 @@ class LiveCurves:
                 height=260,
                 legend_position="right",
                 padding=0.05,
+                hooks=[integer_ticks, legend_only_with_data],
             )
         return out
 

@@ -20,6 +20,7 @@ from hstlab.viz._util import (
     select_layer,
     to_numpy,
 )
+from hstlab.viz.palette import integer_ticks
 
 TIME = hv.Dimension("t", label="time step")
 NEURON = hv.Dimension("neuron", label="neuron (flat index)")
@@ -70,6 +71,7 @@ def spike_raster(
         ylim=(-0.5, n_total - 0.5),
         width=600,
         height=320,
+        hooks=[integer_ticks],
     )
 
 
@@ -141,7 +143,8 @@ def membrane_traces(
                 parts.append(bokeh_opts(th_curve, line_dash="dashed", color="red", alpha=0.6))
     title = f"Membrane potential: {label}, sample {sample}, {idx.size} of {n_total} neurons"
     return bokeh_opts(
-        hv.Overlay(parts), title=title, width=600, height=320, legend_position="right"
+        hv.Overlay(parts), title=title, width=600, height=320, legend_position="right",
+        hooks=[integer_ticks],
     )
 
 

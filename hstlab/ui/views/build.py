@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import html
 from typing import Any
 
 import panel as pn
 import param
 
 from hstlab.config import ATTENTION_KINDS, MLP_KINDS, MODES, RESIDUALS
+from hstlab.glossary import explain
 from hstlab.ui.limits import parse_number
 from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
 from hstlab.ui.views._common import NumberField, error_alert, joules, weights_pane
@@ -25,6 +27,7 @@ COLUMN_LABELS = {
     "mask_ratio": "masking ratio",
 }
 CELL_WIDTH = 125
+FIELD_WIDTH = 150  # two choice fields side by side in the sidebar (number fields: one per row)
 TEXT_COLUMNS = ("mask_ratio",)  # typed numbers, parsed by hstlab.ui.limits.parse_number
 
 
@@ -42,6 +45,48 @@ def _cell_widget(column: str, index: int) -> pn.widgets.Widget:
     if column == "tim":
         return pn.widgets.Checkbox(width=CELL_WIDTH, css_classes=css)
     return pn.widgets.TextInput(width=CELL_WIDTH, css_classes=css)  # parsed in LayerTable._edited
+
+
+def column_heading(column: str) -> pn.pane.HTML:
+    """A layer-table heading whose tooltip (hover) explains the column and its choices."""
+    text = html.escape(explain(column), quote=True)
+    return pn.pane.HTML(f'<b title="{text}" style="cursor:help">{COLUMN_LABELS[column]} (?)</b>',
+                        width=CELL_WIDTH, css_classes=[f"hst-help-{column}"])
+
+
+def stem_select(state: ExplorerState, **kwargs: Any) -> pn.widgets.Select:
+    """The stem mode by its labels, both ways: Panel's ``Select.from_param`` sends the ``None`` of
+    "follows layer 0" as an empty value, so the browser showed a blank box.
+
+    Example:
+        >>> state = ExplorerState(preset="tiny")
+        >>> box = stem_select(state)
+        >>> box.value
+        'follows layer 0'
+        >>> box.value = "spiking"
+        >>> state.tokenizer_mode
+        'spiking'
+    """
+    labels = state.param.tokenizer_mode.names  # label -> value (None: follows layer 0)
+    label_of = {value: label for label, value in labels.items()}
+    box = pn.widgets.Select(name=state.param.tokenizer_mode.label, options=list(labels),
+                            value=label_of[state.tokenizer_mode], **kwargs)
+    showing = []  # non-empty while the box follows the state (not an edit)
+
+    def edited(event: Any) -> None:
+        if not showing:
+            state.set_field("tokenizer_mode", labels[event.new])
+
+    def follow(event: Any) -> None:
+        showing.append(True)
+        try:
+            box.value = label_of[event.new]
+        finally:
+            showing.pop()
+
+    box.param.watch(edited, "value")
+    state.param.watch(follow, "tokenizer_mode")
+    return box
 
 
 class LayerTable(pn.viewable.Viewer):
@@ -77,10 +122,7 @@ class LayerTable(pn.viewable.Viewer):
         try:
             if len(table) != len(self._rows):
                 self._rows = [self._make_row(i) for i in range(len(table))]
-                header = [pn.pane.Markdown("")] + [
-                    pn.pane.Markdown(f"**{COLUMN_LABELS[c]}**", width=CELL_WIDTH)
-                    for c in LAYER_COLUMNS
-                ]
+                header = [pn.pane.Markdown("")] + [column_heading(c) for c in LAYER_COLUMNS]
                 cells = [
                     pn.pane.Markdown(f"**layer {i}**", width=70) for i in range(len(self._rows))
                 ]
@@ -126,26 +168,30 @@ class BuildView(pn.viewable.Viewer):
         s = self.state
         self.widgets: dict[str, pn.widgets.Widget] = {
             "preset": pn.widgets.Select.from_param(
-                s.param.preset, css_classes=["hst-preset"], width=200
+                s.param.preset, css_classes=["hst-preset"], description=explain("preset"),
+                sizing_mode="stretch_width",
             ),
             "pretrained": pn.widgets.Select.from_param(
-                s.param.pretrained, css_classes=["hst-pretrained"], width=280
+                s.param.pretrained, css_classes=["hst-pretrained"],
+                description=explain("pretrained"), sizing_mode="stretch_width",
             ),
         }
         self.fields = {
-            name: NumberField(s, name, s.set_field, s.reject, css_classes=[f"hst-{name}"], width=170)
+            name: NumberField(s, name, s.set_field, s.reject, css_classes=[f"hst-{name}"],
+                              sizing_mode="stretch_width", description=explain(name))
             for name in INT_FIELDS
         }
         self.widgets.update({name: field.input for name, field in self.fields.items()})
         for name in CHOICE_FIELDS:
-            self.widgets[name] = pn.widgets.Select.from_param(
-                getattr(s.param, name), css_classes=[f"hst-{name}"], width=140
-            )
+            make = stem_select if name == "tokenizer_mode" else (
+                lambda state, name=name, **kw: pn.widgets.Select.from_param(state.param[name], **kw))
+            self.widgets[name] = make(s, css_classes=[f"hst-{name}"], width=FIELD_WIDTH,
+                                      description=explain(name))
         self.table = LayerTable(state=s)
         self.error = error_alert(s)
         self.run_dir = pn.widgets.TextInput(
             placeholder="run directory (holds best.safetensors), e.g. runs/hst-small-digits-dvs-s0-...",
-            width=460,
+            min_width=300, sizing_mode="stretch_width",
             css_classes=["hst-run-dir"],
         )
         self.load_button = pn.widgets.Button(
@@ -178,33 +224,40 @@ class BuildView(pn.viewable.Viewer):
         s = self.state
         info = s.summary()
         return (
-            f"**Parameters:** {info['params']:,} &nbsp; **Energy per sample:** {joules(info['energy_j'])} "
-            f"(memory {info['memory']} dataflow) &nbsp; **Stem:** {info['stem']} &nbsp; "
-            f"**Modes:** {info['modes']} &nbsp; (rebuilt in {info['build_seconds']:.2f} s; "
+            f"**Parameters:** {info['params']:,}  \n**Energy per sample:** {joules(info['energy_j'])} "
+            f"(memory {info['memory']} dataflow)  \n**Stem:** {info['stem']}  \n"
+            f"**Modes:** {info['modes']}  \n(rebuilt in {info['build_seconds']:.2f} s; "
             f"energy measured on {info['input']})"
             + (f"  \n⚠ {s.memory_note}" if s.memory_note else "")
             + "".join(f"  \n**{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in info["stages"])
         )
 
-    def __panel__(self) -> pn.viewable.Viewable:
+    def controls(self) -> pn.viewable.Viewable:
+        """The sidebar: the model's fields, the inline error and the live summary."""
         w = self.widgets
-        fields = pn.FlexBox(*[w[n] for n in (*INT_FIELDS, *CHOICE_FIELDS)])
         return pn.Column(
-            pn.Row(
-                w["preset"],
-                w["pretrained"],
-                pn.pane.Markdown(
-                    "Pick a trained model of the zoo, or a preset and edit any field (the model "
-                    "rebuilds at once, untrained). Or load the trained weights of a run directory "
-                    "(`hstlab train` or the Train tab)."
-                ),
-            ),
-            fields,
-            pn.Row(self.run_dir, self.load_button, css_classes=["hst-load"]),
+            w["pretrained"],
+            w["preset"],
+            *[w[n] for n in INT_FIELDS],
+            pn.FlexBox(*[w[n] for n in CHOICE_FIELDS]),
             self.error,
             self.summary,
+            sizing_mode="stretch_width",
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            pn.pane.Markdown(
+                "Pick a trained model of the zoo, or a preset and edit any field in the sidebar "
+                "(the model rebuilds at once, untrained). Or load the trained weights of a run "
+                "directory (`hstlab train` or the Train tab)."
+            ),
+            pn.Row(self.run_dir, self.load_button, css_classes=["hst-load"],
+                   sizing_mode="stretch_width"),
             self.weights,
-            pn.pane.Markdown("#### Per-layer toggles"),
+            pn.pane.Markdown("#### Per-layer toggles (hover a heading for what it means)"),
             self.table,
-            pn.Card(self.config_json, title="Config (JSON)", collapsed=True),
+            pn.Card(self.config_json, title="Config (JSON)", collapsed=True,
+                    sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
         )

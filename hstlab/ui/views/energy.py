@@ -10,6 +10,7 @@ import panel as pn
 import param
 
 from hstlab import viz
+from hstlab.glossary import GLOSSARY
 from hstlab.ui.card import model_card
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
@@ -129,8 +130,10 @@ class EnergyView(pn.viewable.Viewer):
                 self.download,
                 pn.pane.Markdown(
                     "The card holds the config, the energy table and its assumptions, and the "
-                    "metrics of the loaded run (else of the latest finished run)."
+                    "metrics of the loaded run (else of the latest finished run).",
+                    sizing_mode="stretch_width",
                 ),
+                sizing_mode="stretch_width",
             ),
             pn.Row(
                 dataflow,
@@ -138,19 +141,25 @@ class EnergyView(pn.viewable.Viewer):
                     "Memory dataflow: *step-major* moves weights and membranes every time step; "
                     "*time-batched* runs each layer over all T steps, reading weights and "
                     "membranes once; *fused* also runs activations and neurons inside the "
-                    "Linear/Conv before them, so that output is never written. Compute is the same."
+                    "Linear/Conv before them, so that output is never written. Compute is the same.",
+                    sizing_mode="stretch_width",
                 ),
+                sizing_mode="stretch_width",
             ),
             pn.pane.Markdown(
                 pn.bind(totals_text, s.param.energy), css_classes=["hst-energy-total"]
             ),
             pn.pane.Markdown("#### Spiking vs standard vs quantized (same input)"),
+            pn.pane.Markdown(GLOSSARY["plot:energy_compare"]),
             lazy(self._comparison, s.param.energy, css_classes=["hst-energy-compare"]),
             pn.pane.Markdown("#### Per layer"),
+            pn.pane.Markdown(GLOSSARY["plot:energy_layers"]),
             lazy(layers_view, s.param.energy),
             pn.Card(
                 pn.pane.Markdown(pn.bind(assumptions_text, s.param.energy)),
                 title="Assumptions",
                 collapsed=True,
+                sizing_mode="stretch_width",
             ),
+            sizing_mode="stretch_width",
         )

@@ -10,26 +10,30 @@ import panel as pn
 import param
 
 from hstlab import viz
+from hstlab.glossary import GLOSSARY
 from hstlab.ui.samples import build_dataset
 from hstlab.ui.state import ExplorerState, Inspection
 from hstlab.ui.views._common import hv_pane, lazy, weights_pane
 
 SECTIONS = ("Events", "Spikes", "Attention", "Spiking vs standard", "Positional code")
+SECTION_HELP = {"Events": "plot:events", "Spikes": "plot:spikes", "Attention": "plot:attention",
+                "Spiking vs standard": "plot:compare", "Positional code": "plot:posenc"}
 MAX_GRID_FRAMES = 8  # more input frames than this: a slider instead of a grid
+GRID_COLS = 2  # frames per row: two frames with their colour bars fit beside the sidebar at 1400 px
 
 
 def events_view(insp: Inspection) -> Any:
     """Input frames (grid or slider) and, when the dataset has them, the raw events."""
     x = insp.sample.x[:, 0]  # [T, C, H, W]
     frames = viz.event_frames(x)
-    parts = [hv_pane(frames.layout().cols(4) if len(frames) <= MAX_GRID_FRAMES else frames)]
+    parts = [hv_pane(frames.layout().cols(GRID_COLS) if len(frames) <= MAX_GRID_FRAMES else frames)]
     if insp.sample.events is not None and len(insp.sample.events):
         parts.append(hv_pane(viz.event_cloud(insp.sample.events, backend="bokeh")))
     return pn.Column(*parts)
 
 
 def spikes_view(insp: Inspection, layer: str | None) -> Any:
-    """Raster and membrane traces of one spiking layer, and the firing-rate heatmap of all."""
+    """Raster and membrane traces of one spiking layer, and the firing-rate heatmap of all (stacked)."""
     if not insp.spikes:
         return pn.pane.Markdown("This model has no spiking layer (every layer is standard).")
     layer = layer if layer in insp.spikes else next(iter(insp.spikes))
@@ -37,9 +41,7 @@ def spikes_view(insp: Inspection, layer: str | None) -> Any:
     if layer in insp.membranes:
         parts.append(hv_pane(viz.membrane_traces(insp.membranes, insp.thresholds, layer)))
     heatmap = hv_pane(viz.firing_rate_heatmap(insp.spikes))
-    return pn.Column(
-        pn.Row(*parts, sizing_mode="stretch_width"), heatmap, sizing_mode="stretch_width"
-    )
+    return pn.Column(*parts, heatmap, sizing_mode="stretch_width")  # stacked: fits beside the sidebar
 
 
 STEP_VIEWS = {"mean over steps": "mean", "most active step": "peak", "one step (slider)": None}
@@ -102,7 +104,7 @@ def posenc_view(cfg: Any) -> Any:
         w_max=cfg.cpg_wmax,
         threshold=cfg.cpg_threshold,
     )
-    return hv_pane(hv.Layout(list(views.values())).cols(2))
+    return hv_pane(hv.Layout(list(views.values())).cols(1))  # stacked: fits beside the sidebar
 
 
 class InspectView(pn.viewable.Viewer):
@@ -141,7 +143,7 @@ class InspectView(pn.viewable.Viewer):
         self.t_slider = pn.widgets.IntSlider.from_param(self.param.t, start=0, end=1)
         self._section_controls = {
             "Spikes": pn.widgets.Select.from_param(self.param.spike_layer, width=380),
-            "Attention": pn.Row(
+            "Attention": pn.FlexBox(  # wraps instead of overflowing a narrow window
                 pn.widgets.Select.from_param(self.param.attention_layer, width=300),
                 self.head_slider,
                 pn.widgets.Select.from_param(self.param.steps, width=170, css_classes=["hst-steps"]),
@@ -215,7 +217,11 @@ class InspectView(pn.viewable.Viewer):
         threading.Thread(target=work, name="hstlab-build-data", daemon=True).start()
 
     def _controls(self, section: str) -> Any:
-        return self._section_controls.get(section, pn.Spacer(height=0))
+        """The section's own controls and a line saying what its plots show."""
+        what = pn.pane.Markdown(f"*What am I looking at?* {GLOSSARY[SECTION_HELP[section]]}",
+                                sizing_mode="stretch_width", css_classes=["hst-what"])
+        return pn.Column(what, self._section_controls.get(section, pn.Spacer(height=0)),
+                         sizing_mode="stretch_width")
 
     def _content(
         self,

@@ -7,6 +7,7 @@ from typing import Any
 import panel as pn
 import param
 
+from hstlab.glossary import GLOSSARY, explain
 from hstlab.ui.limits import TRAIN_LIMITS
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
@@ -30,7 +31,7 @@ class TrainView(pn.viewable.Viewer):
         t = self.session
         self.fields = {
             name: NumberField(t, name, t.set_setting, t.reject, css_classes=[f"hst-{name}"],
-                              width=170)
+                              width=250, description=explain(name))
             for name in TRAIN_LIMITS
         }  # fmt: skip
         self.settings = {name: field.input for name, field in self.fields.items()}
@@ -49,6 +50,13 @@ class TrainView(pn.viewable.Viewer):
             css_classes=["hst-inspect-trained"],
             visible=pn.bind(lambda _: t.last_run_dir is not None, t.param.runs),
         )
+        self.recipe_button = pn.widgets.Button(label="Use the recipe", css_classes=["hst-recipe-button"])
+        self.recipe_button.on_click(lambda _: self.use_recipe())
+        self.recipe = pn.pane.Markdown(
+            pn.bind(lambda text: f"**Settings:** {text}" if text else "", t.param.recipe),
+            css_classes=["hst-recipe"], sizing_mode="stretch_width",
+        )
+        self.state.param.watch(self.use_recipe, ["preset", "dataset"])
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: t.stop())
         self.inspect_button.on_click(lambda _: self.state.load_run(t.last_run_dir))
@@ -69,6 +77,10 @@ class TrainView(pn.viewable.Viewer):
             t.param.runs, index=False, sizing_mode="stretch_width", css_classes=["hst-runs"]
         )
 
+    def use_recipe(self, *_: Any) -> bool:
+        """The recipe of the current preset on the current dataset fills the setting boxes."""
+        return self.session.use_recipe(self.state.preset, self.state.dataset)
+
     def start(self) -> bool:
         """Start a run, unless a setting box holds text that was refused (its message is shown)."""
         bad = next((f.invalid for f in self.fields.values() if f.invalid), "")
@@ -79,9 +91,13 @@ class TrainView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
             pn.pane.Markdown(
-                f"Trains a copy of the current model on **{self.state.dataset}** in the background "
-                "(one run per session); stopping keeps the checkpoint."
+                pn.bind(lambda dataset: f"Trains a copy of the current model on **{dataset}** in "
+                        "the background (one run per session); stopping keeps the checkpoint. "
+                        f"*{GLOSSARY['limit'][0].upper()}{GLOSSARY['limit'][1:]}.*",
+                        self.state.param.dataset),
+                sizing_mode="stretch_width",
             ),
+            pn.Row(self.recipe, self.recipe_button, sizing_mode="stretch_width"),
             pn.FlexBox(*self.settings.values()),
             pn.Row(self.start_button, self.stop_button, self.inspect_button),
             self.message,
@@ -89,7 +105,9 @@ class TrainView(pn.viewable.Viewer):
             weights_pane(self.state, "hst-train-weights"),
             self.status,
             self.received,
+            pn.pane.Markdown(GLOSSARY["plot:training"]),
             self.curves,
             pn.pane.Markdown("#### Finished runs"),
             self.runs,
+            sizing_mode="stretch_width",
         )
