@@ -192,7 +192,8 @@ class ALIF(_LIFBase):
         """Spikes [T, ...] for input current ``x`` [T, ...]."""
         self._check_input(x)
         v0, a0 = self._state_like("v", x), self._state_like("a", x)  # [...]
-        q = ALIFParams(lif=self._params(), beta_a=self.beta_a, rho=1.0 - 1.0 / self.tau_a)
+        q = ALIFParams(lif=self._params(), beta_a=self.beta_a, rho=1.0 - 1.0 / self.tau_a,
+                       keep_threshold=self.record)  # θ [T, ...] is written only when recorded
         spikes, v, a, h, theta = ALIFMultiStep.apply(x, v0, a0, 1.0 / self.tau, q)
         self.v, self.a = v, a
         if self.record:
