@@ -138,7 +138,10 @@ def _vec(t: Tensor) -> np.ndarray:
 
 def plif_forward(x: Tensor, u0: Tensor, k: Tensor, c: Tensor, theta: float, thr: float, hard: bool,
                  qstep: float = 0.0, qlevels: int = 0, ge: bool = False):
-    """:func:`lif_forward` with per-channel ``k``, ``c`` (float32 [C], broadcast on ``x``'s last dim)."""
+    """:func:`lif_forward` with per-channel ``k``, ``c`` (float32 [C], broadcast on ``x``'s last dim);
+    one channel runs :func:`lif_forward`'s kernel itself (the same arithmetic on scalars)."""
+    if k.numel() == 1:
+        return lif_forward(x, u0, float(k), float(c), theta, thr, hard, qstep, qlevels, ge)
     s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
     f = np.float32
     args = (_flat(x), _vec(u0), _vec(k.contiguous()), _vec(c.contiguous()), f(theta), f(thr), hard, bool(ge),
@@ -147,7 +150,7 @@ def plif_forward(x: Tensor, u0: Tensor, k: Tensor, c: Tensor, theta: float, thr:
     return s, eta, u_last
 
 
-def plif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: Tensor, x: Tensor | None,
+def plif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, x: Tensor | None,
                   u0: Tensor, k: Tensor, c: Tensor, theta: float, thr: float, hard: bool, detach: bool, code: int,
                   alpha: float, decay_input: bool, qstep: float = 0.0, qlevels: int = 0, ge: bool = False):
     """∂L/∂X [T, ...], ∂L/∂V_{-1} [...] and ∂L/∂r per neuron [...] (sum it over all but the channel)."""
@@ -158,7 +161,7 @@ def plif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes:
     gv = np.zeros(m, dtype=np.float32) if g_vlast is None else _vec(g_vlast)
     xs = _flat(x) if x is not None else _flat(eta)  # read only with decay_input
     f = np.float32
-    args = (_flat(g_spikes), gv, _flat(eta), _flat(spikes), xs, _vec(u0.contiguous()), _vec(k.contiguous()),
+    args = (_flat(g_spikes), gv, _flat(eta), xs, _vec(u0.contiguous()), _vec(k.contiguous()),
             _vec(c.contiguous()), f(theta), f(thr), hard, bool(ge), detach, code, f(alpha), bool(decay_input),
             f(qstep), f(qlevels), _flat(g_x), _vec(g_v0), _vec(g_r))
     _run(_kernel("plif_bwd"), args, m)

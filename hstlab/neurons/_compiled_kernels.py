@@ -148,11 +148,11 @@ def plif_fwd(x, u0, kc, cc, theta, thr, hard, ge, qstep, qlevels, s, eta, u_out,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def plif_bwd(gs, gv, eta, s, x, u0, kc, cc, theta, thr, hard, ge, detach, code, alpha, decay_input, qstep,
+def plif_bwd(gs, gv, eta, x, u0, kc, cc, theta, thr, hard, ge, detach, code, alpha, decay_input, qstep,
              qlevels, gx, gv0, gr, lo, hi):  # pragma: no cover - compiled
     """LIF backward with per-channel ``k``/``c``; also ``gr`` [M] = Σ_t ∂L/∂H_t ∂H_t/∂r per neuron
     (``∂H_t/∂r = X_t - u_{t-1}`` with ``decay_input``, else ``-u_{t-1}``; ``u_{t-1}`` rebuilt
-    from η and S of the step before, as the forward's reset left it)."""
+    from η of the step before exactly as the forward's fire and reset computed it)."""
     T = eta.shape[0]
     C = kc.shape[0]
     one = np.float32(1.0)
@@ -160,6 +160,7 @@ def plif_bwd(gs, gv, eta, s, x, u0, kc, cc, theta, thr, hard, ge, detach, code, 
     kb = np.empty(_BLOCK, dtype=np.float32)
     cb = np.empty(_BLOCK, dtype=np.float32)
     up = np.empty(_BLOCK, dtype=np.float32)
+    gh = np.empty(_BLOCK, dtype=np.float32)
     for b0 in range(lo, hi, _BLOCK):
         b1 = min(hi, b0 + _BLOCK)
         n = b1 - b0
@@ -168,38 +169,52 @@ def plif_bwd(gs, gv, eta, s, x, u0, kc, cc, theta, thr, hard, ge, detach, code, 
         g = gv[b0:b1].copy()  # ∂L/∂V_t, from the last step backwards
         acc = np.zeros(n, dtype=np.float32)  # Σ_t ∂L/∂H_t ∂H_t/∂r
         for t in range(T - 1, -1, -1):
-            et, gst, gxt = eta[t, b0:b1], gs[t, b0:b1], gx[t, b0:b1]
+            et, gst = eta[t, b0:b1], gs[t, b0:b1]
             _surrogate_block(code, alpha, theta, et, sg, n)
+            if hard and detach:  # ∂L/∂H_t, branches hoisted out of the loops as in lif_bwd
+                for j in range(n):
+                    gh[j] = gst[j] * sg[j] + g[j] * (one - _fired(et[j], theta, ge))
+            elif hard:
+                for j in range(n):
+                    gh[j] = gst[j] * sg[j] + g[j] * (one - _fired(et[j], theta, ge) - et[j] * sg[j])
+            elif detach:
+                for j in range(n):
+                    gh[j] = gst[j] * sg[j] + g[j]
+            else:
+                for j in range(n):
+                    gh[j] = gst[j] * sg[j] + g[j] * (one - thr * sg[j])
+            gxt = gx[t, b0:b1]
+            if t > 0 and qstep == 0 and hard and not decay_input:  # the common case in one loop
+                ep = eta[t - 1, b0:b1]
+                for j in range(n):
+                    ghj = gh[j]
+                    gxt[j] = cb[j] * ghj
+                    g[j] = kb[j] * ghj
+                    acc[j] -= ghj * (ep[j] - _fired(ep[j], theta, ge) * ep[j])
+                continue
+            for j in range(n):
+                gxt[j] = cb[j] * gh[j]
+                g[j] = kb[j] * gh[j]
             if t > 0:  # u_{t-1}: the reset of step t-1
-                ep, sp = eta[t - 1, b0:b1], s[t - 1, b0:b1]
+                ep = eta[t - 1, b0:b1]
                 if hard:
                     for j in range(n):
-                        up[j] = ep[j] - sp[j] * ep[j]
+                        up[j] = ep[j] - _fired(ep[j], theta, ge) * ep[j]
                 else:
                     for j in range(n):
-                        up[j] = ep[j] - thr * sp[j]
+                        up[j] = ep[j] - thr * _fired(ep[j], theta, ge)
                 if qstep > 0:
                     for j in range(n):
                         up[j] = min(max(np.rint(up[j] / qstep), -qlevels), qlevels - 1) * qstep
             else:
                 up[:n] = u0[b0:b1]
-            for j in range(n):
-                f = _fired(et[j], theta, ge)
-                if hard and detach:
-                    dvdh = one - f
-                elif hard:
-                    dvdh = one - f - et[j] * sg[j]
-                elif detach:
-                    dvdh = one
-                else:
-                    dvdh = one - thr * sg[j]
-                gh = gst[j] * sg[j] + g[j] * dvdh
-                gxt[j] = cb[j] * gh
-                g[j] = kb[j] * gh
-                if decay_input:
-                    acc[j] += gh * (x[t, b0 + j] - up[j])
-                else:
-                    acc[j] -= gh * up[j]
+            if decay_input:
+                xt = x[t, b0:b1]
+                for j in range(n):
+                    acc[j] += gh[j] * (xt[j] - up[j])
+            else:
+                for j in range(n):
+                    acc[j] -= gh[j] * up[j]
         gv0[b0:b1] = g
         gr[b0:b1] = acc
 
@@ -210,6 +225,7 @@ def alif_fwd(x, v0, a0, k, c, vr, thr, beta, rho, hard, ge, qstep, qlevels, keep
     """Adaptive-threshold LIF forward: θ_t = thr + a_{t-1}, S_t = Θ(H_t - θ_t), a_t = ρ a_{t-1} + β S_t.
     ``theta`` [T, M] is written only with ``keep_theta`` (the backward rebuilds it from H)."""
     T = x.shape[0]
+    th = np.empty(_BLOCK, dtype=np.float32)
     for b0 in range(lo, hi, _BLOCK):
         b1 = min(hi, b0 + _BLOCK)
         n = b1 - b0
@@ -218,21 +234,28 @@ def alif_fwd(x, v0, a0, k, c, vr, thr, beta, rho, hard, ge, qstep, qlevels, keep
         for t in range(T):
             xt, ht, st = x[t, b0:b1], h[t, b0:b1], s[t, b0:b1]
             for j in range(n):
-                hj = (k * (v[j] - vr) + c * xt[j]) + vr
-                th = a[j] + thr
-                f = _fired(hj, th, ge)
-                ht[j] = hj
-                st[j] = f
-                if hard:
-                    vj = hj - f * (hj - vr)
-                else:
-                    vj = hj - f * th
-                if qstep > 0:
-                    vj = min(max(np.rint((vj - vr) / qstep), -qlevels), qlevels - 1) * qstep + vr
-                v[j] = vj
-                a[j] = a[j] * rho + beta * f
-                if keep_theta:
-                    theta[t, b0 + j] = th
+                th[j] = a[j] + thr
+            if hard:  # branches hoisted out of the loops
+                for j in range(n):
+                    hj = (k * (v[j] - vr) + c * xt[j]) + vr
+                    f = _fired(hj, th[j], ge)
+                    ht[j] = hj
+                    st[j] = f
+                    v[j] = hj - f * (hj - vr)
+                    a[j] = a[j] * rho + beta * f
+            else:
+                for j in range(n):
+                    hj = (k * (v[j] - vr) + c * xt[j]) + vr
+                    f = _fired(hj, th[j], ge)
+                    ht[j] = hj
+                    st[j] = f
+                    v[j] = hj - f * th[j]
+                    a[j] = a[j] * rho + beta * f
+            if qstep > 0:
+                for j in range(n):
+                    v[j] = min(max(np.rint((v[j] - vr) / qstep), -qlevels), qlevels - 1) * qstep + vr
+            if keep_theta:
+                theta[t, b0:b1] = th[:n]
         v_out[b0:b1] = v
         a_out[b0:b1] = a
 
@@ -252,10 +275,10 @@ def alif_bwd(gs, gv, ga, h, a0, k, c, vr, thr, beta, rho, hard, ge, detach, code
         n = b1 - b0
         a = a0[b0:b1].copy()
         for t in range(T):
-            ht = h[t, b0:b1]
+            ht, tht = h[t, b0:b1], th[t]
             for j in range(n):
                 tj = a[j] + thr
-                th[t, j] = tj
+                tht[j] = tj
                 a[j] = a[j] * rho + beta * _fired(ht[j], tj, ge)
         g_v = gv[b0:b1].copy()  # ∂L/∂V_t
         g_a = ga[b0:b1].copy()  # ∂L/∂a_t
@@ -264,20 +287,36 @@ def alif_bwd(gs, gv, ga, h, a0, k, c, vr, thr, beta, rho, hard, ge, detach, code
             for j in range(n):
                 z[j] = ht[j] - tht[j]
             _surrogate_block(code, alpha, np.float32(0.0), z, sg, n)
-            for j in range(n):
-                f = _fired(ht[j], tht[j], ge)
-                g_spike = gst[j]
-                if not detach:
-                    lever = (ht[j] - vr) if hard else tht[j]  # ∂V_t/∂S_t = -lever
-                    g_spike = g_spike + beta * g_a[j] - g_v[j] * lever
-                g_z = g_spike * sg[j]  # ∂L/∂(H_t - θ_t)
-                keep = (one - f) if hard else one  # ∂V_t/∂H_t (direct)
-                g_h = g_z + g_v[j] * keep
-                g_theta = -g_z
-                if not hard:
-                    g_theta = g_theta - g_v[j] * f
-                g_a[j] = g_theta + rho * g_a[j]  # ∂L/∂a_{t-1}
-                gxt[j] = g_h * c
-                g_v[j] = g_h * k  # ∂L/∂V_{t-1}
+            # g_z = ∂L/∂(H_t - θ_t); ∂L/∂H_t = g_z + g_v ∂V_t/∂H_t; ∂L/∂θ_t = -g_z [- g_v S_t (soft)]
+            if detach and hard:  # branches hoisted out of the loops
+                for j in range(n):
+                    g_z = gst[j] * sg[j]
+                    g_h = g_z + g_v[j] * (one - _fired(ht[j], tht[j], ge))
+                    g_a[j] = -g_z + rho * g_a[j]  # ∂L/∂a_{t-1}
+                    gxt[j] = g_h * c
+                    g_v[j] = g_h * k  # ∂L/∂V_{t-1}
+            elif detach:
+                for j in range(n):
+                    g_z = gst[j] * sg[j]
+                    g_h = g_z + g_v[j]
+                    g_a[j] = (-g_z - g_v[j] * _fired(ht[j], tht[j], ge)) + rho * g_a[j]
+                    gxt[j] = g_h * c
+                    g_v[j] = g_h * k
+            elif hard:  # the spike also reaches the reset (lever H - V_r) and the adaptation
+                for j in range(n):
+                    f = _fired(ht[j], tht[j], ge)
+                    g_z = ((gst[j] + beta * g_a[j]) - g_v[j] * (ht[j] - vr)) * sg[j]
+                    g_h = g_z + g_v[j] * (one - f)
+                    g_a[j] = -g_z + rho * g_a[j]
+                    gxt[j] = g_h * c
+                    g_v[j] = g_h * k
+            else:  # soft, not detached: lever θ_t
+                for j in range(n):
+                    f = _fired(ht[j], tht[j], ge)
+                    g_z = ((gst[j] + beta * g_a[j]) - g_v[j] * tht[j]) * sg[j]
+                    g_h = g_z + g_v[j]
+                    g_a[j] = (-g_z - g_v[j] * f) + rho * g_a[j]
+                    gxt[j] = g_h * c
+                    g_v[j] = g_h * k
         gv0[b0:b1] = g_v
         ga0[b0:b1] = g_a

@@ -309,7 +309,7 @@ class LIFMultiStep(torch.autograd.Function):
         rd = r.detach()
         gv = None if g_vlast is None else g_vlast.to(eta.dtype).contiguous()
         g_x, g_v0, g_r = _compiled.plif_backward(
-            g_spikes.to(eta.dtype).contiguous(), gv, eta, spikes, x.contiguous() if x is not None else None,
+            g_spikes.to(eta.dtype).contiguous(), gv, eta, x.contiguous() if x is not None else None,
             v0 - p.v_reset if p.v_reset != 0.0 else v0, 1.0 - rd, rd if p.decay_input else torch.ones_like(rd),
             p.threshold - p.v_reset, p.threshold, p.hard, p.detach_reset, _compiled.CODES[p.surrogate.name],
             p.alpha, p.decay_input, *membrane_grid(p), p.fire_at_threshold)
