@@ -96,13 +96,17 @@ def profile_table(block: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> 
     with profile() as prof:
         time_block(block, x, repeats, warmup=0)
     totals = dict.fromkeys((*CATEGORIES, "other"), 0.0)
-    for event in prof.key_averages():
-        cat = next((c for c, names in CATEGORIES.items() if any(event.key.startswith(n) for n in names)), "other")
-        if cat == "neuron" or cat == "norm" and not event.key.startswith("aten::"):
-            ms = event.cpu_time_total / 1e3  # autograd Functions: their whole node (children inside)
-        else:
-            ms = event.self_cpu_time_total / 1e3
-        totals[cat] += ms / repeats
+
+    def category(name: str) -> str:
+        return next((c for c, names in CATEGORIES.items() if any(name.startswith(n) for n in names)), "other")
+
+    for event in prof.events():  # self time of every op, inside a neuron/norm node charged to that node
+        cat, parent = category(event.name), event.cpu_parent
+        while parent is not None:
+            if category(parent.name) in ("neuron", "norm") and not parent.name.startswith("aten::"):
+                cat = category(parent.name)
+            parent = parent.cpu_parent
+        totals[cat] += event.self_cpu_time_total / 1e3 / repeats
     return totals
 
 

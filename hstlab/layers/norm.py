@@ -4,7 +4,9 @@ Spiking layers use BatchNorm over all leading axes (``[T, B, N, D] -> [T*B*N, D]
 into the preceding linear layer at inference. PyTorch's CPU batch norm on a ``[M, D]`` tensor
 walks each channel with stride D (a transposed layout) and costs 10-100x a LayerNorm of the
 same size, so :class:`TokenBatchNorm` computes its statistics with contiguous column sums in
-one fused autograd node. Standard layers use LayerNorm.
+one fused autograd node; large float32 CPU inputs run it as compiled loops instead
+(:mod:`hstlab.layers._norm_compiled`: four passes over memory per forward + backward, same
+results to float32 rounding). Standard layers use LayerNorm.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from hstlab.layers import _norm_compiled
+
 
 class _TokenBatchNormFn(torch.autograd.Function):
     """Training-mode batch norm of ``[M, D]`` with column-sum statistics."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        ctx.compiled = _norm_compiled.usable(x) and x.is_contiguous()
+        if ctx.compiled:  # numba: two passes forward, two backward (see _norm_compiled)
+            out, mean, var, rstd = _norm_compiled.forward(x, weight, bias, eps)
+            ctx.save_for_backward(x, weight, rstd, mean)
+            return out, mean, var
         m = x.shape[0]
         mean = x.sum(dim=0) / m  # [D]
         centered = x - mean  # [M, D]
@@ -31,6 +40,11 @@ class _TokenBatchNormFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor, _grad_mean, _grad_var):
+        if ctx.compiled:
+            x, weight, rstd, mean = ctx.saved_tensors
+            grad_x, grad_weight, grad_bias = _norm_compiled.backward(grad_out, x, mean, rstd, weight,
+                                                                     ctx.needs_input_grad[0])
+            return grad_x, grad_weight, grad_bias, None
         x_hat, weight, rstd = ctx.saved_tensors
         m = x_hat.shape[0]
         grad_bias = grad_out.sum(dim=0)  # [D]
