@@ -75,3 +75,37 @@ def test_auto_takes_the_torch_ops_for_small_or_non_float32_inputs() -> None:
         assert not _norm_compiled.usable(torch.zeros(512, 512))
     finally:
         kernels.set_backend(previous)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_channels_last_batchnorm2d_matches_nn_batchnorm2d(momentum, monkeypatch) -> None:
+    """Training output, gradients and running statistics as nn.BatchNorm2d's; eval is nn.BatchNorm2d's own."""
+    from hstlab.layers.norm import ChannelsLastBatchNorm2d
+
+    calls: list[str] = []
+    original = _norm_compiled.forward
+    monkeypatch.setattr(_norm_compiled, "forward", lambda *a: calls.append("forward") or original(*a))
+    gen = torch.Generator().manual_seed(4)
+    x0 = (torch.randn(6, 12, 9, 7, generator=gen) * 2 + 1).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(6, 12, 9, 7, generator=gen)
+    results = []
+    for cls in (torch.nn.BatchNorm2d, ChannelsLastBatchNorm2d):
+        torch.manual_seed(5)
+        bn = cls(12, momentum=momentum)
+        torch.nn.init.normal_(bn.weight)
+        torch.nn.init.normal_(bn.bias)
+        previous = kernels.set_backend("compiled")
+        try:
+            x = x0.clone().requires_grad_(True)
+            for _ in range(2):  # two batches: the running statistics' update rule matters
+                y = bn(x)
+            y.backward(g)
+        finally:
+            kernels.set_backend(previous)
+        bn.eval()
+        results.append([y.detach(), x.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var,
+                        bn.num_batches_tracked, bn(x0).detach()])
+    assert calls == ["forward", "forward"]  # the subclass really ran the compiled rows
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-5)

@@ -75,15 +75,42 @@ class TokenBatchNorm(nn.BatchNorm1d):
             return torch.addcmul(shift, flat, scale).view_as(x)
         if flat.shape[0] == 1:
             return x  # a single value per channel carries no batch statistics
-        out, mean, var = _TokenBatchNormFn.apply(flat, self.weight, self.bias, self.eps)
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            # momentum None: cumulative average over the batches seen, as nn.BatchNorm1d does
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
-            self.running_mean.lerp_(mean, factor)
-            self.running_var.lerp_(unbiased, factor)
-        return out.view_as(x)
+        return _train_rows(self, flat).view_as(x)
+
+
+def _train_rows(norm: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm of rows ``flat`` [M, D] (M > 1) with ``norm``'s parameters; updates
+    its running statistics as ``nn.BatchNorm*`` does (unbiased variance, momentum or cumulative)."""
+    out, mean, var = _TokenBatchNormFn.apply(flat, norm.weight, norm.bias, norm.eps)
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        # momentum None: cumulative average over the batches seen, as nn.BatchNorm1d does
+        factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
+        norm.running_mean.lerp_(mean, factor)
+        norm.running_var.lerp_(unbiased, factor)
+    return out
+
+
+class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training pass on channels-last float32 CPU features runs the
+    compiled rows of :class:`TokenBatchNorm` (such a tensor's memory is ``[N·H·W, C]`` rows);
+    every other case, and eval mode, is ``nn.BatchNorm2d`` itself (same parameters and buffers).
+
+    Example:
+        >>> bn = ChannelsLastBatchNorm2d(4)
+        >>> bn(torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)).shape
+        torch.Size([2, 4, 3, 3])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, C, H, W]
+        if not (self.training and self.affine and self.track_running_stats and x.dim() == 4):
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1)  # [N, H, W, C]: a view; contiguous for channels-last memory
+        if not rows.is_contiguous() or rows.numel() <= x.shape[1] or not _norm_compiled.usable(rows):
+            return super().forward(x)
+        out = _train_rows(self, rows.view(-1, x.shape[1]))  # [N·H·W, C]
+        return out.view(rows.shape).permute(0, 3, 1, 2)  # [N, C, H, W], channels-last memory
 
 
 def TokenNorm(dim: int, spiking: bool) -> nn.Module:  # noqa: N802 - a factory named like the module it returns
