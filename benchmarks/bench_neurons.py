@@ -11,8 +11,15 @@ reported with ns per neuron-step and ratios measured in the same run (minimums t
 shared machine the minimum is the best estimate of the uncontended cost) and the median CPU
 time of all the process's threads per call (which does not count time spent descheduled).
 
+``--family`` instead times hstlab's LIF, PLIF (one tau, and one per channel) and ALIF on their
+compiled loops and on the torch loops, with ratios to LIF, against snnTorch ``Leaky(learn_beta=True)``
+and SpikingJelly ``ParametricLIFNode`` (the same PLIF work: a learnable decay, its gradient
+included) and, for ALIF (neither library has an adaptive-threshold LIF), a per-step autograd
+loop written the way snnTorch's documented loop is.
+
 Usage:
     python benchmarks/bench_neurons.py [--T 16 --B 32 --N 4096 --threads 2 --repeat 25] [--json out.json]
+    python benchmarks/bench_neurons.py --family [--repeat 15]
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from collections.abc import Callable
 
 import torch
 
-from hstlab.neurons import LIF, _gpu, kernels
+from hstlab.neurons import ALIF, LIF, PLIF, _gpu, kernels, spike
 from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
 from hstlab.train.distributed import check_device
 
@@ -49,6 +56,88 @@ def make_hstlab(backend: str, device: torch.device) -> Callable[[torch.Tensor], 
             return lif(x)
         finally:
             kernels.set_backend(previous)
+
+    return run
+
+
+BETA_A, TAU_A = 0.2, 20.0  # ALIF adaptation in the --family run
+
+
+def make_family(kind: str, backend: str, device: torch.device, channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """hstlab LIF / PLIF / PLIF per channel / ALIF on the given loops (same tau, threshold, reset)."""
+    opts = {"tau": TAU, "threshold": THRESHOLD, "reset": "hard", "surrogate": "atan", "alpha": ALPHA,
+            "detach_reset": True, "decay_input": False}
+    if kind == "lif":
+        neuron = LIF(**opts)
+    elif kind == "alif":
+        neuron = ALIF(**opts, beta_a=BETA_A, tau_a=TAU_A)
+    else:
+        neuron = PLIF(**opts, channels=None if kind == "plif" else channels)
+    neuron = neuron.to(device)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        previous = kernels.set_backend(backend)
+        try:
+            neuron.reset_state()
+            return neuron(x)
+        finally:
+            kernels.set_backend(previous)
+
+    return run
+
+
+def make_snntorch_plif(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    """snnTorch Leaky with a learnable decay (beta = 1 - 1/tau): PLIF's work in snnTorch's step loop."""
+    try:
+        import snntorch as snn
+        from snntorch import surrogate
+    except ImportError:
+        return "not installed"
+    leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero", learn_beta=True,
+                      spike_grad=surrogate.atan(alpha=ALPHA)).to(device)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        mem = leaky.init_leaky()
+        spikes = []
+        for step in range(x.shape[0]):
+            spk, mem = leaky(x[step], mem)
+            spikes.append(spk)
+        return torch.stack(spikes)
+
+    return run
+
+
+def make_spikingjelly_plif(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    try:
+        from spikingjelly.activation_based import functional, neuron, surrogate
+    except ImportError:
+        return "not installed"
+    node = neuron.ParametricLIFNode(init_tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
+                                    surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True,
+                                    step_mode="m").to(device)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(node)
+        return node(x)
+
+    return run
+
+
+def make_alif_step_loop(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """ALIF as a per-step autograd loop (snnTorch's documented style; no library ships this neuron)."""
+    k, rho = 1 - 1 / TAU, 1 - 1 / TAU_A
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        v = torch.zeros_like(x[0])
+        a = torch.zeros_like(x[0])
+        spikes = []
+        for step in range(x.shape[0]):
+            h = k * v + x[step]
+            s = spike(h - (THRESHOLD + a), "atan", ALPHA)
+            v = h * (1 - s.detach())
+            a = rho * a + BETA_A * s.detach()
+            spikes.append(s)
+        return torch.stack(spikes)
 
     return run
 
@@ -98,6 +187,18 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo; the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def _time(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of all this process's threads) of one call, ``sync`` waiting for the device."""
     sync()
@@ -116,6 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the numba loops are CPU-only)")
     parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--family", action="store_true",
+                        help="time LIF, PLIF and ALIF (CPU) against snnTorch/SpikingJelly PLIF and an ALIF step loop")
     parser.add_argument("--json", metavar="PATH", help="save the results as JSON")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
@@ -135,7 +238,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     skipped: dict[str, str] = {}
-    if device.type != "cpu":
+    same_as: dict[str, str] = {}  # implementation -> the one whose spikes and gradients it must match
+    if args.family:
+        if device.type != "cpu" or not COMPILED_AVAILABLE:
+            parser.error("--family times the numba loops: needs --device cpu and numba")
+        loops = "numba"
+        for kind in ("lif", "plif", "plif-channel", "alif"):
+            impls[kind] = make_family(kind, "compiled", device, args.N)
+        for kind in ("plif", "alif"):
+            impls[f"{kind}-torch"] = make_family(kind, "torch", device, args.N)
+            same_as[f"{kind}-torch"] = kind
+        same_as.update({"plif": "lif", "plif-channel": "lif", "alif": "alif"})  # ALIF: its own reference
+        for name, factory in (("snntorch-plif", make_snntorch_plif), ("sj-plif", make_spikingjelly_plif)):
+            made = factory(device)
+            if isinstance(made, str):
+                skipped[name] = made
+            else:
+                impls[name], same_as[name] = made, "plif"
+        impls["alif-steploop"], same_as["alif-steploop"] = make_alif_step_loop(device), "alif"
+    elif device.type != "cpu":
         loops = "Triton" if _gpu.usable(x) else "torch (Triton unavailable)"
         impls["hstlab"] = make_hstlab("auto", device)  # the Triton loops when usable, else the torch loops
         impls["hstlab-torch"] = make_hstlab("torch", device)
@@ -155,17 +276,20 @@ def main(argv: list[str] | None = None) -> dict:
             impls[name] = made
 
     # same maths: identical spikes and (to float32 rounding) identical input gradients
-    reference_spikes, reference_grad = None, None
+    first = next(iter(impls))
+    outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     checks: dict[str, dict[str, float | bool]] = {}
     for name, run in impls.items():
         spikes = run(x)
         (grad,) = torch.autograd.grad(spikes, x, grad_out)
-        if reference_spikes is None:
-            reference_spikes, reference_grad = spikes.detach(), grad
+        outputs[name] = (spikes.detach(), grad)
+        ref_spikes, ref_grad = outputs[same_as.get(name, first)]
         checks[name] = {
-            "spikes_identical": bool(torch.equal(spikes.detach(), reference_spikes)),
-            "max_grad_diff": float((grad - reference_grad).abs().max()),
+            "against": same_as.get(name, first),
+            "spikes_identical": bool(torch.equal(spikes.detach(), ref_spikes)),
+            "max_grad_diff": float((grad - ref_grad).abs().max()),
         }
+    del outputs
 
     def fwd_bwd(run: Callable) -> Callable[[], None]:
         def step() -> None:
@@ -207,7 +331,8 @@ def main(argv: list[str] | None = None) -> dict:
             entry[f"{mode}_speedup_of_hstlab_min"] = entry[f"{mode}_min_ms"] / ours[f"{mode}_min_ms"]
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads={torch.get_num_threads()}"
-    print(f"LIF T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
+    print(f"CPU {_cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min)")
+    print(f"{'LIF, PLIF, ALIF' if args.family else 'LIF'} T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
           f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}; hstlab runs {loops} loops")
     header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
               f"{'cpu ms':>9}{'fwd ms':>9}{'x slower':>10}  check")
@@ -219,12 +344,22 @@ def main(argv: list[str] | None = None) -> dict:
               f"{e['fwd_bwd_speedup_of_hstlab']:>10.1f}{e['fwd_bwd_min_ms']:>9.2f}"
               f"{e['fwd_bwd_speedup_of_hstlab_min']:>9.1f}{e['fwd_bwd_cpu_median_ms']:>9.2f}"
               f"{e['fwd_median_ms']:>9.2f}{e['fwd_speedup_of_hstlab']:>10.1f}"
-              f"  spikes identical={c['spikes_identical']}, max |dgrad|={c['max_grad_diff']:.1e}")
+              f"  vs {c['against']}: spikes identical={c['spikes_identical']}, "
+              f"max |dgrad|={c['max_grad_diff']:.1e}")
     for name, why in skipped.items():
         print(f"{name:<14}{why}")
+    if args.family:
+        for name, ref in (("plif", "lif"), ("plif-channel", "lif"), ("alif", "lif"), ("snntorch-plif", "plif"),
+                          ("sj-plif", "plif"), ("plif-torch", "plif"), ("alif-torch", "alif"),
+                          ("alif-steploop", "alif")):
+            if name in results:
+                ratio = results[name]["fwd_bwd_median_ms"] / results[ref]["fwd_bwd_median_ms"]
+                results[name][f"fwd_bwd_ratio_to_{ref}"] = ratio
+                print(f"fwd+bwd {name} / {ref}: {ratio:.2f}x" + ("  (target <= 1.2)" if ref == "lif" else ""))
 
     report = {
-        "config": {"T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "device": args.device,
+        "load_average": os.getloadavg(), "cpu_model": _cpu_model(),
+        "config": {"family": args.family, "T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "device": args.device,
                    "repeat": args.repeat,
                    "warmup": args.warmup, "tau": TAU, "threshold": THRESHOLD, "alpha": ALPHA},
         "environment": {"torch": torch.__version__, "python": platform.python_version(),

@@ -4,7 +4,9 @@ Spiking layers use BatchNorm over all leading axes (``[T, B, N, D] -> [T*B*N, D]
 into the preceding linear layer at inference. PyTorch's CPU batch norm on a ``[M, D]`` tensor
 walks each channel with stride D (a transposed layout) and costs 10-100x a LayerNorm of the
 same size, so :class:`TokenBatchNorm` computes its statistics with contiguous column sums in
-one fused autograd node. Standard layers use LayerNorm.
+one fused autograd node; large float32 CPU inputs run it as compiled loops instead
+(:mod:`hstlab.layers._norm_compiled`: four passes over memory per forward + backward, same
+results to float32 rounding). Standard layers use LayerNorm.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from hstlab.layers import _norm_compiled
+
 
 class _TokenBatchNormFn(torch.autograd.Function):
     """Training-mode batch norm of ``[M, D]`` with column-sum statistics."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        ctx.compiled = _norm_compiled.usable(x) and x.is_contiguous()
+        if ctx.compiled:  # numba: two passes forward, two backward (see _norm_compiled)
+            out, mean, var, rstd = _norm_compiled.forward(x, weight, bias, eps)
+            ctx.save_for_backward(x, weight, rstd, mean)
+            return out, mean, var
         m = x.shape[0]
         mean = x.sum(dim=0) / m  # [D]
         centered = x - mean  # [M, D]
@@ -31,6 +40,11 @@ class _TokenBatchNormFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor, _grad_mean, _grad_var):
+        if ctx.compiled:
+            x, weight, rstd, mean = ctx.saved_tensors
+            grad_x, grad_weight, grad_bias = _norm_compiled.backward(grad_out, x, mean, rstd, weight,
+                                                                     ctx.needs_input_grad[0])
+            return grad_x, grad_weight, grad_bias, None
         x_hat, weight, rstd = ctx.saved_tensors
         m = x_hat.shape[0]
         grad_bias = grad_out.sum(dim=0)  # [D]
@@ -61,15 +75,42 @@ class TokenBatchNorm(nn.BatchNorm1d):
             return torch.addcmul(shift, flat, scale).view_as(x)
         if flat.shape[0] == 1:
             return x  # a single value per channel carries no batch statistics
-        out, mean, var = _TokenBatchNormFn.apply(flat, self.weight, self.bias, self.eps)
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            # momentum None: cumulative average over the batches seen, as nn.BatchNorm1d does
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-            unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
-            self.running_mean.lerp_(mean, factor)
-            self.running_var.lerp_(unbiased, factor)
-        return out.view_as(x)
+        return _train_rows(self, flat).view_as(x)
+
+
+def _train_rows(norm: nn.modules.batchnorm._BatchNorm, flat: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm of rows ``flat`` [M, D] (M > 1) with ``norm``'s parameters; updates
+    its running statistics as ``nn.BatchNorm*`` does (unbiased variance, momentum or cumulative)."""
+    out, mean, var = _TokenBatchNormFn.apply(flat, norm.weight, norm.bias, norm.eps)
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        # momentum None: cumulative average over the batches seen, as nn.BatchNorm1d does
+        factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        unbiased = var * (flat.shape[0] / (flat.shape[0] - 1))
+        norm.running_mean.lerp_(mean, factor)
+        norm.running_var.lerp_(unbiased, factor)
+    return out
+
+
+class ChannelsLastBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose training pass on channels-last float32 CPU features runs the
+    compiled rows of :class:`TokenBatchNorm` (such a tensor's memory is ``[N·H·W, C]`` rows);
+    every other case, and eval mode, is ``nn.BatchNorm2d`` itself (same parameters and buffers).
+
+    Example:
+        >>> bn = ChannelsLastBatchNorm2d(4)
+        >>> bn(torch.randn(2, 4, 3, 3).contiguous(memory_format=torch.channels_last)).shape
+        torch.Size([2, 4, 3, 3])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, C, H, W]
+        if not (self.training and self.affine and self.track_running_stats and x.dim() == 4):
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1)  # [N, H, W, C]: a view; contiguous for channels-last memory
+        if not rows.is_contiguous() or rows.numel() <= x.shape[1] or not _norm_compiled.usable(rows):
+            return super().forward(x)
+        out = _train_rows(self, rows.view(-1, x.shape[1]))  # [N·H·W, C]
+        return out.view(rows.shape).permute(0, 3, 1, 2)  # [N, C, H, W], channels-last memory
 
 
 def TokenNorm(dim: int, spiking: bool) -> nn.Module:  # noqa: N802 - a factory named like the module it returns

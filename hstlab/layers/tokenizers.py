@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hstlab.config import HSTConfig
-from hstlab.layers.norm import TokenNorm
+from hstlab.layers.norm import ChannelsLastBatchNorm2d, TokenNorm
 from hstlab.layers.quant import QuantConv2d, QuantLinear
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
@@ -62,11 +62,11 @@ class SpikingPatchSplitting(nn.Module):
         self.convs = nn.ModuleList(
             QuantConv2d(c_in, c_out, 3, 1, 1, bias=False, weight_bits=cfg.weight_bits)
             for c_in, c_out in zip(in_channels, widths))
-        self.norms = nn.ModuleList(nn.BatchNorm2d(w) for w in widths)
+        self.norms = nn.ModuleList(ChannelsLastBatchNorm2d(w) for w in widths)
         self.acts = nn.ModuleList(activation(cfg, spiking) for _ in widths)
         self.pools = nn.ModuleList(nn.MaxPool2d(3, 2, 1) if p else nn.Identity() for p in cfg.sps_pools)
         self.rpe_conv = QuantConv2d(dim, dim, 3, 1, 1, bias=False, weight_bits=cfg.weight_bits)
-        self.rpe_norm = nn.BatchNorm2d(dim)
+        self.rpe_norm = ChannelsLastBatchNorm2d(dim)
         self.rpe_act = activation(cfg, spiking)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, B, C, H, W]

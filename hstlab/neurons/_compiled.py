@@ -117,3 +117,84 @@ def lif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, spikes: 
             g_v0.view(-1).numpy())
     _run(_kernels()[1], args, m)
     return g_x, g_v0
+
+
+@functools.cache
+def _kernel(name: str):
+    """One compiled kernel of :mod:`hstlab.neurons._compiled_kernels` by name (numba imported on first use)."""
+    from hstlab.neurons import _compiled_kernels as k
+
+    return getattr(k, name)
+
+
+def _flat(t: Tensor) -> np.ndarray:
+    """``t`` [T, ...] as a [T, M] numpy view (no copy; ``t`` must be contiguous)."""
+    return t.detach().view(t.shape[0], -1).numpy()
+
+
+def _vec(t: Tensor) -> np.ndarray:
+    return t.detach().reshape(-1).numpy()
+
+
+def plif_forward(x: Tensor, u0: Tensor, k: Tensor, c: Tensor, theta: float, thr: float, hard: bool,
+                 qstep: float = 0.0, qlevels: int = 0, ge: bool = False):
+    """:func:`lif_forward` with per-channel ``k``, ``c`` (float32 [C], broadcast on ``x``'s last dim);
+    one channel runs :func:`lif_forward`'s kernel itself (the same arithmetic on scalars)."""
+    if k.numel() == 1:
+        return lif_forward(x, u0, float(k), float(c), theta, thr, hard, qstep, qlevels, ge)
+    s, eta, u_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(u0)
+    f = np.float32
+    args = (_flat(x), _vec(u0), _vec(k.contiguous()), _vec(c.contiguous()), f(theta), f(thr), hard, bool(ge),
+            f(qstep), f(qlevels), _flat(s), _flat(eta), _vec(u_last))
+    _run(_kernel("plif_fwd"), args, u0.numel())
+    return s, eta, u_last
+
+
+def plif_backward(g_spikes: Tensor, g_vlast: Tensor | None, eta: Tensor, x: Tensor | None,
+                  u0: Tensor, k: Tensor, c: Tensor, theta: float, thr: float, hard: bool, detach: bool, code: int,
+                  alpha: float, decay_input: bool, qstep: float = 0.0, qlevels: int = 0, ge: bool = False):
+    """∂L/∂X [T, ...], ∂L/∂V_{-1} [...] and ∂L/∂r per neuron [...] (sum it over all but the channel)."""
+    g_x = torch.empty_like(eta)
+    g_v0 = torch.empty(eta.shape[1:], dtype=eta.dtype)
+    g_r = torch.empty_like(g_v0)
+    m = g_v0.numel()
+    gv = np.zeros(m, dtype=np.float32) if g_vlast is None else _vec(g_vlast)
+    xs = _flat(x) if x is not None else _flat(eta)  # read only with decay_input
+    f = np.float32
+    args = (_flat(g_spikes), gv, _flat(eta), xs, _vec(u0.contiguous()), _vec(k.contiguous()),
+            _vec(c.contiguous()), f(theta), f(thr), hard, bool(ge), detach, code, f(alpha), bool(decay_input),
+            f(qstep), f(qlevels), _flat(g_x), _vec(g_v0), _vec(g_r))
+    _run(_kernel("plif_bwd"), args, m)
+    return g_x, g_v0, g_r
+
+
+def alif_forward(x: Tensor, v0: Tensor, a0: Tensor, k: float, c: float, v_reset: float, thr: float, beta: float,
+                 rho: float, hard: bool, qstep: float, qlevels: int, ge: bool, keep_theta: bool):
+    """Spikes, H, θ (empty unless ``keep_theta``) [T, ...] and the last V, a [...] of an ALIF run."""
+    s, h, v_last, a_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0), torch.empty_like(a0)
+    theta = torch.empty_like(x) if keep_theta else x.new_empty((x.shape[0], 0))
+    f = np.float32
+    th = _flat(theta) if keep_theta else np.empty((1, 1), dtype=np.float32)
+    args = (_flat(x), _vec(v0.contiguous()), _vec(a0.contiguous()), f(k), f(c), f(v_reset), f(thr), f(beta),
+            f(rho), hard, bool(ge), f(qstep), f(qlevels), keep_theta, _flat(s), _flat(h), th, _vec(v_last),
+            _vec(a_last))
+    _run(_kernel("alif_fwd"), args, v0.numel())
+    return s, h, theta, v_last, a_last
+
+
+def alif_backward(g_spikes: Tensor | None, g_vlast: Tensor | None, g_alast: Tensor | None, h: Tensor, a0: Tensor,
+                  k: float, c: float, v_reset: float, thr: float, beta: float, rho: float, hard: bool, ge: bool,
+                  detach: bool, code: int, alpha: float):
+    """∂L/∂X [T, ...], ∂L/∂V_{-1} and ∂L/∂a_{-1} [...] of an ALIF run (θ rebuilt from H and a_0)."""
+    g_x = torch.empty_like(h)
+    g_v0 = torch.empty(h.shape[1:], dtype=h.dtype)
+    g_a0 = torch.empty_like(g_v0)
+    m = g_v0.numel()
+    zeros = np.zeros(m, dtype=np.float32)
+    gs = torch.zeros_like(h) if g_spikes is None else g_spikes
+    f = np.float32
+    args = (_flat(gs), zeros if g_vlast is None else _vec(g_vlast), zeros if g_alast is None else _vec(g_alast),
+            _flat(h), _vec(a0.contiguous()), f(k), f(c), f(v_reset), f(thr), f(beta), f(rho), hard, bool(ge),
+            detach, code, f(alpha), _flat(g_x), _vec(g_v0), _vec(g_a0))
+    _run(_kernel("alif_bwd"), args, m)
+    return g_x, g_v0, g_a0

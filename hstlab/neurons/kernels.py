@@ -5,10 +5,11 @@ inside ``backward``, so a [T, ...] sequence costs one graph node instead of ~5 p
 Per step the LIF forward runs three ops writing into preallocated outputs (charge, fire,
 reset) and the backward one in-place ``addcmul_``; everything that does not depend on the
 recursion (input scaling, surrogate values, dV/dH) runs once on the whole [T, ...] tensor.
-Fixed-tau LIF on float32 tensors can instead run compiled loops, chosen by :func:`set_backend`:
-:mod:`hstlab.neurons._compiled` (numba) on the CPU and :mod:`hstlab.neurons._gpu` (Triton) on
-CUDA, one pass over memory per direction and no per-step dispatch; every path gives the same
-spikes and gradients.
+LIF, PLIF and ALIF on float32 tensors can instead run compiled loops, chosen by
+:func:`set_backend`: :mod:`hstlab.neurons._compiled` (numba) on the CPU for all three and
+:mod:`hstlab.neurons._gpu` (Triton) on CUDA for fixed-tau LIF, one pass over memory per
+direction and no per-step dispatch; every path gives the same spikes and, to float32 rounding,
+the same gradients.
 
 Maths (``V_r`` reset potential, ``r = 1/τ``, ``k = 1 - r``, ``c = r`` if decay_input else 1):
     charge   H_t = V_{t-1} + r (X_t - (V_{t-1} - V_r))   |  H_t = V_{t-1} - r (V_{t-1} - V_r) + X_t
@@ -42,9 +43,9 @@ if _backend not in BACKENDS:
 def set_backend(name: str) -> str:
     """Choose the LIF loops: "auto", "torch" or "compiled"; returns the previous setting.
 
-    The compiled loops apply to fixed-tau LIF on float32 tensors: numba on the CPU, Triton on
-    CUDA (when installed); everything else (PLIF, ALIF, float64, half precision, double
-    backward) always runs the torch loops. "auto" takes the compiled loops for CUDA inputs and
+    The compiled loops apply to float32 tensors: LIF, PLIF and ALIF with numba on the CPU,
+    fixed-tau LIF with Triton on CUDA (when installed); everything else (PLIF and ALIF on CUDA,
+    float64, half precision, double backward) always runs the torch loops. "auto" takes the compiled loops for CUDA inputs and
     for CPU inputs of at least ``_compiled.MIN_NUMEL`` elements (smaller ones do not pay numba's
     import and first-compile time). The env var HSTLAB_NEURON_BACKEND sets the initial value.
     """
@@ -58,10 +59,13 @@ def set_backend(name: str) -> str:
 
 
 def _use_compiled(x: Tensor, r: Tensor | None, p: LIFParams) -> bool:
-    if _backend == "torch" or r is not None or p.surrogate.name not in _compiled.CODES:
+    """Whether this call runs compiled loops; learnable tau (``r``) and ALIF only on the CPU."""
+    if _backend == "torch" or p.surrogate.name not in _compiled.CODES:
         return False
     if x.is_cuda:
-        return _gpu.usable(x)
+        return r is None and _gpu.usable(x)
+    if r is not None and r.dtype != x.dtype:
+        return False
     return _compiled.usable(x) and (_backend == "compiled" or x.numel() >= _compiled.MIN_NUMEL)
 
 
@@ -175,6 +179,13 @@ class LIFMultiStep(torch.autograd.Function):
         theta = p.threshold - p.v_reset  # firing threshold on η
         ctx.p, ctx.tau_inv = p, tau_inv
         ctx.compiled = _use_compiled(x, r, p)
+        if ctx.compiled and r is not None:  # learnable tau: per-channel k = 1 - r, c = r (or 1)
+            rd = r.detach()
+            u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
+            spikes, eta, u = _compiled.plif_forward(
+                x, u0, 1.0 - rd, rd if p.decay_input else torch.ones_like(rd), theta, p.threshold, p.hard,
+                *membrane_grid(p), p.fire_at_threshold)
+            return LIFMultiStep._finish(ctx, x, v0, r, p, spikes, eta, u)
         if ctx.compiled:
             c0 = tau_inv if p.decay_input else 1.0
             u0 = (v0 - p.v_reset if p.v_reset != 0.0 else v0).contiguous()
@@ -228,6 +239,8 @@ class LIFMultiStep(torch.autograd.Function):
         eta, spikes, v0, r, x = ctx.saved_tensors
         p: LIFParams = ctx.p
         theta = p.threshold - p.v_reset
+        if ctx.compiled and r is not None and g_spikes is not None and not torch.is_grad_enabled():
+            return LIFMultiStep._plif_backward(ctx, g_spikes, g_vlast)
         if ctx.compiled and g_spikes is not None and not torch.is_grad_enabled():
             c = ctx.tau_inv if p.decay_input else 1.0
             gv = None if g_vlast is None else g_vlast.to(eta.dtype).contiguous()
@@ -288,6 +301,22 @@ class LIFMultiStep(torch.autograd.Function):
         return g_x, g_v0, g_r, None, None
 
 
+    @staticmethod
+    def _plif_backward(ctx, g_spikes: Tensor, g_vlast: Tensor | None):
+        """The compiled backward of a learnable-tau run: ∂L/∂X, ∂L/∂V_{-1} and ∂L/∂r in one pass."""
+        eta, spikes, v0, r, x = ctx.saved_tensors
+        p: LIFParams = ctx.p
+        rd = r.detach()
+        gv = None if g_vlast is None else g_vlast.to(eta.dtype).contiguous()
+        g_x, g_v0, g_r = _compiled.plif_backward(
+            g_spikes.to(eta.dtype).contiguous(), gv, eta, x.contiguous() if x is not None else None,
+            v0 - p.v_reset if p.v_reset != 0.0 else v0, 1.0 - rd, rd if p.decay_input else torch.ones_like(rd),
+            p.threshold - p.v_reset, p.threshold, p.hard, p.detach_reset, _compiled.CODES[p.surrogate.name],
+            p.alpha, p.decay_input, *membrane_grid(p), p.fire_at_threshold)
+        g_r = _sum_to(g_r, r) if ctx.needs_input_grad[2] else None  # g_r: [...] per neuron -> [1] or [C]
+        return g_x, (g_v0 if ctx.needs_input_grad[1] else None), g_r, None, None
+
+
 def _sum_to(g: Tensor, like: Tensor) -> Tensor:
     """Sum ``g`` [T, ..., C] down to the shape of ``like`` ([1] or [C])."""
     if like.numel() == 1:
@@ -302,6 +331,7 @@ class ALIFParams:
     lif: LIFParams
     beta_a: float  # threshold jump per spike
     rho: float  # adaptation decay per step, 1 - 1/tau_a
+    keep_threshold: bool = True  # False: the compiled loops may return an empty θ (not written at all)
 
 
 class ALIFMultiStep(torch.autograd.Function):
@@ -310,13 +340,26 @@ class ALIFMultiStep(torch.autograd.Function):
     Per step: ``H_t`` as LIF; ``θ_t = θ_0 + a_{t-1}``; ``S_t = Θ(H_t - θ_t)``; reset as LIF with
     ``θ_t``; ``a_t = ρ a_{t-1} + β_a S_t``. With ``detach_reset`` the spikes entering the reset and
     the adaptation carry no gradient. Inputs ``x`` [T, ...], ``v0``, ``a0`` [...]; outputs spikes,
-    V_last, a_last, H [T, ...] and θ [T, ...] (the last two not differentiable).
+    V_last, a_last, H [T, ...] and θ [T, ...] (the last two not differentiable; θ is [T, 0] when
+    the compiled loops ran with ``q.keep_threshold`` False). Float32 CPU inputs may run the
+    compiled loops (:func:`set_backend`), one pass over memory per direction; the backward rebuilds
+    θ from H and ``a0`` instead of saving it.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, v0: Tensor, a0: Tensor, tau_inv: float, q: ALIFParams):
         p = q.lif
         k, c = 1.0 - tau_inv, (tau_inv if p.decay_input else 1.0)
+        ctx.compiled = not x.is_cuda and _use_compiled(x, None, p)
+        if ctx.compiled:
+            spikes, h, theta, v, a = _compiled.alif_forward(
+                x.contiguous(), v0, a0, k, c, p.v_reset, p.threshold, q.beta_a, q.rho, p.hard, *membrane_grid(p),
+                p.fire_at_threshold, q.keep_threshold)
+            ctx.q, ctx.tau_inv = q, tau_inv
+            ctx.save_for_backward(h, a0)
+            ctx.mark_non_differentiable(h, theta)
+            ctx.set_materialize_grads(False)
+            return spikes, v, a, h, theta
         cx = (x * c if c != 1.0 else x).contiguous()  # [T, ...]
         h, theta, spikes = torch.empty_like(cx), torch.empty_like(cx), torch.empty_like(cx)
         v, a = v0, a0
@@ -332,18 +375,27 @@ class ALIFMultiStep(torch.autograd.Function):
                 v = quantize_membrane_(v - p.v_reset, p).add_(p.v_reset)
             a = torch.add(a * q.rho, spikes[t], alpha=q.beta_a)
         ctx.q, ctx.tau_inv = q, tau_inv
-        ctx.save_for_backward(h, theta, spikes)
+        ctx.save_for_backward(h, theta, spikes)  # torch loops
         ctx.mark_non_differentiable(h, theta)
         ctx.set_materialize_grads(False)
         return spikes, v.clone(), a.clone(), h, theta
 
     @staticmethod
     def backward(ctx, g_s, g_vlast, g_alast, _g_h, _g_theta):
-        h, theta, spikes = ctx.saved_tensors
         q: ALIFParams = ctx.q
         p = q.lif
         k = 1.0 - ctx.tau_inv
         c = ctx.tau_inv if p.decay_input else 1.0
+        if ctx.compiled:
+            h, a0 = ctx.saved_tensors
+            if torch.is_grad_enabled():  # the torch loops (in-place, out=) have none either
+                raise RuntimeError("ALIF has no double backward (create_graph=True)")
+            g_x, g_v0, g_a0 = _compiled.alif_backward(
+                *(None if g is None else g.to(h.dtype).contiguous() for g in (g_s, g_vlast, g_alast)), h, a0, k, c, p.v_reset, p.threshold, q.beta_a, q.rho,
+                p.hard, p.fire_at_threshold, p.detach_reset, _compiled.CODES[p.surrogate.name], p.alpha)
+            return (g_x, g_v0 if ctx.needs_input_grad[1] else None, g_a0 if ctx.needs_input_grad[2] else None,
+                    None, None)
+        h, theta, spikes = ctx.saved_tensors
         z = h - theta
         sg = p.surrogate.grad_(z.clone(), p.alpha)  # [T, ...]
         g_s = torch.zeros_like(h) if g_s is None else g_s
@@ -367,3 +419,4 @@ class ALIFMultiStep(torch.autograd.Function):
             torch.mul(g_h, c, out=g_x[t])
             g_v = g_h.mul_(k)  # ∂L/∂V_{t-1}
         return g_x, g_v, g_a, None, None
+

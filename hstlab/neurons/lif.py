@@ -195,7 +195,8 @@ class ALIF(_LIFBase):
         self._check_input(x)
         x = self._scale_input(x)  # threshold balancing (no-op when off)
         v0, a0 = self._state_like("v", x), self._state_like("a", x)  # [...]
-        q = ALIFParams(lif=self._params(), beta_a=self.beta_a, rho=1.0 - 1.0 / self.tau_a)
+        q = ALIFParams(lif=self._params(), beta_a=self.beta_a, rho=1.0 - 1.0 / self.tau_a,
+                       keep_threshold=self.record)  # θ [T, ...] is written only when recorded
         spikes, v, a, h, theta = ALIFMultiStep.apply(x, v0, a0, 1.0 / self.tau, q)
         self.v, self.a = v, a
         if self.record:
