@@ -237,3 +237,11 @@ def test_cli_trains_with_tet_and_hoyer(data_env, tmp_path, capsys):
     assert code == 0
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     assert run["loss_options"] == {"lam": 0.1} and run["regulariser"] == "hoyer"
+
+
+def test_regulariser_names_match_the_registry():
+    """The CLI's choices (read without importing torch) are exactly the registered regularisers."""
+    from hstlab.train.config import REGULARISER_NAMES
+    from hstlab.train.regularisers import REGULARISERS
+
+    assert set(REGULARISER_NAMES) == {"none", *REGULARISERS.names()}

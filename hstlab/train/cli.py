@@ -9,7 +9,7 @@ from typing import Any
 
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.train.checks import RUN_DEFAULTS
-from hstlab.train.regularisers import REGULARISER_NAMES
+from hstlab.train.config import REGULARISER_NAMES
 from hstlab.units import format_joules
 
 

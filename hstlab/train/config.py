@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# spike regularisers by name; hstlab.train.regularisers registers every one but "none" (a test checks)
+REGULARISER_NAMES = ("none", "firing_rate", "hoyer")
 WARMUP_RANGE = (0.0, 0.2)  # fraction of the steps spent warming up; 1-5 % is typical, 0 disables it
 
 

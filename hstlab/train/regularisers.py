@@ -40,9 +40,9 @@ import torch
 from torch import Tensor, nn
 
 from hstlab.registry import Registry
+from hstlab.train.config import REGULARISER_NAMES  # noqa: F401  (re-exported; "none" is the default)
 
 REGULARISERS: Registry[type[SpikeRegulariser]] = Registry("regulariser")
-REGULARISER_NAMES = ("none", "firing_rate", "hoyer")  # "none": no regulariser (the default)
 
 
 def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:

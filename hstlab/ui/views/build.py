@@ -26,7 +26,7 @@ COLUMN_LABELS = {
     "residual": "residual",
     "mask_ratio": "masking ratio",
 }
-CELL_WIDTH = 125
+CELL_WIDTH = 110  # seven layer columns fit beside the sidebar at 1400 px
 FIELD_WIDTH = 150  # two choice fields side by side in the sidebar (number fields: one per row)
 TEXT_COLUMNS = ("mask_ratio",)  # typed numbers, parsed by hstlab.ui.limits.parse_number
 
