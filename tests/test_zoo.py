@@ -16,7 +16,8 @@ from hstlab.zoo import ZooError, list_pretrained, load_pretrained, pretrained_re
 from hstlab.zoo import record as zoo_record
 
 REQUIRED = ("hst-small-digits-dvs", "hst-small-digits-dvs-standard", "hst-small-digits-dvs-hybrid-stem",
-            "hst-small-digits-dvs-int8", "hst-small-lorenz-spikes", "hst-small-text-chars")
+            "hst-small-digits-dvs-int8", "hst-small-lorenz-spikes", "hst-small-text-chars",
+            "spikegpt-small-text-chars")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,14 @@ def test_required_entries_ship_and_stay_small() -> None:
     assert set(REQUIRED) <= set(list_pretrained())
     total = sum(p.stat().st_size for p in zoo_record.WEIGHTS_DIR.glob("*.safetensors"))
     assert total < 5 * 1024 * 1024, f"shipped weights take {total / 2**20:.2f} MiB (limit 5 MiB)"
+
+
+def test_spikegpt_entry_is_the_best_text_chars_model_and_generates() -> None:
+    best, ssa = pretrained_record("spikegpt-small-text-chars"), pretrained_record("hst-small-text-chars")
+    assert best.metrics["test_loss"] < ssa.metrics["test_loss"]  # nats per character
+    model = load_pretrained("spikegpt-small-text-chars")
+    text = model.generate("The return ", 20, temperature=0.0)
+    assert len(text) == 20
 
 
 def test_digits_entry_is_the_all_spiking_model_at_98_percent() -> None:
