@@ -28,17 +28,7 @@ from hstlab import HSTConfig
 from hstlab.layers import _norm_compiled
 from hstlab.layers.block import HSTBlock
 from hstlab.neurons import reset_state
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+from hstlab.runtime import cpu_model
 
 
 def time_block(block: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int = 3) -> list[float]:
@@ -167,11 +157,11 @@ def main() -> None:
     flops = block_flops(standard, x_standard)
     achieved = flops / (result["standard_ms"] / 1e3) / 1e9
     result.update(machine_matmul_gflops=rate, standard_matmul_gflop=flops / 1e9, standard_gflops=achieved,
-                  standard_share_of_matmul_rate=achieved / rate, cpu_model=_cpu_model(), load_average=os.getloadavg())
+                  standard_share_of_matmul_rate=achieved / rate, cpu_model=cpu_model(), load_average=os.getloadavg())
     print(f"  machine fp32 matmul rate (this run, the block's GEMM shapes): {rate:.1f} GFLOP/s")
     print(f"  standard block: {flops / 1e9:.2f} GFLOP of matmul per fwd+bwd, {achieved:.1f} GFLOP/s = "
           f"{100 * achieved / rate:.0f} % of the matmul rate (goal >= 50 %)")
-    print(f"  CPU {_cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  CPU {cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.profile:
         tables = {"spiking": profile_table(spiking, x_spiking), "standard": profile_table(standard, x_standard)}
         result["profile_ms"] = tables

@@ -25,18 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from hstlab.runtime import cpu_model
+
 VARIANTS = ("forward", "energy step-major", "energy fused")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _setup(batch: int, threads: int):
@@ -133,13 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
     med = {v: statistics.median(t) * 1e3 for v, t in times.items()}
     med_cpu = {v: statistics.median(t) * 1e3 for v, t in cpu.items()}
     print(f"hst-small-digits-dvs, batch {tuple(x.shape)}, {args.threads} threads, median of {args.repeat}; "
-          f"CPU {_cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+          f"CPU {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'variant':<20}{'wall ms':>9}{'cpu ms':>9}{'x forward':>11}{'x (cpu)':>9}{'peak +MB':>10}")
     for v in VARIANTS:
         print(f"{v:<20}{med[v]:>9.1f}{med_cpu[v]:>9.1f}{med[v] / med['forward']:>11.2f}"
               f"{med_cpu[v] / med_cpu['forward']:>9.2f}{memory[v]['peak_rise_mb']:>10.1f}")
     print("target: energy_report <= 2x a plain forward")
-    report = {"config": vars(args), "cpu_model": _cpu_model(), "load_average": os.getloadavg(),
+    report = {"config": vars(args), "cpu_model": cpu_model(), "load_average": os.getloadavg(),
               "median_wall_ms": med, "median_cpu_ms": med_cpu, "memory": memory}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

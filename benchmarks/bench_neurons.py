@@ -39,6 +39,7 @@ import torch
 
 from hstlab.neurons import ALIF, LIF, PLIF, _gpu, kernels, spike
 from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
+from hstlab.runtime import cpu_model
 from hstlab.train.distributed import check_device
 
 TAU, THRESHOLD, ALPHA = 2.0, 1.0, 2.0
@@ -187,16 +188,6 @@ def _triton_version() -> str | None:
     return triton.__version__
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo; the platform's processor string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _time(fn: Callable[[], None], sync: Callable[[], None]) -> tuple[float, float]:
@@ -331,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
             entry[f"{mode}_speedup_of_hstlab_min"] = entry[f"{mode}_min_ms"] / ours[f"{mode}_min_ms"]
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"threads={torch.get_num_threads()}"
-    print(f"CPU {_cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min)")
+    print(f"CPU {cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min)")
     print(f"{'LIF, PLIF, ALIF' if args.family else 'LIF'} T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
           f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}; hstlab runs {loops} loops")
     header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
@@ -358,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"fwd+bwd {name} / {ref}: {ratio:.2f}x" + ("  (target <= 1.2)" if ref == "lif" else ""))
 
     report = {
-        "load_average": os.getloadavg(), "cpu_model": _cpu_model(),
+        "load_average": os.getloadavg(), "cpu_model": cpu_model(),
         "config": {"family": args.family, "T": args.T, "B": args.B, "N": args.N, "threads": args.threads, "device": args.device,
                    "repeat": args.repeat,
                    "warmup": args.warmup, "tau": TAU, "threshold": THRESHOLD, "alpha": ALPHA},

@@ -31,20 +31,13 @@ import threading
 import time
 from pathlib import Path
 
+from hstlab.runtime import cpu_model
+
 BASE = (4, 64, 256)  # T, tokens, width
 ONE_AT_A_TIME = [BASE, (8, 64, 256), (16, 64, 256), (4, 128, 256), (4, 256, 256), (4, 64, 512)]
 FULL = list(itertools.product((4, 8, 16), (64, 256), (256, 512)))
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _rss_mb() -> float:
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     points = FULL if args.full else ONE_AT_A_TIME
     rows = []
     print(f"training step of {args.layers} encoder blocks, batch {args.batch}, {args.threads} threads, "
-          f"median of {args.steps}; CPU {_cpu_model()}; load average {os.getloadavg()[0]:.2f}")
+          f"median of {args.steps}; CPU {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'T':>3}{'tokens':>7}{'width':>6}  {'spiking ms':>11}{'cpu ms':>8}{'peak +MB':>9}  "
           f"{'standard ms':>12}{'cpu ms':>8}{'peak +MB':>9}  {'ratio':>6}")
     for T, tokens, width in points:
@@ -137,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{T:>3}{tokens:>7}{width:>6}  {s['wall_ms']:>11.1f}{s['cpu_ms']:>8.1f}{s['peak_rise_mb']:>9.1f}  "
               f"{d['wall_ms']:>12.1f}{d['cpu_ms']:>8.1f}{d['peak_rise_mb']:>9.1f}  {row['ratio_cpu']:>6.2f}", flush=True)
     print("ratio: spiking / standard CPU time per step")
-    report = {"config": {k: v for k, v in vars(args).items() if k != "worker"}, "cpu_model": _cpu_model(),
+    report = {"config": {k: v for k, v in vars(args).items() if k != "worker"}, "cpu_model": cpu_model(),
               "load_average": os.getloadavg(), "rows": rows}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -28,19 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from hstlab.runtime import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("spiking", "standard")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -139,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     med_cpu = {p: statistics.median(v) * 1e3 for p, v in cpu.items()}
     base = f"baseline {args.baseline}"
     print(f"\n{args.preset} training step, batch {args.batch}, {args.threads} threads, "
-          f"{args.rounds} rounds x {args.steps} steps; CPU {_cpu_model()}; "
+          f"{args.rounds} rounds x {args.steps} steps; CPU {cpu_model()}; "
           f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(f"{'checkout':>20} {'model':<9}{'wall ms':>9}{'cpu ms':>9}{'collate ms':>12}")
     for p in pairs:
@@ -156,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"spiking step speed-up over {args.baseline}: {ratios['speedup_spiking_vs_baseline']:.2f}x wall, "
           f"{ratios['speedup_spiking_vs_baseline_cpu']:.2f}x cpu (target >= 1.5); standard: "
           f"{ratios['speedup_standard_vs_baseline']:.2f}x")
-    report = {"config": vars(args), "cpu_model": _cpu_model(), "load_average_before": load_before,
+    report = {"config": vars(args), "cpu_model": cpu_model(), "load_average_before": load_before,
               "load_average_after": os.getloadavg(),
               "median_wall_ms": {f"{k[0]}/{k[1]}": v for k, v in med.items()},
               "median_cpu_ms": {f"{k[0]}/{k[1]}": v for k, v in med_cpu.items()}, "ratios": ratios}

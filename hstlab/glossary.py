@@ -18,7 +18,15 @@ Example:
 
 from __future__ import annotations
 
-from hstlab.config import ATTENTION_KINDS, MLP_KINDS, NEURONS, POS_ENCODINGS, RESIDUALS, SURROGATES, TOKENIZERS
+from hstlab.config import (
+    ATTENTION_KINDS,
+    MLP_KINDS,
+    NEURONS,
+    POS_ENCODINGS,
+    RESIDUALS,
+    SURROGATES,
+    TOKENIZERS,
+)
 from hstlab.energy.constants import DATAFLOWS
 
 GLOSSARY: dict[str, str] = {

@@ -52,3 +52,23 @@ def pick(real: T, smoke: T) -> T:
         1
     """
     return smoke if smoke_mode() else real
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for naming the machine beside a measurement (``/proc/cpuinfo``; the
+    platform's processor string elsewhere).
+
+    Example:
+        >>> isinstance(cpu_model(), str) and cpu_model() != ""
+        True
+    """
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

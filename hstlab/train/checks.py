@@ -63,8 +63,8 @@ RULES: dict[str, Rule] = {
 
 def check_methods(loss: str | None = None, regulariser: str | None = None) -> None:
     """``loss`` (None or a ``LOSSES`` name) and ``regulariser`` (a ``REGULARISER_NAMES`` entry) or ``ValueError``."""
-    from hstlab.train.losses import LOSSES
     from hstlab.train.config import REGULARISER_NAMES
+    from hstlab.train.losses import LOSSES
 
     if loss is not None and loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is not allowed; allowed: None (the dataset's), {', '.join(LOSSES.names())}")
