@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from hstlab.config import FIRING_RULES
+from hstlab.config import SURROGATES as SURROGATE_NAMES
 from hstlab.registry import Registry
 
 GradFn = Callable[[Tensor, float], Tensor]
@@ -87,7 +88,7 @@ def _triangle_(x: Tensor, alpha: float) -> Tensor:
     return x.abs_().mul_(-alpha * alpha).add_(alpha).clamp_min_(0.0)
 
 
-SURROGATES: Registry[Surrogate] = Registry("surrogate")
+SURROGATES: Registry[Surrogate] = Registry("surrogate", declared=SURROGATE_NAMES)
 SURROGATES.register("atan")(Surrogate("atan", _atan_, "alpha/2 / (1 + (pi/2 * alpha * x)^2)", _atan_mul_))
 SURROGATES.register("sigmoid")(
     Surrogate("sigmoid", _sigmoid_, "alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x))")
