@@ -70,8 +70,6 @@ _EXPORTS: dict[str, str] = {
     "SearchSpace": "hstlab.search",
     "TensorBoardLogger": "hstlab.train.tensorboard",
     "export_nir": "hstlab.export",
-    "ExplorerState": "hstlab.ui",
-    "create_app": "hstlab.ui",
 }
 _SUBPACKAGES = ("config", "data", "energy", "layers", "neurons", "train", "viz", "ui", "search", "export")
 

@@ -21,6 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# Name tuples that declare a registry's names (ATTENTION_KINDS, MLP_KINDS, NEURONS, SURROGATES,
+# TOKENIZERS, POS_ENCODINGS, RESIDUALS, STAGE_EMBEDS): the torch modules build their registries
+# from them (``Registry(kind, declared=...)``) and register each implementation under a declared
+# name, so config validation and the CLI know the names without importing torch.
+# tests/test_registries.py checks each declared name has exactly one implementation.
 MODES = ("spiking", "standard")
 MODE_LETTERS = {"S": "spiking", "T": "standard"}
 ATTENTION_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "conv", "softmax", "statten", "emsa", "bipolar", "lateral",

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hstlab.config import HSTConfig, ResolvedLayer
+from hstlab.config import STAGE_EMBEDS, HSTConfig, ResolvedLayer
 from hstlab.layers.attention.base import SpikingAttention, SpikingProjection
 from hstlab.layers.block import HSTBlock, ResidualHalf, _spiking_half
 from hstlab.layers.norm import TokenBatchNorm
@@ -56,7 +56,7 @@ from hstlab.layers.tokenizers import _stepwise, activation
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
-EMBEDS: Registry = Registry("stage embed")
+EMBEDS: Registry = Registry("stage embed", declared=STAGE_EMBEDS)
 SEPCONV_EXPANSION = 2  # Meta-SpikeFormer's separable conv: pointwise 2x expansion, 7x7 depthwise
 SEPCONV_KERNEL = 7
 

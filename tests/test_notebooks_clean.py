@@ -66,3 +66,20 @@ def test_named_and_indexed(path: Path) -> None:
     assert NAME.match(path.name), f"{path.name} should be named NN_lowercase_words.ipynb"
     readme = (NOTEBOOKS_DIR / "README.md").read_text(encoding="utf-8")
     assert path.name in readme, f"{path.name} is not listed in notebooks/README.md"
+
+
+HSTLAB_IMPORT = re.compile(r"^\s*(?:from|import)\s+(hstlab(?:\.\w+)*)", re.MULTILINE)
+UI_PACKAGES = ("hstlab.ui",)  # the explorer app: notebooks use the library and hstlab.viz, never the app
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_imports_no_ui_package(path: Path) -> None:
+    modules = HSTLAB_IMPORT.findall(_code(path))
+    assert modules, f"{path.name} imports nothing from hstlab"
+    ui = [m for m in modules if m.startswith(UI_PACKAGES)]
+    assert not ui, f"{path.name} imports {ui}; use hstlab or hstlab.viz (e.g. viz.layers_frame)"
+
+
+def test_ui_import_pattern_catches_a_ui_import() -> None:
+    code = "import torch\nfrom hstlab.ui.state import layers_frame\nimport hstlab\n"
+    assert HSTLAB_IMPORT.findall(code) == ["hstlab.ui.state", "hstlab"]

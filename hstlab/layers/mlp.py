@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hstlab.config import HSTConfig, ResolvedLayer
+from hstlab.config import MLP_KINDS, HSTConfig, ResolvedLayer
 from hstlab.layers.norm import TokenBatchNorm
 from hstlab.layers.quant import QuantLinear
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
-MLPS: Registry = Registry("mlp kind")
+MLPS: Registry = Registry("mlp kind", declared=MLP_KINDS)
 
 
 class SpikingMLP(nn.Module):

@@ -11,13 +11,14 @@ import math
 import torch
 from torch import nn
 
+from hstlab.config import POS_ENCODINGS as POS_ENCODING_NAMES
 from hstlab.config import HSTConfig
 from hstlab.layers.norm import TokenNorm
 from hstlab.layers.quant import QuantLinear
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
-POS_ENCODINGS: Registry = Registry("pos_encoding")
+POS_ENCODINGS: Registry = Registry("pos_encoding", declared=POS_ENCODING_NAMES)
 
 
 def cpg_frequencies(n_neurons: int, w_max: float = 10000.0) -> torch.Tensor:

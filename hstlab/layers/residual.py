@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import torch
 
+from hstlab.config import RESIDUALS as RESIDUAL_NAMES
 from hstlab.registry import Registry
 
 Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-RESIDUALS: Registry[Residual] = Registry("residual")
+RESIDUALS: Registry[Residual] = Registry("residual", declared=RESIDUAL_NAMES)
 
 
 @RESIDUALS.register("add")

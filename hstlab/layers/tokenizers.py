@@ -13,13 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hstlab.config import TOKENIZERS as TOKENIZER_NAMES
 from hstlab.config import HSTConfig
 from hstlab.layers.norm import ChannelsLastBatchNorm2d, TokenNorm
 from hstlab.layers.quant import QuantConv2d, QuantLinear
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
-TOKENIZERS: Registry = Registry("tokenizer")
+TOKENIZERS: Registry = Registry("tokenizer", declared=TOKENIZER_NAMES)
 
 
 def activation(cfg: HSTConfig, spiking: bool) -> nn.Module:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hstlab.neurons.surrogate import SURROGATES
+
 AVAILABLE = importlib.util.find_spec("numba") is not None  # numba itself is imported on first use
 MIN_NUMEL = 1 << 16  # backend "auto": smaller inputs take the torch loops (no numba import/compile)
 
@@ -42,7 +44,8 @@ def _kernels():
     return k.lif_fwd, k.lif_bwd
 
 
-CODES = {"atan": 0, "sigmoid": 1, "fast_sigmoid": 2, "triangle": 3}  # surrogates compiled in lif_bwd
+# The surrogate branch each compiled backward takes (numba here, Triton in ._gpu), from the one table.
+CODES = {name: SURROGATES.get(name).code for name in SURROGATES.names()}
 
 
 def usable(x: Tensor) -> bool:

@@ -50,7 +50,10 @@ def lif_fwd(x, u0, k, c, theta, thr, hard, ge, qstep, qlevels, s, eta, u_out, lo
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _surrogate_block(code, alpha, z0, et, sg, n):  # pragma: no cover - compiled
-    """sg[:n] = g(et[:n] - z0), the branch on the surrogate hoisted out of the loops."""
+    """sg[:n] = g(et[:n] - z0), the branch on the surrogate hoisted out of the loops.
+
+    ``code`` and the maths of each branch: ``hstlab.neurons.surrogate.SURROGATES`` (checked by
+    tests/test_surrogate_backends.py against each surrogate's ``reference``)."""
     one = np.float32(1.0)
     if code == 0:  # atan: α/2 / (1 + (π/2 α z)²)
         a = np.float32(math.pi / 2) * alpha

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 AVAILABLE = importlib.util.find_spec("triton") is not None  # imported on first use
-_BLOCK = 512  # neurons per program (the surrogate codes are ._compiled.CODES)
+_BLOCK = 512  # neurons per program (surrogate codes: ._compiled.CODES, from the SURROGATES table)
 
 
 def usable(x: Tensor) -> bool:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hstlab.config import NEURONS as NEURON_NAMES
 from hstlab.neurons.base import SpikingNeuron
 from hstlab.neurons.lif import ALIF, LIF, PLIF
 from hstlab.neurons.quantized import ILIF, TernaryLIF
 from hstlab.registry import Registry
 
-NEURONS: Registry[Callable[[Any, dict[str, Any]], SpikingNeuron]] = Registry("neuron")
+NEURONS: Registry[Callable[[Any, dict[str, Any]], SpikingNeuron]] = Registry("neuron", declared=NEURON_NAMES)
 
 
 @NEURONS.register("lif")

@@ -16,6 +16,12 @@ name                      g(x; α)                              snnTorch equival
 backward returns ``+threshold`` for ``x < 0`` and ``-threshold`` for ``x >= 0`` (the derivative
 of a triangle, not a triangle), i.e. a negative "gradient" for every neuron above threshold.
 We use the unit-area triangle of width ``2/α`` (spikingjelly's piecewise-quadratic surrogate).
+
+Each :class:`Surrogate` below is the one definition of its maths: ``reference`` is ``g(z; α)``
+in plain float arithmetic, ``grad_`` the in-place torch form, and ``code`` the branch the
+compiled neuron kernels take (numba ``_compiled_kernels._surrogate_block``, Triton
+``_gpu.lif_bwd``). ``tests/test_surrogate_backends.py`` checks the torch and numba forms (and
+Triton on CUDA) against ``reference`` on a grid of ``z`` and ``α``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch
 from torch import Tensor
 
 from hstlab.config import FIRING_RULES
+from hstlab.config import SURROGATES as SURROGATE_NAMES
 from hstlab.registry import Registry
 
 GradFn = Callable[[Tensor, float], Tensor]
@@ -48,6 +55,8 @@ class Surrogate:
     name: str
     grad_: GradFn
     formula: str
+    code: int  # the compiled kernels' branch for this surrogate (numba and Triton)
+    reference: Callable[[float, float], float]  # g(z; alpha) in float maths: what every backend must give
     grad_mul_fn: Callable[[Tensor, float, Tensor], Tensor] | None = None
 
     def grad(self, x: Tensor, alpha: float) -> Tensor:
@@ -87,13 +96,24 @@ def _triangle_(x: Tensor, alpha: float) -> Tensor:
     return x.abs_().mul_(-alpha * alpha).add_(alpha).clamp_min_(0.0)
 
 
-SURROGATES: Registry[Surrogate] = Registry("surrogate")
-SURROGATES.register("atan")(Surrogate("atan", _atan_, "alpha/2 / (1 + (pi/2 * alpha * x)^2)", _atan_mul_))
-SURROGATES.register("sigmoid")(
-    Surrogate("sigmoid", _sigmoid_, "alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x))")
-)
-SURROGATES.register("fast_sigmoid")(Surrogate("fast_sigmoid", _fast_sigmoid_, "1 / (1 + alpha |x|)^2"))
-SURROGATES.register("triangle")(Surrogate("triangle", _triangle_, "alpha * max(0, 1 - alpha |x|)"))
+def _sigmoid_reference(z: float, alpha: float) -> float:
+    e = math.exp(-alpha * abs(z))  # α σ(αz) (1 - σ(αz)) = α e^{-α|z|} / (1 + e^{-α|z|})², no overflow
+    return alpha * e / (1.0 + e) ** 2
+
+
+SURROGATES: Registry[Surrogate] = Registry("surrogate", declared=SURROGATE_NAMES)
+for _surrogate in (
+    Surrogate("atan", _atan_, "alpha/2 / (1 + (pi/2 * alpha * x)^2)", code=0,
+              reference=lambda z, a: a / 2 / (1.0 + (math.pi / 2 * a * z) ** 2), grad_mul_fn=_atan_mul_),
+    Surrogate("sigmoid", _sigmoid_, "alpha * sigmoid(alpha x) * (1 - sigmoid(alpha x))", code=1,
+              reference=_sigmoid_reference),
+    Surrogate("fast_sigmoid", _fast_sigmoid_, "1 / (1 + alpha |x|)^2", code=2,
+              reference=lambda z, a: 1.0 / (1.0 + a * abs(z)) ** 2),
+    Surrogate("triangle", _triangle_, "alpha * max(0, 1 - alpha |x|)", code=3,
+              reference=lambda z, a: a * max(0.0, 1.0 - a * abs(z))),
+):
+    SURROGATES.register(_surrogate.name)(_surrogate)
+del _surrogate
 
 
 def get_surrogate(name: str) -> Surrogate:

@@ -40,9 +40,10 @@ import torch
 from torch import Tensor, nn
 
 from hstlab.registry import Registry
-from hstlab.train.config import REGULARISER_NAMES  # noqa: F401  (re-exported; "none" is the default)
+from hstlab.train.config import REGULARISER_NAMES  # "none" (the default) has no implementation
 
-REGULARISERS: Registry[type[SpikeRegulariser]] = Registry("regulariser")
+REGULARISERS: Registry[type[SpikeRegulariser]] = Registry(
+    "regulariser", declared=tuple(n for n in REGULARISER_NAMES if n != "none"))  # "none": no regulariser
 
 
 def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:

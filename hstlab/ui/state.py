@@ -41,6 +41,7 @@ from hstlab.presets import list_presets
 from hstlab.ui.limits import LIMITS, MAX_CHECKPOINT_BYTES, check_config_values, check_value
 from hstlab.ui.runs import RUN_HOLDS, RunFolders, shown
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
+from hstlab.viz.config_table import LAYER_COLUMNS, layers_frame
 
 GLOBAL_FIELDS = (
     "tokenizer_mode",
@@ -56,7 +57,6 @@ GLOBAL_FIELDS = (
     "membrane_bits",
 )
 INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow")  # set before the first build
-LAYER_COLUMNS = ("attn_mode", "mlp_mode", "attention", "mlp_kind", "tim", "residual", "mask_ratio")
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 NO_PRETRAINED = "(none: build from the fields)"
 STEM_FOLLOWS = "follows layer 0"  # tokenizer_mode=None
@@ -85,12 +85,6 @@ LAYER_CHOICES: dict[str, tuple] = {
     "mlp_kind": MLP_KINDS,
     "residual": RESIDUALS,
 }
-
-
-def layers_frame(cfg: HSTConfig) -> pd.DataFrame:
-    """The per-layer table of ``cfg``: one row per layer, every override resolved."""
-    rows = [{c: getattr(layer, c) for c in LAYER_COLUMNS} for layer in cfg.resolved_layers()]
-    return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
 
 
 def _stage_lines(cfg: HSTConfig | None) -> list[str]:

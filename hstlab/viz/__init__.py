@@ -7,6 +7,7 @@ Nothing is drawn or loaded at import time: the Bokeh backend is loaded on first 
 
 from hstlab.viz._util import to_numpy
 from hstlab.viz.attention import attention_dynamicmap, attention_holomap, attention_map
+from hstlab.viz.config_table import layers_frame
 from hstlab.viz.energy import (
     ablation_waterfall,
     energy_comparison,
@@ -42,6 +43,7 @@ __all__ = [
     "firing_rate_table",
     "layer_energy_bars",
     "layer_ops_bars",
+    "layers_frame",
     "membrane_traces",
     "pareto_plot",
     "phase_portrait",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hstlab.config import HSTConfig, ResolvedLayer
+from hstlab.config import ATTENTION_KINDS, HSTConfig, ResolvedLayer
 from hstlab.layers.masking import SpikeMasking
 from hstlab.layers.norm import TokenBatchNorm
 from hstlab.layers.quant import QuantLinear
@@ -19,7 +19,7 @@ from hstlab.layers.tim import TemporalInteraction
 from hstlab.neurons import build_neuron
 from hstlab.registry import Registry
 
-ATTENTION: Registry = Registry("attention")
+ATTENTION: Registry = Registry("attention", declared=ATTENTION_KINDS)
 
 
 def causal_mask(n: int, device: torch.device) -> torch.Tensor:
