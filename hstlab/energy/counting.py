@@ -460,10 +460,13 @@ class ConvCounter(Counter):
         tally.steps += (x.shape[0] if batched else 1) / self.ctx.batch_size
 
     def _spike_pairs(self, module: nn.modules.conv._ConvNd, x: torch.Tensor, spatial: int) -> float:
+        """(input event, weight) pairs: the events of each group summed over its channels first (a sum of
+        integers, exact), then convolved with an all-ones kernel, one output per group."""
         groups = module.groups
-        ones = torch.ones(groups, module.in_channels // groups, *module.kernel_size, dtype=torch.float32,
-                          device=x.device)  # [G, C_in/G, *k]: one summed output per group
-        x = x.float()
+        batched = x.dim() == spatial + 2
+        x = x.float() if batched else x.float().unsqueeze(0)  # [N, C_in, *spatial]
+        x = x.unflatten(1, (groups, module.in_channels // groups)).sum(2)  # [N, G, *spatial]
+        ones = torch.ones(groups, 1, *module.kernel_size, dtype=torch.float32, device=x.device)  # [G, 1, *k]
         padding = module.padding
         if module.padding_mode != "zeros":
             x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)

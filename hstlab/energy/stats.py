@@ -57,11 +57,24 @@ def _stat(x: torch.Tensor, name: str, compute: Callable[[torch.Tensor], object])
     return values[name]
 
 
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """``x``'s entries as a contiguous 1-D view, in memory order, when its memory is one dense block (a
+    permuted or transposed tensor: elementwise scans of it are several times slower); else ``x``. For
+    statistics that do not depend on the order of the entries."""
+    x = x.detach()
+    if x.is_contiguous():
+        return x.view(-1)
+    order = sorted(range(x.dim()), key=lambda i: (x.stride(i), x.shape[i]), reverse=True)
+    y = x.permute(order)
+    return y.view(-1) if y.is_contiguous() else x
+
+
 def _range(x: torch.Tensor) -> tuple[float, float] | None:
     """(min, max) of a non-empty real tensor (NaN when it holds one), None for types aminmax lacks."""
     if x.is_complex() or x.dtype == torch.bool:
         return None
-    lo, hi = torch.aminmax(x.detach())
+    flat = _dense(x)
+    lo, hi = torch.aminmax(flat) if flat.is_contiguous() else (flat.amin(), flat.amax())
     return float(lo), float(hi)
 
 
@@ -76,7 +89,7 @@ def _is_binary(x: torch.Tensor) -> bool:
         return False
     if hi == 0 or not x.is_floating_point():  # all zero, or integers in [0, 1]
         return True
-    return float(x.detach().frac().amax()) == 0.0  # in [0, 1]: x - trunc(x) > 0 exactly for 0 < x < 1
+    return float(_dense(x).frac().amax()) == 0.0  # in [0, 1]: x - trunc(x) > 0 exactly for 0 < x < 1
 
 
 def _is_spike_count(x: torch.Tensor) -> bool:
@@ -92,7 +105,7 @@ def _is_spike_count(x: torch.Tensor) -> bool:
         return True
     if hi == float("inf"):  # frac(inf) is NaN; round(inf) == inf counts it as an integer
         return bool(((x >= 0) & (x == torch.round(x))).all())
-    return float(x.detach().frac().amax()) == 0.0
+    return float(_dense(x).frac().amax()) == 0.0
 
 
 def _total(x: torch.Tensor) -> float:
@@ -107,7 +120,7 @@ def _nnz(x: torch.Tensor) -> int:
         s = total(x)
         if limit is None or s < limit:
             return int(s)
-    return int(torch.count_nonzero(x))
+    return int(torch.count_nonzero(_dense(x)))
 
 
 def is_binary(x: torch.Tensor) -> bool:
