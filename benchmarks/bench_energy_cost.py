@@ -2,8 +2,7 @@
 
 Times, interleaved in one process, an eval-mode ``torch.no_grad`` forward of the zoo's
 ``hst-small-digits-dvs`` on a batch of digits-dvs test samples and ``energy_report`` on the same
-model and batch (step-major, and fused, which holds every Linear/Conv output until the pass
-ends). Peak memory is each variant's rise of the resident set above its level before the call,
+model and batch (step-major, and fused, which follows every Linear/Conv output to its readers). Peak memory is each variant's rise of the resident set above its level before the call,
 sampled in a fresh subprocess (``--worker``) after the model and batch are loaded and one
 warm-up forward ran (so a plain forward's own buffers are already resident).
 

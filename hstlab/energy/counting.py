@@ -10,6 +10,7 @@ wins, in registration order.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from hstlab.energy.epilogue import EpilogueTracker
 from hstlab.energy.neurons import NeuronAdapter, adapter_for
 from hstlab.energy.products import PRODUCT_OPS, SOFTMAX_MACS, Priced
 from hstlab.energy.provenance import REAL, SPIKES, WEIGHT, Provenance, events
+from hstlab.energy.stats import cached, nnz, total
 from hstlab.registry import Registry
 
 Hook = Callable[..., None]
@@ -100,11 +102,7 @@ class CountContext:
 # ----------------------------------------------------------------------------------- helpers
 def spike_total(x: torch.Tensor) -> float:
     """Number of spikes in a spike-count tensor (``nnz`` for binary spikes)."""
-    return float(x.sum()) if x.dtype != torch.bool else float(nnz(x))
-
-
-def nnz(x: torch.Tensor) -> int:
-    return int(torch.count_nonzero(x))
+    return total(x) if x.dtype != torch.bool else float(nnz(x))
 
 
 def time_steps(x: torch.Tensor, batch_size: int) -> float:
@@ -462,10 +460,13 @@ class ConvCounter(Counter):
         tally.steps += (x.shape[0] if batched else 1) / self.ctx.batch_size
 
     def _spike_pairs(self, module: nn.modules.conv._ConvNd, x: torch.Tensor, spatial: int) -> float:
+        """(input event, weight) pairs: the events of each group summed over its channels first (a sum of
+        integers, exact), then convolved with an all-ones kernel, one output per group."""
         groups = module.groups
-        ones = torch.ones(groups, module.in_channels // groups, *module.kernel_size, dtype=torch.float32,
-                          device=x.device)  # [G, C_in/G, *k]: one summed output per group
-        x = x.float()
+        batched = x.dim() == spatial + 2
+        x = x.float() if batched else x.float().unsqueeze(0)  # [N, C_in, *spatial]
+        x = x.unflatten(1, (groups, module.in_channels // groups)).sum(2)  # [N, G, *spatial]
+        ones = torch.ones(groups, 1, *module.kernel_size, dtype=torch.float32, device=x.device)  # [G, 1, *k]
         padding = module.padding
         if module.padding_mode != "zeros":
             x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
@@ -666,6 +667,7 @@ class OpCounter:
         self.tallies: dict[str, LayerTally] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._watcher: _OpWatcher | None = None  # active while the context is open
+        self._stats: contextlib.AbstractContextManager[None] | None = None  # per-tensor statistics, this pass
         self._order: dict[str, int] = {}
         self._stack: list[str] = []  # names of the modules running now, outermost first
         self.counted_depth = 0  # > 0 while a counted module runs: products inside are its counter's business
@@ -696,6 +698,8 @@ class OpCounter:
                 elif id(module) not in inside_counted:
                     self._watch_uncounted(name, module, id(module) in covered)
                 self._handles.append(module.register_forward_hook(self._popper(cls is not None), always_call=True))
+            self._stats = cached()
+            self._stats.__enter__()
             self._watcher = _OpWatcher(self)
             self._watcher.__enter__()
         except BaseException:
@@ -757,6 +761,9 @@ class OpCounter:
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.__exit__(None, None, None)
+        stats, self._stats = self._stats, None
+        if stats is not None:
+            stats.__exit__(None, None, None)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -12,6 +12,7 @@ which calls :meth:`EpilogueTracker.observe`, and counts as one more reader, so t
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,9 +64,11 @@ class EpilogueTracker:
     def __init__(self) -> None:
         self._outputs: dict[tuple[str, int], _Output] = {}  # by storage address
         self._followed: list[_Output] = []
-        # the storages of followed outputs, held until the pass ends so no address is reused while it
-        # runs (a weak reference to the tensor is not enough: a view keeps the storage, not the object);
-        # the measuring pass's peak memory so grows by the sum of the followed outputs
+        # an address is forgotten when its storage is freed, so a new tensor at a reused address is not
+        # taken for a followed output: a finalizer on the storage (torch keeps one Python object per live
+        # storage), or, where torch does not, the storage held until the pass ends (the pass's peak
+        # memory then grows by the sum of the followed outputs)
+        self._finalizers: list[weakref.finalize] = []
         self._storages: list[Any] = []
         self.depth = 0  # > 0 while a counted module runs (its own ops are its counter's business)
 
@@ -77,7 +80,16 @@ class EpilogueTracker:
 
     def _follow(self, out: torch.Tensor, key: tuple[str, int], followed: _Output) -> None:
         self._outputs[key] = followed
-        self._storages.append(out.untyped_storage())
+        storage = out.untyped_storage()
+        if _STORAGE_OBJECTS_PRESERVED:
+            self._finalizers.append(weakref.finalize(storage, self._freed, key, followed))
+        else:
+            self._storages.append(storage)
+
+    def _freed(self, key: tuple[str, int], followed: _Output) -> None:
+        """The storage at ``key`` was freed: its address may hold another tensor from now on."""
+        if self._outputs.get(key) is followed:
+            del self._outputs[key]
 
     def _find(self, x: Any) -> _Output | None:
         if not isinstance(x, torch.Tensor):
@@ -138,6 +150,9 @@ class EpilogueTracker:
         self._outputs.clear()
         self._followed.clear()
         self._storages.clear()
+        for finalizer in self._finalizers:
+            finalizer.detach()
+        self._finalizers.clear()
 
     def enter(self) -> None:
         """A counted module starts: its ops are its counter's business, not watched (until :meth:`leave`)."""
@@ -188,3 +203,17 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, Mapping):
         for item in obj.values():
             yield from _tensors(item)
+
+
+def _storage_objects_preserved() -> bool:
+    """True when torch keeps one Python object per live storage (a finalizer on it runs when the storage
+    is freed, not when the object returned by ``untyped_storage()`` goes out of scope)."""
+    x = torch.empty(1)
+    freed: list[bool] = []
+    weakref.finalize(x.untyped_storage(), freed.append, True)
+    alive = not freed
+    del x
+    return alive and bool(freed)
+
+
+_STORAGE_OBJECTS_PRESERVED = _storage_objects_preserved()

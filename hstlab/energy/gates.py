@@ -21,6 +21,7 @@ from torch import nn
 
 from hstlab.energy.counting import COUNTERS, Counter, nnz, read_bits, time_steps
 from hstlab.energy.provenance import REAL
+from hstlab.energy.stats import total
 
 
 @COUNTERS.register("spike_gate")
@@ -40,7 +41,7 @@ class SpikeGateCounter(Counter):
         gate, x = (args + (kwargs.get("gate"), kwargs.get("x")))[:2]
         binary = self.ctx.kind_of(tally, gate) != REAL
         if binary:
-            tally.acs += float(gate.sum()) if gate.dtype.is_floating_point else float(nnz(gate))
+            tally.acs += total(gate) if gate.dtype.is_floating_point else float(nnz(gate))
         else:
             tally.macs += float(gate.numel())
         tally.binary_calls += int(binary)

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
+from hstlab.energy.stats import is_binary, is_spike_count  # noqa: F401  (re-exported)
+
 # energy_report(input_kind=...): how the model's own input is priced
 INPUT_KINDS: dict[str, str] = {
     "auto": "spikes when binary, spike counts when the model declares counts (input_kind attribute or "
@@ -67,24 +69,6 @@ def check_input_kind(kind: str) -> str:
     if kind not in INPUT_KINDS:
         raise ValueError(f"input_kind={kind!r} is not allowed; allowed: {', '.join(INPUT_KINDS)}")
     return kind
-
-
-def is_binary(x: torch.Tensor) -> bool:
-    """True when every entry is 0 or 1 (an all-zero tensor counts as binary: spikes, none fired)."""
-    if x.dtype == torch.bool or x.numel() == 0:
-        return True
-    return bool(((x == 0) | (x == 1)).all())
-
-
-def is_spike_count(x: torch.Tensor) -> bool:
-    """True when every entry is a non-negative integer (spikes, or sums/counts of spikes)."""
-    if x.dtype == torch.bool or x.numel() == 0:
-        return True
-    if x.is_floating_point():
-        return bool(((x >= 0) & (x == torch.round(x))).all())
-    if x.is_complex():
-        return False
-    return bool((x >= 0).all())
 
 
 def is_signed_spikes(x: torch.Tensor) -> bool:
