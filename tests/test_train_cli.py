@@ -161,3 +161,13 @@ def test_train_run_takes_a_train_config_and_a_resume_checks_it(tmp_path):
     assert metrics["steps"] == 2  # 8 samples in batches of 4
     with pytest.raises(ValueError, match=r"resume: lr=0.01 differs from the run's lr=0.002"):
         train_run(resume=tmp_path, train_config=tc.replace(lr=1e-2, warmup_frac=0.1))
+
+
+def test_a_run_without_a_recipe_says_so_in_its_notes(tmp_path):
+    """tiny has no recipe for lorenz-spikes: the generic-defaults notice reaches the metrics and run.json."""
+    metrics = train_run("tiny", "lorenz-spikes", run_dir=tmp_path, epochs=1, limit=8, time_bins=12, batch_size=4,
+                        dataset_options=DATA)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert any("no recipe for preset 'tiny'" in n for n in metrics["notes"]), metrics["notes"]
+    assert run["notes"][0] == run["recipe"]["notice"]
+    assert any("(from the data)" in n for n in metrics["notes"])  # the fitted fields follow it

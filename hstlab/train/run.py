@@ -247,7 +247,8 @@ def train_run(
     if resume is None:
         x, y = train[0]
         args["loss"] = args["loss"] or TASK_LOSSES.get(info["kind"])
-        cfg, notes = fit_config_to_data(cfg, torch.as_tensor(x), y, info["kind"], _num_classes(info), args["loss"])
+        cfg, fitted = fit_config_to_data(cfg, torch.as_tensor(x), y, info["kind"], _num_classes(info), args["loss"])
+        notes += fitted  # after the recipe notice, which must reach the user too
         if run_dir is None:
             run_dir = dist_utils.broadcast_object(
                 ckpt_io.default_run_dir(out, cfg.name, args["dataset"], args["seed"], claim=ctx.is_main), ctx)
