@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from server_support import chromium_path, free_port
 
 from hstlab.config import HSTConfig
 from hstlab.model import build_model
@@ -43,21 +42,6 @@ def n_params(cfg: HSTConfig) -> int:
 def shown_params(page) -> int:
     text = page.locator(".hst-summary p").first.inner_text()
     return int(re.search(r"Parameters:\s*([\d,]+)", text).group(1).replace(",", ""))
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no chromium is on PATH: the browser tests must run in CI")
-        pytest.skip("no chromium on PATH (set CI=1 to make this a failure)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from server_support import chromium_path, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -79,21 +78,6 @@ WATCH_JS = """(index) => {
   new MutationObserver(look).observe(document.body,
     {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
 }"""
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no chromium is on PATH: the browser tests must run in CI")
-        pytest.skip("no chromium on PATH (set CI=1 to make this a failure)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_notebook(path: Path, *cells: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -12,18 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from server_support import free_port
 from test_train_support import build_standin, one_thread, small_cfg, splits  # noqa: F401
 
 from hstlab.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TESTS = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fit(run_dir=None, **kw):
