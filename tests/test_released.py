@@ -221,10 +221,17 @@ def _calibrated_reference(kind: str, *, dim: int, heads: int, classes: int, size
     """A reference with random weights whose BatchNorms hold random statistics near the data's."""
     torch.manual_seed(seed)
     ref = RefModel(kind, dim, heads, classes, size)
+    return calibrate_norms(ref, _events(t, 4, size, seed + 100), seed)
+
+
+@torch.no_grad()
+def calibrate_norms(ref: nn.Module, batch: torch.Tensor, seed: int) -> nn.Module:
+    """``ref`` in eval mode with its BatchNorm statistics taken from ``batch``, then moved at random
+    (seeded by ``seed + 1``) near the data's, with affine terms that make every neuron fire."""
     norms = [m for m in ref.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.momentum = None  # cumulative: the running statistics become the calibration batch's
-    ref.train()(_events(t, 4, size, seed + 100))
+    ref.train()(batch)
     g = torch.Generator().manual_seed(seed + 1)
     for m in norms:
         c = m.num_features

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_released import SJLIF, _events, _hst_counts, _sj_counts
+from test_released import SJLIF, _events, _hst_counts, _sj_counts, calibrate_norms
 from torch import nn
 
 from hstlab import HSTConfig
@@ -158,18 +158,7 @@ def _small_stages(preset: str) -> list[dict]:
 def _calibrated(ratio: float, classes: int, seed: int = 0) -> RefQKFormer:
     torch.manual_seed(seed)
     ref = RefQKFormer(DIM, HEADS, ratio, classes)
-    norms = [m for m in ref.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.momentum = None
-    ref.train()(_events(T, 4, SIZE, seed + 100))
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in norms:  # statistics and affine terms near the data's, so that every neuron fires
-        c = m.num_features
-        m.running_mean += 0.1 * torch.randn(c, generator=g)
-        m.running_var *= 0.8 + 0.4 * torch.rand(c, generator=g)
-        m.weight.copy_(0.8 + 0.6 * torch.rand(c, generator=g))
-        m.bias.copy_(0.3 + 0.3 * torch.randn(c, generator=g))
-    return ref.eval()
+    return calibrate_norms(ref, _events(T, 4, SIZE, seed + 100), seed)
 
 
 def _neuron_map() -> dict[str, tuple[str, ...]]:

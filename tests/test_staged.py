@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 import torch
+from test_hostile_config import activation_estimate_ratio
 from torch import nn
 
 from hstlab import HSTConfig, StageSpec, build_model, energy_report, example_input
@@ -265,17 +266,7 @@ def test_activation_estimate_near_saved_tensors(make, letter: str) -> None:
     """The size check's activation estimate for staged models: within 0.5-1.5 of what autograd keeps
     (measured 0.80-1.26 on these and at 64x64 input)."""
     cfg = make()
-    cfg = cfg.with_modes(letter * cfg.n_layer)
-    model = build_model(cfg).train()
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(example_input(cfg, batch_size=2, rate=0.3))
-    ratio = estimate_size(cfg, batch_size=2).activation_bytes / sum(storages.values())
+    ratio = activation_estimate_ratio(cfg.with_modes(letter * cfg.n_layer))
     assert 0.5 < ratio < 1.5, ratio
 
 
