@@ -17,12 +17,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _memory import PeakRSS
 
 from hstlab.runtime import cpu_model
 
@@ -61,32 +62,14 @@ def _runner(model, x, variant: str):
     return lambda: energy_report(model, x, dataflow=dataflow)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
-
-
 def worker(variant: str, batch: int, threads: int) -> dict:
     """Peak resident memory during one ``variant`` call above the resident memory before it
     (sampled every 0.5 ms by a thread; torch ops release the GIL)."""
-    import threading
-
     model, x = _setup(batch, threads)
     _runner(model, x, "forward")()  # warm-up: first-touch allocations of a plain pass
-    before = _rss_mb()
-    peak, done = [before], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _runner(model, x, variant)()
-    done.set()
-    sampler.join()
-    return {"variant": variant, "peak_rise_mb": max(peak[0], _rss_mb()) - before, "rss_before_mb": before,
+    with PeakRSS() as mem:
+        _runner(model, x, variant)()
+    return {"variant": variant, "peak_rise_mb": mem.rise_mb, "rss_before_mb": mem.before_mb,
             "input_mb": x.numel() * x.element_size() / 2**20}
 
 

@@ -23,13 +23,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 import argparse
 import itertools
 import json
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from _memory import PeakRSS
 
 from hstlab.runtime import cpu_model
 
@@ -38,11 +38,6 @@ ONE_AT_A_TIME = [BASE, (8, 64, 256), (16, 64, 256), (4, 128, 256), (4, 256, 256)
 FULL = list(itertools.product((4, 8, 16), (64, 256), (256, 512)))
 
 
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def worker(mode: str, T: int, tokens: int, width: int, args: argparse.Namespace) -> dict:
@@ -70,26 +65,15 @@ def worker(mode: str, T: int, tokens: int, width: int, args: argparse.Namespace)
         opt.step()
 
     step()  # warm-up (numba loads its loops, the allocator grows)
-    before = _rss_mb()
-    peak, done = [before], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.0005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     wall, cpu = [], []
-    for _ in range(args.steps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    done.set()
-    sampler.join()
+    with PeakRSS() as mem:
+        for _ in range(args.steps):
+            t0, c0 = time.perf_counter(), time.process_time()
+            step()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     return {"wall_ms": statistics.median(wall) * 1e3, "cpu_ms": statistics.median(cpu) * 1e3,
-            "peak_rise_mb": max(peak[0], _rss_mb()) - before, "rss_after_warmup_mb": before}
+            "peak_rise_mb": mem.rise_mb, "rss_after_warmup_mb": mem.before_mb}
 
 
 def main(argv: list[str] | None = None) -> dict:
