@@ -29,6 +29,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see hstlab/__init__.py
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -87,43 +88,6 @@ def make_family(kind: str, backend: str, device: torch.device, channels: int) ->
     return run
 
 
-def make_snntorch_plif(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
-    """snnTorch Leaky with a learnable decay (beta = 1 - 1/tau): PLIF's work in snnTorch's step loop."""
-    try:
-        import snntorch as snn
-        from snntorch import surrogate
-    except ImportError:
-        return "not installed"
-    leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero", learn_beta=True,
-                      spike_grad=surrogate.atan(alpha=ALPHA)).to(device)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        mem = leaky.init_leaky()
-        spikes = []
-        for step in range(x.shape[0]):
-            spk, mem = leaky(x[step], mem)
-            spikes.append(spk)
-        return torch.stack(spikes)
-
-    return run
-
-
-def make_spikingjelly_plif(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
-    try:
-        from spikingjelly.activation_based import functional, neuron, surrogate
-    except ImportError:
-        return "not installed"
-    node = neuron.ParametricLIFNode(init_tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
-                                    surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True,
-                                    step_mode="m").to(device)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        functional.reset_net(node)
-        return node(x)
-
-    return run
-
-
 def make_alif_step_loop(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """ALIF as a per-step autograd loop (snnTorch's documented style; no library ships this neuron)."""
     k, rho = 1 - 1 / TAU, 1 - 1 / TAU_A
@@ -143,13 +107,15 @@ def make_alif_step_loop(device: torch.device) -> Callable[[torch.Tensor], torch.
     return run
 
 
-def make_snntorch(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
+def make_snntorch(device: torch.device, learn_beta: bool = False) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    """snnTorch's Leaky in its documented step loop; ``learn_beta``: a learnable decay
+    (beta = 1 - 1/tau), PLIF's work."""
     try:
         import snntorch as snn
         from snntorch import surrogate
     except ImportError:
         return "not installed"
-    leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero",
+    leaky = snn.Leaky(beta=1 - 1 / TAU, threshold=THRESHOLD, reset_mechanism="zero", learn_beta=learn_beta,
                       spike_grad=surrogate.atan(alpha=ALPHA)).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:  # the documented step loop
@@ -163,15 +129,17 @@ def make_snntorch(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor
     return run
 
 
-def make_spikingjelly(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor] | str:
-    """SpikingJelly's multi-step LIFNode (2.x picks its own CUDA/Triton kernels on a GPU)."""
+def make_spikingjelly(device: torch.device, parametric: bool = False) -> Callable[[torch.Tensor], torch.Tensor] | str:
+    """SpikingJelly's multi-step LIFNode, or its ParametricLIFNode with ``parametric`` (2.x picks
+    its own CUDA/Triton kernels on a GPU)."""
     try:
         from spikingjelly.activation_based import functional, neuron, surrogate
     except ImportError:
         return "not installed"
-    node = neuron.LIFNode(tau=TAU, decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
-                          surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True,
-                          step_mode="m").to(device)
+    common = dict(decay_input=False, v_threshold=THRESHOLD, v_reset=0.0,
+                  surrogate_function=surrogate.ATan(alpha=ALPHA), detach_reset=True, step_mode="m")
+    node = (neuron.ParametricLIFNode(init_tau=TAU, **common) if parametric
+            else neuron.LIFNode(tau=TAU, **common)).to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         functional.reset_net(node)
@@ -240,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
             impls[f"{kind}-torch"] = make_family(kind, "torch", device, args.N)
             same_as[f"{kind}-torch"] = kind
         same_as.update({"plif": "lif", "plif-channel": "lif", "alif": "alif"})  # ALIF: its own reference
-        for name, factory in (("snntorch-plif", make_snntorch_plif), ("sj-plif", make_spikingjelly_plif)):
+        for name, factory in (("snntorch-plif", functools.partial(make_snntorch, learn_beta=True)),
+                              ("sj-plif", functools.partial(make_spikingjelly, parametric=True))):
             made = factory(device)
             if isinstance(made, str):
                 skipped[name] = made
