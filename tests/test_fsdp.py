@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from server_support import free_port
-from test_train_support import one_thread, splits  # noqa: F401
+from test_train_support import Kill, kill_at, one_thread, splits  # noqa: F401
 
 import hstlab
 from hstlab.train import Trainer, fsdp, load_checkpoint
@@ -32,7 +32,8 @@ def make(parallel="ddp", **kw):
     torch.manual_seed(0)
     model = hstlab.build_model(cfg)
     train, val, test = splits(24, 8, 8)
-    return Trainer(model, cfg, train, val, test, epochs=1, batch_size=8, lr=5e-3, seed=0, parallel=parallel,
+    kw.setdefault("epochs", 1)
+    return Trainer(model, cfg, train, val, test, batch_size=8, lr=5e-3, seed=0, parallel=parallel,
                    build_fn=hstlab.build_model, measure_energy=False, **kw)
 
 
@@ -78,6 +79,30 @@ def test_one_rank_fsdp_trains_like_plain_and_saves_a_full_checkpoint(tmp_path):
         assert torch.equal(value, state[name]), name
     best, _, _ = load_checkpoint(tmp_path)
     assert isinstance(best, hstlab.HSTNet)
+
+
+def test_one_rank_fsdp_resume_is_exact(tmp_path):
+    """A sharded run's last checkpoint (full model and gathered AdamW moments) resumes sharded."""
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        full = make("fsdp", run_dir=tmp_path / "full")
+        ref = full.fit()
+        cut = make("fsdp", run_dir=tmp_path / "cut", checkpoint_every=1, callbacks=kill_at(2))
+        with pytest.raises(Kill):
+            cut.fit()
+        resumed = make("fsdp", resume=tmp_path / "cut")  # from step 1, mid-epoch
+        got = resumed.fit()
+        moments = fsdp.optimizer_state(resumed.optimizer)["state"]
+        ref_moments = fsdp.optimizer_state(full.optimizer)["state"]
+        a, b = fsdp.full_state(resumed.model), fsdp.full_state(full.model)
+    finally:
+        dist.destroy_process_group()
+    assert got["val_loss"] == ref["val_loss"] and got["steps"] == ref["steps"] == 3
+    for name, value in b.items():
+        assert torch.equal(a[name], value), name
+    assert moments.keys() == ref_moments.keys()
+    for i, state in ref_moments.items():
+        assert torch.equal(moments[i]["exp_avg"], state["exp_avg"]), i
 
 
 def test_fsdp_refuses_learned_threshold_scales():
