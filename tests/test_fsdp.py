@@ -105,6 +105,22 @@ def test_one_rank_fsdp_resume_is_exact(tmp_path):
         assert torch.equal(moments[i]["exp_avg"], state["exp_avg"]), i
 
 
+def test_a_training_step_leaves_every_parameter_storage_resizable():
+    """FSDP2 frees a gathered parameter by resizing its storage to 0; ``Tensor.numpy()`` (the numba
+    BatchNorm and neuron kernels) pins a storage for good, so no kernel may be handed a parameter."""
+    cfg = hstlab.HSTConfig.from_preset("tiny", num_classes=4, input_shape=(2, 34, 34))  # large enough for numba
+    model = hstlab.build_model(cfg)
+    model(torch.rand(cfg.num_steps, 4, *cfg.input_shape)).sum().backward()
+    pinned = []
+    for name, p in model.named_parameters():
+        storage = p.untyped_storage()
+        try:
+            storage.resize_(storage.nbytes())
+        except RuntimeError:
+            pinned.append(name)
+    assert pinned == []
+
+
 def test_fsdp_refuses_learned_threshold_scales():
     cfg = hstlab.HSTConfig.from_preset("tiny", num_classes=4, input_shape=(2, 8, 8), threshold_balance="learn")
     model = hstlab.build_model(cfg)

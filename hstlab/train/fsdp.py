@@ -1,11 +1,11 @@
-"""Fully sharded data parallel (PyTorch FSDP2, ``fully_shard``) for the :class:`~hstlab.train.Trainer`.
+"""Fully sharded data parallel (PyTorch FSDP2, ``fully_shard``) for the Trainer.
 
-``TrainConfig(parallel="fsdp")`` under ``torchrun`` shards every encoder block and then the
-root: each rank holds 1/N of every parameter, gradient and AdamW moment, and a block's
-parameters are all-gathered just before its forward and backward. Everything that is not a
-parameter stays per rank and whole: neuron membranes (plain attributes, cleared by
-``reset_state``) and buffers (BatchNorm running statistics, threshold scales), which the
-trainer syncs from rank 0 before each evaluation exactly as under DDP.
+``TrainConfig(parallel="fsdp")`` under ``torchrun`` shards the stem, every encoder block and
+then the root (:func:`shard_units`): each rank holds 1/N of every parameter, gradient and AdamW
+moment, and a unit's parameters are all-gathered just before its forward and backward.
+Everything that is not a parameter stays per rank and whole: neuron membranes (plain
+attributes, cleared by ``reset_state``) and buffers (BatchNorm running statistics, threshold
+scales), which the trainer syncs from rank 0 before each evaluation exactly as under DDP.
 
 Evaluation, BatchNorm calibration, the energy probe and threshold balancing run each rank on
 its own data with every parameter gathered (:func:`gathered`), so ranks need not run the same
@@ -59,9 +59,16 @@ def is_sharded(model: nn.Module) -> bool:
 
 
 def shard_units(model: nn.Module) -> list[nn.Module]:
-    """The modules sharded on their own before the root: each encoder block (``model.blocks``)."""
+    """The modules sharded on their own before the root, in forward order: the stem (tokenizer and
+    positional encoding, or a staged model's patch embeddings) and each encoder block. The root
+    keeps what is left (the head). :func:`hstlab.train.fsdp_plan.sharded_memory` sizes the same units.
+    """
+    embeds = getattr(model, "embeds", None)
+    stem = list(embeds) if isinstance(embeds, nn.ModuleList) else [getattr(model, "tokenizer", None),
+                                                                   getattr(model, "pos_encoding", None)]
     blocks = getattr(model, "blocks", None)
-    return list(blocks) if isinstance(blocks, nn.ModuleList) else []
+    units = [*stem, *(blocks if isinstance(blocks, nn.ModuleList) else [])]
+    return [m for m in units if isinstance(m, nn.Module) and next(m.parameters(), None) is not None]
 
 
 def shard(model: nn.Module) -> nn.Module:
