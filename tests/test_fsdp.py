@@ -18,9 +18,11 @@ from test_train_support import Kill, kill_at, one_thread, splits  # noqa: F401
 import hstlab
 from hstlab.train import Trainer, fsdp, load_checkpoint
 from hstlab.train.config import TrainConfig
+from hstlab.train.fsdp_plan import memory_table, sharded_memory, sharding_units
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TESTS = Path(__file__).resolve().parent
+DOCS = TESTS.parent / "docs"
 
 
 def tiny_cfg():
@@ -196,3 +198,35 @@ def test_two_gloo_ranks_shard_train_and_save_the_full_model(tmp_path):
         model.reset_state(), gathered.reset_state()
         assert torch.equal(model(x), gathered(x))
     assert (tmp_path / "run" / "best.safetensors").exists() and (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "qkformer-dvs", "sdt2-15m"])  # flat and staged models
+def test_memory_plan_sizes_the_units_fsdp_shards(preset):
+    cfg = hstlab.HSTConfig.from_preset(preset)
+    model = hstlab.build_model(cfg)
+    units, root = sharding_units(cfg)
+    shards = fsdp.shard_units(model)
+    assert [p for p, _ in units] == [sum(p.numel() for p in unit.parameters()) for unit in shards]
+    inside = {id(p) for unit in shards for p in unit.parameters()}
+    assert root[0] == sum(p.numel() for p in model.parameters() if id(p) not in inside)
+
+
+def test_memory_plan_arithmetic():
+    cfg = hstlab.HSTConfig.from_preset("tiny")
+    one, four = sharded_memory(cfg, 8, 1), sharded_memory(cfg, 8, 4)
+    assert one.state_bytes == 16 * one.params and four.state_bytes == 4 * one.params
+    assert one.gathered_bytes == 0 and four.gathered_bytes == 4 * (3 * four.largest_unit + 2 * sharding_units(cfg)[1][0])
+    assert one.activation_bytes == sharded_memory(cfg, 1, 1).activation_bytes * 8
+    assert 0 < four.checkpointed_activation_bytes < four.activation_bytes
+    with pytest.raises(ValueError, match="world_size=0 must be an integer >= 1"):
+        sharded_memory(cfg, 8, 0)
+
+
+def test_docs_fsdp_page_holds_the_computed_plan():
+    text = (DOCS / "fsdp.md").read_text(encoding="utf-8")
+    cfg = hstlab.HSTConfig.from_preset("hst-100m")
+    assert memory_table(cfg, 64) in text  # the table is the function's output, not typed by hand
+    assert f"**{sharded_memory(cfg, 64, 1).params:,} parameters**" in text
+    units, root = sharding_units(cfg)
+    for params in {p for p, _ in units} | {root[0]}:
+        assert f"| {params:,} |" in text
