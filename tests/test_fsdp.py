@@ -3,6 +3,7 @@ two gloo ranks on CPU via torchrun (slow), checked against plain training and th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,8 +15,10 @@ import torch
 import torch.distributed as dist
 from server_support import free_port
 from test_train_support import Kill, kill_at, one_thread, splits  # noqa: F401
+from torch.distributed.tensor import DTensor
 
 import hstlab
+from hstlab.neurons.base import SpikingNeuron
 from hstlab.train import Trainer, fsdp, load_checkpoint
 from hstlab.train.config import TrainConfig
 from hstlab.train.fsdp_plan import memory_table, sharded_memory, sharding_units
@@ -67,6 +70,15 @@ def test_one_rank_fsdp_trains_like_plain_and_saves_a_full_checkpoint(tmp_path):
         assert all(fsdp.is_sharded(block) for block in sharded.model.blocks)
         got = sharded.fit()
         state = fsdp.full_state(sharded.model)
+        neurons = [m for m in sharded.model.modules() if isinstance(m, SpikingNeuron)]
+        x, _ = next(iter(sharded._loader(sharded.train_data, [[0, 1]])))
+        with fsdp.gathered(sharded.model):
+            sharded.model(x)  # leaves each neuron's membrane: this rank's own, whole, [B, N, D]-like
+        memories = [v for m in neurons for v in m.memories().values() if isinstance(v, torch.Tensor)]
+        assert memories and not any(isinstance(v, DTensor) for v in memories)
+        assert not any(isinstance(b, DTensor) for b in sharded.model.buffers())  # BatchNorm stats stay whole
+        sharded.model.reset_state()
+        assert all(v is None or not isinstance(v, torch.Tensor) for m in neurons for v in m.memories().values())
     finally:
         dist.destroy_process_group()
     assert len(losses) == len(plain_losses) == 3
@@ -105,6 +117,28 @@ def test_one_rank_fsdp_resume_is_exact(tmp_path):
     assert moments.keys() == ref_moments.keys()
     for i, state in ref_moments.items():
         assert torch.equal(moments[i]["exp_avg"], state["exp_avg"]), i
+
+
+def test_one_rank_fsdp_mode_schedule_matches_plain():
+    """A mode switch rebuilds the model from the gathered state and shards the new one."""
+    def run(parallel):
+        cfg = dataclasses.replace(tiny_cfg(), mode_schedule=((0, "TT"), (1, "SS")))
+        torch.manual_seed(0)
+        train, val, test = splits(16, 8, 8)
+        trainer = Trainer(hstlab.build_model(cfg), cfg, train, val, test, epochs=2, batch_size=8, lr=5e-3,
+                          seed=0, parallel=parallel, build_fn=hstlab.build_model, measure_energy=False)
+        return trainer, trainer.fit(), fsdp.full_state(trainer.model)
+
+    _, ref, plain = run("ddp")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        trainer, got, sharded = run("fsdp")
+        assert fsdp.is_sharded(trainer.model) and trainer.cfg.modes == "SS"
+    finally:
+        dist.destroy_process_group()
+    assert got["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-5)
+    for name, value in plain.items():
+        assert torch.allclose(sharded[name].float(), value.float(), atol=1e-5), name
 
 
 def test_a_training_step_leaves_every_parameter_storage_resizable():
