@@ -68,7 +68,8 @@ def forward(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> tuple[Tensor
     mean32 = mean.to(x.dtype)
     scale = weight.detach() * rstd
     out = torch.empty_like(x)
-    _run_cols(_kernel("bn_apply"), (_np(x), _np(mean32), _np(scale.contiguous()), _np(bias.detach().contiguous()),
+    # a copy of the bias: .numpy() pins a tensor's storage (not resizable), which FSDP2 must free
+    _run_cols(_kernel("bn_apply"), (_np(x), _np(mean32), _np(scale.contiguous()), _np(bias.detach().clone()),
                                    _np(out)), d, x.numel())
     return out, mean32, var.to(x.dtype), rstd
 

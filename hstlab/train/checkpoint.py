@@ -325,9 +325,15 @@ def resolve_builder(name: str | None) -> Callable[[HSTConfig], nn.Module]:
 
 
 def make_checkpoint(model: nn.Module, cfg: HSTConfig, meta: dict[str, Any],
-                    train_state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plain dict :func:`atomic_save` stores (tensors, numbers, strings, lists, dicts only)."""
-    ckpt = {"format": FORMAT, "config": cfg.to_dict(), "model": _cpu_state(model), "meta": dict(meta)}
+                    train_state: dict[str, Any] | None = None, *,
+                    state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The plain dict :func:`atomic_save` stores (tensors, numbers, strings, lists, dicts only).
+
+    ``state``: the model's full state dict when given (e.g. gathered from FSDP shards), else
+    ``model.state_dict()`` copied to the CPU.
+    """
+    model_state = _cpu_state(model) if state is None else state
+    ckpt = {"format": FORMAT, "config": cfg.to_dict(), "model": model_state, "meta": dict(meta)}
     if train_state is not None:
         ckpt["train_state"] = train_state
     return ckpt

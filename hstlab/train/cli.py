@@ -9,7 +9,7 @@ from typing import Any
 
 from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.train.checks import RUN_DEFAULTS
-from hstlab.train.config import REGULARISER_NAMES
+from hstlab.train.config import PARALLEL_NAMES, REGULARISER_NAMES
 from hstlab.units import format_joules
 
 
@@ -56,6 +56,8 @@ def register(subparsers: Any) -> None:
                    help=f"mid-epoch last checkpoint every K steps (0: off; default: {d['checkpoint_every']})")
     p.add_argument("--augment-shift", type=int, metavar="PIXELS",
                    help=f"move each training sample by up to PIXELS (event frames only; 0: off; default: {RECIPE_DEFAULT} 0)")
+    p.add_argument("--parallel", choices=PARALLEL_NAMES,
+                   help=f"under torchrun: ddp replicates the model, fsdp shards it (FSDP2; default: {d['parallel']})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--tensorboard", metavar="LOG_DIR", help="also log loss, accuracy, lr, energy, per-layer "
@@ -87,7 +89,7 @@ TRAIN_FLAGS = {"--epochs": "epochs", "--seed": "seed", "--batch-size": "batch_si
                "--limit": "limit", "--time-bins": "time_bins", "--loss": "loss",
                "--checkpoint-every": "checkpoint_every", "--augment-shift": "augment_shift",
                "--regulariser": "regulariser", "--regulariser-weight": "regulariser_weight",
-               "--regulariser-target": "regulariser_target"}
+               "--regulariser-target": "regulariser_target", "--parallel": "parallel"}
 TRAIN_DEFAULTS = {"preset": "hst-small", "dataset": "digits-dvs", "out": "runs"}  # when not resuming
 RECIPE_DEFAULT = "the recipe of the preset on the dataset (hstlab recipes), else"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 # spike regularisers by name; hstlab.train.regularisers registers every one but "none" (a test checks)
 REGULARISER_NAMES = ("none", "firing_rate", "hoyer")
+PARALLEL_NAMES = ("ddp", "fsdp")  # how torchrun ranks split the model (hstlab.train.distributed.wrap_model)
 WARMUP_RANGE = (0.0, 0.2)  # fraction of the steps spent warming up; 1-5 % is typical, 0 disables it
 
 
@@ -47,6 +48,8 @@ class TrainConfig:
     regulariser: str = "none"  # "none", "firing_rate" or "hoyer", added to the loss
     regulariser_weight: float = 0.1  # its weight λ_reg
     regulariser_target: float = 0.1  # firing_rate: the target rate r* (events / neuron / step)
+    # under torchrun: "ddp" replicates the model on every rank, "fsdp" shards it (FSDP2, hstlab.train.fsdp)
+    parallel: str = "ddp"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_options", dict(self.dataset_options or {}))
@@ -68,6 +71,8 @@ class TrainConfig:
             if not all(isinstance(k, str) for k in value):
                 raise ValueError(f"{name}={value!r} must map option names (str) to values")
         check_methods(loss=self.loss, regulariser=self.regulariser)
+        if self.parallel not in PARALLEL_NAMES:
+            raise ValueError(f"parallel={self.parallel!r} is not allowed; allowed: {', '.join(PARALLEL_NAMES)}")
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

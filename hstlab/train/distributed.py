@@ -102,14 +102,21 @@ def default_device(ctx: DistContext) -> torch.device:
     return torch.device("cpu")
 
 
-def wrap_model(model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:
-    """DistributedDataParallel around ``model`` when running distributed, else ``model`` itself.
+def wrap_model(model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False,
+               parallel: str = "ddp") -> nn.Module:
+    """The model to call in training steps: ``model`` itself in one process; under torchrun
+    DistributedDataParallel around it (``parallel="ddp"``), or ``model`` sharded in place by FSDP2
+    (``parallel="fsdp"``, :mod:`hstlab.train.fsdp`).
 
     Buffers are not broadcast every step (spiking state may live in buffers); call
     :func:`sync_buffers` before evaluating so every rank holds rank 0's running statistics.
     """
     if not ctx.enabled:
         return model
+    if parallel == "fsdp":
+        from hstlab.train import fsdp
+
+        return fsdp.shard(model)
     device_ids = [model_device(model).index] if model_device(model).type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel
     # newer torch renames broadcast_buffers; either way buffers are synced once, at construction

@@ -19,6 +19,7 @@ import torch
 
 from hstlab.config import HSTConfig
 from hstlab.train import checkpoint as ckpt_io
+from hstlab.train import fsdp
 from hstlab.train.checks import RULES, RUN_DEFAULTS, check_arg
 from hstlab.train.fit_state import Progress
 
@@ -72,12 +73,14 @@ def trainer_hparams(trainer: Trainer) -> dict[str, Any]:
             "world_size": trainer.ctx.world_size}
 
 
-def train_state(trainer: Trainer, ranks: list[Any]) -> dict[str, Any]:
-    """What an exact resume needs besides the weights; ``ranks`` holds every rank's RNG and totals."""
+def train_state(trainer: Trainer, ranks: list[Any], optimizer: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What an exact resume needs besides the weights; ``ranks`` holds every rank's RNG and totals,
+    ``optimizer`` the optimizer's state dict (default: ``trainer.optimizer.state_dict()``; under FSDP
+    the gathered one, :func:`hstlab.train.fsdp.optimizer_state`)."""
     p = trainer.progress
     return {"epoch": p.epoch, "pos": p.pos, "step": p.step, "seconds": p.seconds,
             "best_score": p.best_score, "best_epoch": p.best_epoch, "history": p.history,
-            "optimizer": trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
+            "optimizer": optimizer if optimizer is not None else trainer.optimizer.state_dict(), "scheduler": trainer.scheduler.state_dict(),
             "loss": {k: v.detach().cpu() for k, v in trainer.loss_fn.state_dict().items()},
             "ranks": ranks, "world_size": trainer.ctx.world_size, "hparams": trainer_hparams(trainer)}
 
@@ -104,9 +107,9 @@ def restore(trainer: Trainer, path: str | os.PathLike) -> None:
     try:
         if cfg != trainer.cfg:
             trainer.install(cfg, trainer.build_fn(cfg).to(trainer.device))
-        trainer.model.load_state_dict(ckpt["model"], strict=True)
+        fsdp.load_full_state(trainer.model, ckpt["model"])  # strict; FSDP: each rank keeps its shard
         trainer.loss_fn.load_state_dict(state["loss"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
+        fsdp.load_optimizer_state(trainer.optimizer, state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         progress = Progress(epoch=int(state["epoch"]), pos=int(state["pos"]), step=int(state["step"]),
                             seconds=float(state["seconds"]), best_score=float(state["best_score"]),

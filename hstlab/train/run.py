@@ -169,6 +169,7 @@ def train_run(
     regulariser: str = UNSET,
     regulariser_weight: float = UNSET,
     regulariser_target: float = UNSET,
+    parallel: str = UNSET,
     **trainer_options: Any,
 ) -> dict[str, Any]:
     """Train ``cfg`` (an HSTConfig or preset name) on a built-in dataset; returns ``metrics``.
@@ -188,7 +189,7 @@ def train_run(
     ``augment_shift`` > 0 moves each training sample of a frame dataset by up to that many
     pixels (:class:`hstlab.data.augment.RandomShift`). ``regulariser`` ("firing_rate" or "hoyer",
     :mod:`hstlab.train.regularisers`) adds ``regulariser_weight`` times its penalty to the loss. Runs data-parallel when started by
-    ``torchrun``. ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
+    ``torchrun`` (``parallel="fsdp"`` shards the model, :mod:`hstlab.train.fsdp`). ``HSTLAB_SMOKE=1`` caps ``limit`` at 32 samples per split and ``epochs`` at 1.
 
     Example:
         >>> metrics = train_run("tiny", "digits-dvs", epochs=1, limit=64)  # doctest: +SKIP
@@ -202,7 +203,8 @@ def train_run(
         "loss": loss, "loss_options": loss_options, "checkpoint_every": checkpoint_every,
         "dataset_options": dataset_options, "augment_shift": augment_shift, "warmup_frac": warmup_frac,
         "weight_decay": weight_decay, "grad_clip": grad_clip, "regulariser": regulariser,
-        "regulariser_weight": regulariser_weight, "regulariser_target": regulariser_target})
+        "regulariser_weight": regulariser_weight, "regulariser_target": regulariser_target,
+        "parallel": parallel})
     check_arg("max_seconds", max_seconds)
     ctx = dist_utils.init_from_env()
     if resume is not None:

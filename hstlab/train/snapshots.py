@@ -14,6 +14,7 @@ from torch import nn
 from hstlab.config import HSTConfig
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
+from hstlab.train import fsdp
 from hstlab.train.events import TrainingDiverged
 from hstlab.train.resume import rng_state, train_state
 
@@ -33,7 +34,7 @@ def meta(trainer: Trainer, **more: Any) -> dict[str, Any]:
 
 def check_state_finite(trainer: Trainer, target: str) -> None:
     """Refuse to save a model whose parameters or buffers (e.g. BatchNorm running_var) hold NaN/inf."""
-    bad_names = ckpt_io.nonfinite_tensors(trainer.model.state_dict())
+    bad_names = ckpt_io.nonfinite_tensors(fsdp.local_state(trainer.model))  # FSDP: this rank's shards
     bad = dist_utils.all_reduce_sum(torch.tensor([float(len(bad_names))], device=trainer.device), trainer.ctx)
     if bad.item() > 0:
         names = ", ".join(bad_names[:3]) + (f" and {len(bad_names) - 3} more" if len(bad_names) > 3 else "")
@@ -59,7 +60,8 @@ def kept(trainer: Trainer) -> str:
 def save_last(trainer: Trainer) -> None:
     """Write the last checkpoint (rank 0) with every rank's RNG state and epoch totals.
 
-    Under DDP every rank must be given the same ``run_dir`` (the RNG gather is collective).
+    Under DDP every rank must be given the same ``run_dir`` (the RNG gather is collective; under
+    FSDP so are the gathers of the full model and optimizer state).
     """
     if trainer.run_dir is None:
         return
@@ -68,9 +70,15 @@ def save_last(trainer: Trainer) -> None:
     local = {"rng": rng_state(trainer.device), "totals": trainer.totals.state()}
     ranks = dist_utils.all_gather_object(local, trainer.ctx)
     trainer.saved_last_step = trainer.progress.step
+    sharded = fsdp.is_sharded(trainer.model)
+    if not (trainer.ctx.is_main or sharded):
+        return
+    model_state = fsdp.full_state(trainer.model, all_ranks=False)  # FSDP: collective, rank 0 receives it
+    optimizer = fsdp.optimizer_state(trainer.optimizer)
     if not trainer.ctx.is_main:
         return
-    ckpt = ckpt_io.make_checkpoint(trainer.model, trainer.cfg, meta(trainer), train_state(trainer, ranks))
+    ckpt = ckpt_io.make_checkpoint(trainer.model, trainer.cfg, meta(trainer),
+                                   train_state(trainer, ranks, optimizer), state=model_state)
     ckpt_io.atomic_save(ckpt, target)
 
 
@@ -83,10 +91,10 @@ class BestModel:
     def save(self, trainer: Trainer, val: dict[str, Any]) -> None:
         name = ckpt_io.run_checkpoint(trainer.run_dir or ".", new=True).name
         check_state_finite(trainer, name)
-        self.state = (trainer.cfg, {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()})
+        self.state = (trainer.cfg, fsdp.full_state(trainer.model))  # every rank rebuilds the best model
         if trainer.ctx.is_main and trainer.run_dir is not None:
             info = meta(trainer, **{f"val_{k}": v for k, v in val.items()})
-            ckpt_io.atomic_save(ckpt_io.make_checkpoint(trainer.model, trainer.cfg, info),
+            ckpt_io.atomic_save(ckpt_io.make_checkpoint(trainer.model, trainer.cfg, info, state=self.state[1]),
                                 ckpt_io.run_checkpoint(trainer.run_dir, new=True))
 
     def model(self, trainer: Trainer) -> tuple[nn.Module, HSTConfig]:

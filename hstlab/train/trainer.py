@@ -1,4 +1,4 @@
-"""The training loop: AdamW + warm-up/cosine, clipping, mode schedules, checkpoints, resume, DDP.
+"""The training loop: AdamW + warm-up/cosine, clipping, mode schedules, checkpoints, resume, DDP/FSDP.
 
 The :class:`Trainer` composes small parts, each with one job: batch order and loading
 (:mod:`~hstlab.train.batching`), evaluation (:mod:`~hstlab.train.evaluation`), BatchNorm
@@ -25,8 +25,8 @@ from torch.utils.data import Dataset
 from hstlab.config import HSTConfig
 from hstlab.train import checkpoint as ckpt_io
 from hstlab.train import distributed as dist_utils
+from hstlab.train import fsdp, snapshots
 from hstlab.train import resume as resume_io
-from hstlab.train import snapshots
 from hstlab.train.batching import Batches, default_collate
 from hstlab.train.bn_calibration import BatchNormCalibration
 from hstlab.train.checks import check_args
@@ -81,6 +81,10 @@ class Trainer:
     ``augment`` (e.g. :class:`hstlab.data.augment.RandomShift`; default: ``RandomShift`` of
     ``train_config.augment_shift`` when > 0) transforms each training batch before the forward
     pass; validation, test, calibration and energy batches are never augmented.
+
+    Under ``torchrun`` the ranks train data-parallel: ``train_config.parallel="ddp"`` keeps a
+    replica of the model on every rank, ``"fsdp"`` shards parameters, gradients and AdamW moments
+    over the ranks (:mod:`hstlab.train.fsdp`); checkpoints are the same either way.
 
     Callbacks: objects with any of ``on_step_end``, ``on_epoch_end``, ``on_fit_end``, or
     plain callables (receive every event). Under ``torchrun`` they run on rank 0 only.
@@ -195,6 +199,7 @@ class Trainer:
     weight_decay = property(lambda self: self.train_config.weight_decay)
     warmup_frac = property(lambda self: self.train_config.warmup_frac)
     grad_clip = property(lambda self: self.train_config.grad_clip)
+    parallel = property(lambda self: self.train_config.parallel)
     collate_fn = property(lambda self: self.batches.collate_fn)
     bn_recalibration_batches = property(lambda self: self.bn_calibration.batches)
 
@@ -210,7 +215,7 @@ class Trainer:
 
     def _install_model(self, model: nn.Module) -> None:
         self.model = model
-        self.ddp_model = dist_utils.wrap_model(model, self.ctx, self.find_unused_parameters)
+        self.ddp_model = dist_utils.wrap_model(model, self.ctx, self.find_unused_parameters, self.parallel)
         if self.meter is not None:
             self.meter.close()
         self.meter = SpikeRateMeter(model)
@@ -256,7 +261,7 @@ class Trainer:
         new_model = self.build_fn(new_cfg).to(self.device)
         new_model.train(self.model.training)
         target = new_model.state_dict()
-        carried = {k: v for k, v in self.model.state_dict().items() if k in target and target[k].shape == v.shape}
+        carried = {k: v for k, v in fsdp.full_state(self.model).items() if k in target and target[k].shape == v.shape}
         new_model.load_state_dict(carried, strict=False)
         old_named, old_opt = dict(self._named_params()), self.optimizer
         self.install(new_cfg, new_model)
@@ -274,7 +279,9 @@ class Trainer:
         See :class:`~hstlab.train.bn_calibration.BatchNormCalibration`. Under DDP the caller
         broadcasts rank 0's buffers (``sync_buffers``).
         """
-        return self.bn_calibration.run(model or self.model, self.train_data, self.batches, self.loss_fn)
+        model = model or self.model
+        with fsdp.gathered(model):  # FSDP: every rank runs its own batches on whole parameters
+            return self.bn_calibration.run(model, self.train_data, self.batches, self.loss_fn)
 
     def evaluate(self, data: Dataset, model: nn.Module | None = None, max_batches: int | None = None) -> dict[str, Any]:
         """Loss, score (``accuracy`` or ``bits_per_spike``) and firing rate on ``data``.
@@ -283,10 +290,12 @@ class Trainer:
         """
         model = model or self.model
         meter = self.meter if model is self.model else None
-        return self.evaluator.evaluate(model, data, meter, max_batches)
+        with fsdp.gathered(model):  # FSDP: ranks' shards of ``data`` may differ in batch count
+            return self.evaluator.evaluate(model, data, meter, max_batches)
 
     def _energy(self, model: nn.Module) -> float | None:
-        return self.evaluator.energy(model, self.val_data)
+        with fsdp.gathered(model):
+            return self.evaluator.energy(model, self.val_data)
 
     # ------------------------------------------------------------------ training
     def _train_step(self, x: Tensor, y: Any) -> tuple[float, dict[str, Tensor]]:
@@ -305,7 +314,7 @@ class Trainer:
         loss.backward()
         if self.grad_clip is not None:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            norm = fsdp.full_tensor(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))  # FSDP: a DTensor
             self._check_finite(norm, "gradient norm")
         self.optimizer.step()
         self.scheduler.step()
@@ -347,7 +356,8 @@ class Trainer:
             torch.manual_seed(self.seed + self.ctx.rank)
             random.seed(self.seed + self.ctx.rank)
             np.random.seed(self.seed + self.ctx.rank)
-            warm_up_thresholds(self)  # threshold balancing (hstlab.neurons.balance); no-op when off
+            with fsdp.gathered(self.model):
+                warm_up_thresholds(self)  # threshold balancing (hstlab.neurons.balance); no-op when off
         if self.ctx.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.removed_temp_files = ckpt_io.remove_temp_files(self.run_dir)  # debris of a killed write
