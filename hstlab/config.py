@@ -49,6 +49,7 @@ MAX_DIVISORS_SHOWN = 12  # the n_head error lists at most this many divisors of 
 STAGE_KINDS = ("conv", "transformer")  # a stage's blocks: separable-conv blocks or attention blocks
 STAGE_EMBEDS = ("conv", "speds")  # a stage's downsampling patch embedding (hstlab.staged)
 STAGE_PROJECTIONS = ("linear", "repconv")  # how a transformer stage computes Q, K, V and the output
+REPCONV_KINDS = ("ssa", "sdsa", "qk", "qk_channel", "statten", "emsa")  # spiking kinds with linear Q/K/V (repconv)
 
 # Range of every float field, as (low, high, low_inclusive, high_inclusive); None: unbounded.
 # Types come from the dataclass annotations; a test checks every float field has a range here.
@@ -327,9 +328,9 @@ class StageSpec:
         _choice(prefix + "projection", self.projection, STAGE_PROJECTIONS)
         if self.attention is not None:
             _choice(prefix + "attention", self.attention, ATTENTION_KINDS)
-        if self.projection == "repconv" and self.attention in ("conv", "softmax"):
+        if self.projection == "repconv" and self.attention is not None and self.attention not in REPCONV_KINDS:
             raise ValueError(f"{prefix}projection='repconv' replaces linear Q/K/V projections; attention "
-                             f"{self.attention!r} has none; allowed with repconv: ssa, sdsa, qk, qk_channel")
+                             f"{self.attention!r} has none; allowed with repconv: {', '.join(REPCONV_KINDS)}")
         if self.kind == "conv" and (self.attention is not None or self.projection != "linear"):
             raise ValueError(f"{prefix}kind='conv' has no attention: {prefix}attention must be None and "
                              f"{prefix}projection 'linear', got {self.attention!r} and {self.projection!r}")
@@ -512,6 +513,9 @@ class HSTConfig:
         _choice("threshold_balance", self.threshold_balance, THRESHOLD_BALANCE)
         _choice("weight_bits", self.weight_bits, ALLOWED_BITS)
         _choice("membrane_bits", self.membrane_bits, ALLOWED_MEMBRANE_BITS)
+        if self.neuron == "ilif" and self.membrane_bits < 32:
+            raise ValueError(f"membrane_bits={self.membrane_bits} is not supported with neuron='ilif' (integer "
+                             "spikes keep float membranes); allowed: membrane_bits=32, or another neuron")
         if self.cpg_neurons < 2 or self.cpg_neurons % 2:
             raise ValueError(f"cpg_neurons={self.cpg_neurons!r} must be an even integer >= 2 (sin/cos pairs)")
         self._validate_input_shape()
@@ -570,6 +574,12 @@ class HSTConfig:
             raise ValueError(f"{name('attn_block')}={layer.attn_block} does not divide num_steps={self.num_steps} "
                              f"(attention='statten' splits the steps into blocks); allowed: "
                              f"{', '.join(map(str, divisors(self.num_steps)))}")
+        stage = self.stages[layer.stage] if layer.stage is not None else None
+        if stage is not None and stage.projection == "repconv" and layer.attn_mode == "spiking" \
+                and kind not in REPCONV_KINDS:
+            raise ValueError(f"{name('attention')}={kind!r} does not fit stages[{layer.stage}].projection='repconv' "
+                             "(it replaces linear Q/K/V projections, which this kind does not have); allowed in "
+                             f"that stage: {', '.join(REPCONV_KINDS)}")
         if kind in NON_CAUSAL_KINDS and self.causal:
             allowed = [k for k in ATTENTION_KINDS if k not in NON_CAUSAL_KINDS]
             raise ValueError(f"{name('attention')}={kind!r} does not support causal=True (it computes Q (Kᵀ V) "

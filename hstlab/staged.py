@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hstlab.config import STAGE_EMBEDS, HSTConfig, ResolvedLayer
+from hstlab.config import REPCONV_KINDS, STAGE_EMBEDS, HSTConfig, ResolvedLayer
 from hstlab.layers.attention.base import SpikingAttention, SpikingProjection
 from hstlab.layers.block import HSTBlock, ResidualHalf, _spiking_half
 from hstlab.layers.norm import TokenBatchNorm
@@ -279,7 +279,7 @@ def use_repconv(attention: nn.Module, cfg: HSTConfig, grid: tuple[int, int], lab
     """Give a spiking attention Meta-SpikeFormer's RepConv Q/K/V and output projections (in place)."""
     if not isinstance(attention, SpikingAttention) or type(attention.qkv) is not SpikingProjection:
         raise ValueError(f"{label}='repconv' needs an attention kind with linear Q/K/V projections "
-                         f"(ssa, sdsa, qk, qk_channel), not {getattr(attention, 'attention_kind', '?')!r}")
+                         f"({', '.join(REPCONV_KINDS)}), not {getattr(attention, 'attention_kind', '?')!r}")
     attention.qkv = RepConvProjection(cfg, attention.qkv.parts, grid)
     attention.proj = RepConv(cfg.n_embd, cfg.n_embd, grid, cfg.weight_bits)
     attention.proj_norm = TokenBatchNorm(cfg.n_embd)

@@ -85,17 +85,21 @@ def test_ternary_hand_computed_and_alpha_gradcheck():
     fixed = TernaryLIF(tau=2.0, alpha_init=0.5, learn_alpha=False)
     assert not any(p.requires_grad for p in fixed.parameters())
     learned = TernaryLIF(tau=2.0, alpha_init=0.7).double()
+    assert learned.alpha_value.item() == pytest.approx(0.7)
     xs = torch.randn(5, 3, dtype=torch.float64) * 3
 
-    def run(alpha: torch.Tensor) -> torch.Tensor:
+    def run(raw: torch.Tensor) -> torch.Tensor:
         learned.reset_state()
-        return torch.func.functional_call(learned, {"spike_alpha": alpha}, (xs,))
+        return torch.func.functional_call(learned, {"spike_alpha_raw": raw}, (xs,))
 
-    torch.autograd.gradcheck(run, (torch.tensor(0.7, dtype=torch.float64, requires_grad=True),))
+    raw = learned.spike_alpha_raw.detach().clone().requires_grad_(True)
+    torch.autograd.gradcheck(run, (raw,))
     learned.reset_state()
     out = learned(xs)
     out.sum().backward()
-    assert float(learned.spike_alpha.grad) == pytest.approx(float((out.detach() / 0.7).sum()))
+    # ∂L/∂ρ = ∂L/∂α · sigmoid(ρ), ∂L/∂α = Σ sign(S)
+    expected = float((out.detach() / 0.7).sum()) * float(torch.sigmoid(raw.detach()))
+    assert float(learned.spike_alpha_raw.grad) == pytest.approx(expected)
 
 
 def test_ternary_surrogate_gradient_reaches_input():
@@ -192,3 +196,47 @@ def test_bad_neuron_arguments_name_the_argument():
         TernaryLIF(alpha_init=0, learn_alpha=False)
     with pytest.raises(ValueError, match="membrane_bits"):
         ILIF(membrane_bits=8)
+
+
+def test_learned_ternary_alpha_stays_positive_when_a_step_pushes_it_below_zero():
+    n = TernaryLIF(tau=2.0, alpha_init=0.5, reset="soft")
+    x = torch.tensor([[4.0, -4.0, 4.0]])  # [T=1, 3]: η = (2, -2, 2) -> (+α, -α, +α)
+    opt = torch.optim.SGD(n.parameters(), lr=10.0)
+    n(x).sum().backward()  # ∂L/∂α = 1 - 1 + 1 = 1, ∂L/∂ρ = sigmoid(ρ) ≈ 0.39
+    assert float(n.spike_alpha_raw.grad) > 0
+    opt.step()
+    opt.zero_grad()
+    alpha = n.alpha_value.item()
+    assert 0 < alpha < 0.5  # lowered, still a valid amplitude (a raw α would be 0.5 - 10 < 0)
+    n.reset_state()
+    xg = x.clone().requires_grad_(True)
+    s = n(xg)
+    assert s.flatten().tolist() == pytest.approx([alpha, -alpha, alpha])  # signs kept: +α where η > θ
+    s.sum().backward()
+    assert float(n.spike_alpha_raw.grad) > 0 and xg.grad.abs().sum() > 0  # gradients still flow to α and x
+
+
+def test_ternary_alpha_survives_a_long_push_towards_zero():
+    n = TernaryLIF(tau=2.0, alpha_init=1.0, reset="soft")
+    opt = torch.optim.AdamW(n.parameters(), lr=1.0, weight_decay=0.5)
+    x = torch.tensor([[4.0, 4.0]])
+    for _ in range(50):
+        n.reset_state()
+        n(x).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    assert n.alpha_value.item() > 0 and bool(torch.isfinite(n.spike_alpha_raw))
+    n.reset_state()
+    assert (n(x) > 0).all()  # positive drive still fires positive spikes
+
+
+def test_ternary_state_dicts_load_across_alpha_storage():
+    old_style = {"spike_alpha": torch.tensor(0.7)}  # a learned α saved as α itself (before softplus)
+    learned = TernaryLIF(tau=2.0, alpha_init=1.0)
+    learned.load_state_dict(old_style)
+    assert learned.alpha_value.item() == pytest.approx(0.7)
+    fixed = TernaryLIF(tau=2.0, alpha_init=1.0, learn_alpha=False)
+    fixed.load_state_dict(learned.state_dict())
+    assert fixed.alpha_value.item() == pytest.approx(0.7)
+    with pytest.raises(ValueError, match=r"spike_alpha=-0.3 in the state dict must be a finite number > 0"):
+        TernaryLIF(tau=2.0).load_state_dict({"spike_alpha": torch.tensor(-0.3)})

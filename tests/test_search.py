@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hstlab import HSTConfig
 from hstlab.search import SearchSpace, check_objectives, load_search, pareto_mask, run_search
 
 optuna = pytest.importorskip("optuna")
@@ -200,3 +201,58 @@ def test_a_design_proposed_again_is_not_retrained(data_env: Path, tmp_path: Path
     assert rows[1]["val_accuracy"] == rows[0]["val_accuracy"]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["trial-0000"]
     assert len(result.trials) == 2 and result.front["number"].tolist() == [0]
+
+
+# ------------------------------------------------------------------ fields the search does not vary
+def test_a_space_that_does_not_fit_attn_block_is_refused_before_any_trial(tmp_path: Path) -> None:
+    space = SearchSpace(attention_kinds=("ssa", "statten"), num_steps=(2, 3))  # tiny: attn_block=2
+    with pytest.raises(ValueError, match=r"num_steps=3, attention_kinds 'statten'.*attn_block=2 does not divide "
+                                         r"num_steps=3.*allowed: 1, 3\. Drop those values"):
+        run_search("tiny", "digits-dvs", search_dir=tmp_path / "s", space=space, **FAST)
+    assert not (tmp_path / "s").exists()  # refused before the study is created
+
+
+@pytest.mark.parametrize(("base", "space", "message"), [
+    (lambda c: c.with_layer(1, attn_block=4), SearchSpace(attention_kinds=("statten",), num_steps=(2, 4)),
+     r"num_steps=2.*layers\[1\]\.attn_block=4 does not divide num_steps=2"),
+    (lambda c: c.with_layer(0, experts=3), SearchSpace(attention_kinds=("ssa", "emsa")),
+     r"attention_kinds 'emsa'.*layers\[0\]\.experts=3 does not divide n_embd=32"),
+    (lambda c: c.with_layer(0, mlp_kind="emsp"), SearchSpace(attention_kinds=("spikegpt",), mlp_modes=("spiking",)),
+     r"attention_kinds 'spikegpt'.*layers\[0\]\.mlp_kind='emsp' does not apply"),
+    (lambda c: HSTConfig.from_preset("tiny", neuron="ilif"),
+     SearchSpace(membrane_bits=(32, 16)), r"membrane_bits 16: membrane_bits=16 is not supported with neuron='ilif'"),
+    (lambda c: HSTConfig.from_preset("sdt2-15m"), SearchSpace(attention_kinds=("ssa", "lateral")),
+     r"attention_kinds 'lateral'.*layers\[4\]\.attention='lateral' does not fit stages\[3\]\.projection='repconv'"),
+])
+def test_check_fits_names_the_space_values_and_the_config_field(tiny_cfg, base, space, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        space.check_fits(base(tiny_cfg))
+
+
+def test_trials_keep_the_presets_per_layer_fields(tiny_cfg) -> None:
+    base = (tiny_cfg.with_layer(0, attn_block=4, experts=8)
+            .with_layer(1, mlp_kind="emsp", experts=2))  # attn_block=4 fits every T of the space
+    space = SearchSpace(attention_kinds=("statten", "emsa"), num_steps=(4, 8), attn_modes=("spiking",))
+    space.check_fits(base)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    kinds = set()
+    for _ in range(8):
+        trial = study.ask()
+        cfg, record = space.sample(trial, base)
+        first, second = cfg.layer(0), cfg.layer(1)
+        assert (first.attn_block, first.experts, second.mlp_kind, second.experts) == (4, 8, "emsp", 2)
+        assert second.mlp_built == ("emsp" if second.mlp_mode == "spiking" else "mlp")
+        kinds.add(record["kinds"])
+        study.tell(trial, 0.0)
+    assert len(kinds) > 1
+
+
+def test_conv_stage_layers_get_no_attention_parameter() -> None:
+    base = HSTConfig.from_preset("sdt2-15m")  # 4 conv-stage layers, then 8 transformer layers
+    space = SearchSpace(attention_kinds=("ssa", "statten"), num_steps=(2,), attn_modes=("spiking",))
+    space.check_fits(base)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    cfg, record = space.sample(trial, base)
+    assert not any(f"layer{i}.attention" in trial.params for i in range(4))  # a conv stage has no attention
+    assert all(f"layer{i}.attention" in trial.params for i in range(4, 12))
+    assert record["kinds"].split(",")[:4] == ["sepconv"] * 4

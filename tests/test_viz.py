@@ -549,3 +549,30 @@ def test_each_variant_keeps_its_colour_and_empty_series_leave_the_legend():
     live.push(TrainEvent(kind="epoch", step=2, epoch=1, loss=2.0, val_loss=2.1))
     live.flush()
     assert shown() == {"train (epoch)", "validation"}
+
+
+# ---------------------------------------------------------------- per-layer config table
+def test_layers_frame_shows_block_and_experts_only_where_a_layer_uses_them():
+    from hstlab import HSTConfig
+    from hstlab.viz import layers_frame
+    from hstlab.viz.config_table import LAYER_COLUMNS
+
+    flat = layers_frame(HSTConfig.from_preset("tiny"))
+    assert list(flat.columns) == list(LAYER_COLUMNS)  # nothing applies: the table stays narrow
+    cfg = (HSTConfig.from_preset("tiny", num_steps=4).with_depth(3).with_layer(0, attention="statten", attn_block=4)
+           .with_layer(1, attention="emsa", experts=8).with_layer(2, mlp_kind="emsp", experts=2)
+           .with_modes(attn="SSS", mlp="TTS"))
+    frame = layers_frame(cfg)
+    assert list(frame.columns) == [*LAYER_COLUMNS, "attn_block", "experts"]
+    assert frame["attn_block"].tolist() == [4, pd.NA, pd.NA]  # only the statten layer has a block
+    assert frame["experts"].tolist() == [pd.NA, 8, 2]  # EMSA heads; EMSP channel groups (its MLP spikes)
+    standard = layers_frame(cfg.with_modes("TTT"))  # standard halves build softmax and the GELU MLP
+    assert "attn_block" not in standard and "experts" not in standard
+
+
+def test_layers_frame_shows_the_stage_of_each_layer():
+    from hstlab import HSTConfig
+    from hstlab.viz import layers_frame
+
+    frame = layers_frame(HSTConfig.from_preset("qkformer-dvs"))
+    assert frame["stage"].tolist() == [0, 1] and frame["attention"].tolist() == ["qk", "ssa"]

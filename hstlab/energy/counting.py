@@ -25,7 +25,7 @@ from hstlab.energy.constants import ELEMENTWISE_ACS, ELEMENTWISE_MACS, EPILOGUE_
 from hstlab.energy.epilogue import EpilogueTracker
 from hstlab.energy.neurons import NeuronAdapter, adapter_for
 from hstlab.energy.products import PRODUCT_OPS, SOFTMAX_MACS, Priced
-from hstlab.energy.provenance import REAL, SPIKES, WEIGHT, Provenance, events
+from hstlab.energy.provenance import COUNTS, REAL, SIGNED, SPIKES, WEIGHT, Provenance, events
 from hstlab.energy.stats import cached, nnz, total
 from hstlab.registry import Registry
 
@@ -118,6 +118,35 @@ def time_steps(x: torch.Tensor, batch_size: int) -> float:
 def is_signed_spikes(x: torch.Tensor) -> bool:
     """True when every entry is -1, 0 or 1 (ternary spikes)."""
     return x.dtype == torch.bool or bool(((x == 0) | (x.abs() == 1)).all())
+
+
+def operand_events(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``x`` as the binary events it stands for, entry by entry: what an attention's ``matmul_ops``
+    reads. The convention is the one Linear and Conv follow: a spike is 1 event; a spike count ``c``
+    (an I-LIF integer spike, ``c`` binary spikes on its D virtual steps, or a sum of spikes) is ``c``
+    events, so a product of two counts ``c_q`` and ``c_k`` is ``c_q · c_k`` accumulates; a signed spike
+    (ternary ``{-α, 0, α}``, bipolar's {-1, 0, 1}) is 1 event whatever its sign and size. A ``kind``
+    "real" operand counts ``|x|`` events when integer-valued (a difference of integer spikes, as
+    bipolar's ``SN(U) - SN'(-U)`` with I-LIF neurons), else one per non-zero entry.
+
+    Example:
+        >>> operand_events(torch.tensor([0.0, 2.0, 3.0]), "counts").tolist()
+        [0.0, 2.0, 3.0]
+        >>> operand_events(torch.tensor([0.5, -0.5, 0.0]), "signed").tolist()
+        [1.0, 1.0, 0.0]
+        >>> operand_events(torch.tensor([-2.0, 1.0]), "real").tolist()  # signed integer spikes
+        [2.0, 1.0]
+        >>> operand_events(torch.tensor([0.3, 0.0]), "real").tolist()  # real values: non-zero entries
+        [1.0, 0.0]
+    """
+    if kind in (SPIKES, COUNTS):
+        return x.detach()
+    if kind == SIGNED:
+        return x.detach().ne(0).to(x.dtype if x.is_floating_point() else torch.float32)
+    x = x.detach()
+    if x.is_floating_point() and not bool(torch.equal(x, x.round())):
+        return x.ne(0).to(x.dtype)
+    return x.abs().to(x.dtype if x.is_floating_point() else torch.float32)
 
 
 def read_bits(x: torch.Tensor, binary: bool, act_bits: int) -> float:
@@ -214,9 +243,11 @@ def counter_for(module: nn.Module) -> type[Counter] | None:
 @COUNTERS.register("attention")
 class ProtocolAttentionCounter(Counter):
     """hstlab attention modules: Q/K/V captured at ``q_probe``/``k_probe``/``v_probe`` ([T, B, H, N, d]);
-    the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch). Roles a module
-    lists in ``signed_operands`` (e.g. ``("q", "k")``) whose values are all in {-1, 0, 1} are signed
-    spikes: read at 2 bits (event and sign) per non-zero entry."""
+    the operand products are what ``module.matmul_ops(q, k, v)`` returns (whole batch), called on the
+    operands' events (:func:`operand_events`): an integer spike S of an I-LIF neuron costs what S binary
+    spikes cost, in attention products as in Linear/Conv. Roles a module lists in ``signed_operands``
+    (e.g. ``("q", "k")``) whose values are all in {-1, 0, 1} are signed spikes: read at 2 bits (event
+    and sign) per non-zero entry."""
 
     kind = "attention"
     opaque = False  # its projections, neurons and products are hooked or watched one by one
@@ -253,20 +284,23 @@ class ProtocolAttentionCounter(Counter):
             q, k, v = captured.pop("q", None), captured.pop("k", None), captured.pop("v", None)
             if q is None or k is None:
                 return
-            macs, acs = mod.matmul_ops(q, k, v)
-            tally.macs += float(macs)
-            tally.acs += float(acs)
-            tally.add("products_macs", macs)
-            tally.add("products_acs", acs)
             signed_roles = getattr(mod, "signed_operands", ())
             operands = [t for t in (q, k, v) if t is not None]
             signed = [role in signed_roles and is_signed_spikes(t)
                       for role, t in zip("qkv", (q, k, v)) if t is not None]
-            flags = []
+            flags, ops = [], []
             for t, sign in zip(operands, signed):
                 if sign:  # priced as spikes, whatever the provenance says of a spike difference
                     tally.input_kinds[SPIKES] = tally.input_kinds.get(SPIKES, 0) + 1
-                flags.append(sign or self.ctx.kind_of(tally, t) != REAL)
+                kind = SIGNED if sign else self.ctx.kind_of(tally, t)
+                flags.append(kind != REAL)
+                ops.append(operand_events(t, kind))
+            events_v = ops[2] if v is not None else None  # [T, B, H, N, d] event tensors, or no V
+            macs, acs = mod.matmul_ops(ops[0], ops[1], events_v)
+            tally.macs += float(macs)
+            tally.acs += float(acs)
+            tally.add("products_macs", macs)
+            tally.add("products_acs", acs)
             binary = all(flags)
             tally.binary_calls += int(binary)
             tally.real_calls += int(not binary)

@@ -20,13 +20,14 @@ from __future__ import annotations
 from torch import nn
 
 from hstlab.energy.counting import COUNTERS, Counter, nnz, read_bits, time_steps
-from hstlab.energy.provenance import REAL
+from hstlab.energy.provenance import REAL, events
 from hstlab.energy.stats import total
 
 
 @COUNTERS.register("spike_gate")
 class SpikeGateCounter(Counter):
-    """``hstlab.layers.attention.spikegpt.SpikeGate``: ``nnz(gate)`` accumulates per call (a real-valued
+    """``hstlab.layers.attention.spikegpt.SpikeGate``: one accumulate per gate event per call (``nnz(gate)``
+    for 0/1 spikes, ``Σ S`` for I-LIF integer spikes, one per ternary spike; a real-valued
     gate would be a multiply per element and is priced as MACs)."""
 
     kind = "spike_gate"
@@ -39,9 +40,10 @@ class SpikeGateCounter(Counter):
 
     def count(self, tally, module, args, kwargs, output) -> None:
         gate, x = (args + (kwargs.get("gate"), kwargs.get("x")))[:2]
-        binary = self.ctx.kind_of(tally, gate) != REAL
-        if binary:
-            tally.acs += total(gate) if gate.dtype.is_floating_point else float(nnz(gate))
+        kind = self.ctx.kind_of(tally, gate)
+        binary = kind != REAL
+        if binary:  # one accumulate per event: an integer spike S is S, a ternary spike one
+            tally.acs += total(events(gate, kind)) if gate.dtype.is_floating_point else float(nnz(gate))
         else:
             tally.macs += float(gate.numel())
         tally.binary_calls += int(binary)

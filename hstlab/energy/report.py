@@ -370,8 +370,9 @@ def assumptions(preset: EnergyPreset, level: MemoryLevel, memory: bool, dataflow
         "(neuron outputs and their sums, e.g. SEW-ADD 0/1/2) or are the model input declared as counts "
         "(input_kind, or hstlab's event-frame tokenizers). Any other input is 'standard' and costs dense "
         "MACs (Linear rows x in x out, Conv out_numel x C_in/groups x prod(kernel)) for every step it runs."),
-        ("Attention products come from the module's matmul_ops(q, k, v) (hstlab protocol: non-zero operands "
-        "for spiking kinds); nn.MultiheadAttention in closed form: in-projections as Linear, Q K^T and A V "
+        ("Attention products come from the module's matmul_ops(q, k, v) (hstlab protocol, on the operands' "
+        "events for spiking kinds: a spike 1, an I-LIF integer spike S as S, a ternary spike 1); "
+        "nn.MultiheadAttention in closed form: in-projections as Linear, Q K^T and A V "
         "at batch x heads x L x S x d MACs each; its out_proj is a Linear row. Products of two activations "
         "anywhere else (matmul/@, bmm, einsum, scaled_dot_product_attention) are priced where they run: "
         "accumulates when an operand is spikes or counts (one per pair of non-zero entries that meet when "

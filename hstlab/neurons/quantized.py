@@ -15,13 +15,20 @@ inference a spike of value ``S_t`` is ``S_t`` binary spikes on ``D`` virtual tim
 per spike, ``m`` starting at ``η_t``), which is how the energy engine prices it: D neuron
 updates per step and one accumulate per virtual spike downstream.
 
-**Ternary LIF** (``α`` learnable or fixed, > 0)::
+**Ternary LIF** (``α`` learnable or fixed, > 0; learned as ``α = softplus(ρ)``)::
 
     S_t = α (Θ(η_t - θ) - Θ(-η_t - θ))         (in {-α, 0, α}; Θ with the surrogate gradient)
     u_t = η_t - θ S_t/α   (soft)   |   u_t = η_t · 1[S_t = 0]   (hard)
 
 A ternary spike is a sign bit on an event: the next layer adds or subtracts its (α-scaled)
 weight, a signed accumulate, which the energy engine prices as one accumulate.
+
+A learned α is the softplus of a free parameter ρ (``spike_alpha_raw``), so no optimizer step
+can make it negative (which would swap the signs of all spikes) or zero (which would silence
+them), and its gradient ``∂α/∂ρ = sigmoid(ρ) > 0`` never vanishes: a clamp would zero the
+gradient below its floor and freeze α there. PLIF learns ``1/τ = sigmoid(w)`` the same way. The
+Ternary Spike paper (Guo et al., AAAI 2024) gives no constraint on its trainable factor; its
+released code holds it at 1 (the learnable version is commented out).
 
 Example:
     >>> ilif = ILIF(tau=2.0, max_spike=4)
@@ -175,18 +182,30 @@ class ILIF(_LIFBase):
         return super().extra_repr() + f", max_spike={self.max_spike}"
 
 
+def softplus_inverse(alpha: float) -> float:
+    """``ρ`` with ``softplus(ρ) = log(1 + e^ρ) = alpha`` (alpha > 0).
+
+    Example:
+        >>> round(float(nn.functional.softplus(torch.tensor(softplus_inverse(0.7)))), 6)
+        0.7
+    """
+    return math.log(math.expm1(alpha)) if alpha < 20.0 else alpha + math.log1p(-math.exp(-alpha))
+
+
 class TernaryLIF(_LIFBase):
     """LIF with ternary spikes ``{-α, 0, α}``: fires +α on ``η >= θ`` (or ``>``), -α on ``-η`` past θ.
 
-    ``alpha`` is the initial (``learn_alpha=True``, an ``nn.Parameter`` trained with the model)
-    or fixed amplitude; it must be > 0. ``signed_spikes = True`` tells the energy engine and the
-    firing-rate meter that an event is a non-zero entry, whatever its sign and size.
+    ``alpha_init`` is the initial (``learn_alpha=True``) or fixed amplitude; it must be > 0. A
+    learned α is ``softplus(spike_alpha_raw)``, an ``nn.Parameter`` trained with the model, so it
+    stays > 0 whatever the optimizer does (module docstring); a fixed α is the buffer
+    ``spike_alpha``. :attr:`alpha_value` is α either way. ``signed_spikes = True`` tells the energy
+    engine and the firing-rate meter that an event is a non-zero entry, whatever its sign and size.
 
     Example:
-        >>> n = TernaryLIF(tau=2.0, alpha=1.0, learn_alpha=True)
+        >>> n = TernaryLIF(tau=2.0, alpha_init=1.0, learn_alpha=True)
         >>> s = n(torch.tensor([[4.0], [-4.0]])); s.flatten().tolist()  # η = 2 -> +1; η = -2 -> -1
         [1.0, -1.0]
-        >>> s.sum().backward(); n.spike_alpha.grad.item()  # ∂(α·1 + α·(-1))/∂α
+        >>> s.sum().backward(); n.spike_alpha_raw.grad.item()  # ∂(α·1 + α·(-1))/∂ρ
         0.0
     """
 
@@ -195,17 +214,35 @@ class TernaryLIF(_LIFBase):
     def __init__(self, tau: float = 2.0, *args, alpha_init: float = 1.0, learn_alpha: bool = True,
                  **kwargs) -> None:
         super().__init__(tau, *args, **kwargs)
-        value = torch.tensor(check_alpha_value(alpha_init, "alpha_init"))
+        alpha = check_alpha_value(alpha_init, "alpha_init")
         self.learn_alpha = bool(learn_alpha)
         if self.learn_alpha:
-            self.spike_alpha = nn.Parameter(value)
+            self.spike_alpha_raw = nn.Parameter(torch.tensor(softplus_inverse(alpha)))  # ρ, α = softplus(ρ)
         else:
-            self.register_buffer("spike_alpha", value)
+            self.register_buffer("spike_alpha", torch.tensor(alpha))
+        self._register_load_state_dict_pre_hook(self._convert_alpha)
 
     @property
     def alpha_value(self) -> Tensor:
-        """The spike amplitude α (a scalar tensor; a parameter when learned)."""
+        """The spike amplitude α > 0 (a scalar tensor; ``softplus(spike_alpha_raw)`` when learned,
+        with its gradient)."""
+        if self.learn_alpha:
+            return nn.functional.softplus(self.spike_alpha_raw)
         return self.spike_alpha
+
+    def _convert_alpha(self, state_dict: dict, prefix: str, *args) -> None:
+        """Load a state dict that stores α the other way: ``spike_alpha`` (a fixed α, or a learned α
+        saved before α was parametrised) into a learned neuron, ``spike_alpha_raw`` into a fixed one."""
+        old, raw = prefix + "spike_alpha", prefix + "spike_alpha_raw"
+        if self.learn_alpha and old in state_dict and raw not in state_dict:
+            value = state_dict.pop(old)
+            alpha = float(value)
+            if not (math.isfinite(alpha) and alpha > 0):
+                raise ValueError(f"{old}={alpha:.6g} in the state dict must be a finite number > 0 "
+                                 "(the ternary spike amplitude α)")
+            state_dict[raw] = torch.tensor(softplus_inverse(alpha), dtype=value.dtype)
+        elif not self.learn_alpha and raw in state_dict and old not in state_dict:
+            state_dict[old] = nn.functional.softplus(state_dict.pop(raw))
 
     def forward(self, x: Tensor) -> Tensor:
         """Ternary spikes [T, ...] in {-α, 0, α} for input current ``x`` [T, ...]."""
@@ -215,6 +252,7 @@ class TernaryLIF(_LIFBase):
         k = 1.0 - 1.0 / self.tau
         c = 1.0 / self.tau if self.decay_input else 1.0
         rule = self.firing_rule
+        alpha = self.alpha_value.to(x.dtype)  # α > 0, a scalar
         spikes, etas = [], []
         for t in range(x.shape[0]):
             eta = k * u + c * x[t]  # [...]
@@ -227,7 +265,7 @@ class TernaryLIF(_LIFBase):
                 u = eta * (1.0 - sign_r.abs())
             if self.membrane_bits is not None:
                 u = u + (quantize_membrane_(u.detach().clone(), self._params()) - u.detach())
-            spikes.append(sign * self.spike_alpha.to(x.dtype))
+            spikes.append(sign * alpha)
             etas.append(eta)
         self.v = u + self.v_reset
         if self.record:
@@ -235,4 +273,4 @@ class TernaryLIF(_LIFBase):
         return torch.stack(spikes) if spikes else x.clone()
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", spike_alpha={float(self.spike_alpha):g}, learn_alpha={self.learn_alpha}"
+        return super().extra_repr() + f", spike_alpha={self.alpha_value.item():g}, learn_alpha={self.learn_alpha}"

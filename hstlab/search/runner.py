@@ -340,6 +340,7 @@ def run_search(
     if unknown:
         raise ValueError(f"train_options: unknown key(s) {unknown}; allowed: {', '.join(TRAIN_ARGS)}")
     base = preset if isinstance(preset, HSTConfig) else HSTConfig.from_preset(preset)
+    space.check_fits(base)  # a design the preset cannot build -> ValueError before anything is written
     from hstlab.data import dataset_info
 
     dataset_info(dataset)  # unknown dataset -> ValueError before anything is written

@@ -2,12 +2,17 @@
 
 A :class:`SearchSpace` lists the allowed values of each design choice; :meth:`SearchSpace.sample`
 draws one point with an Optuna trial and returns the config it describes plus a flat record of
-the choices (the row a Pareto table shows).
+the choices (the row a Pareto table shows). :meth:`SearchSpace.check_fits` refuses, before any
+trial, a space with a design the preset cannot build (a statten ``attn_block`` that does not divide
+a ``num_steps`` value, an ``experts`` count that does not divide the width, ...). Fields the search
+does not vary (``attn_block``, ``experts``, ``mlp_kind``, the stages) come from the preset, per
+layer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,30 +124,89 @@ class SearchSpace:
             * len(self.membrane_bits) * len(self.mask_ratios)
         return rest * per_layer ** n_layer
 
+    def check_fits(self, base: HSTConfig) -> None:
+        """Raise ``ValueError`` unless ``base`` builds every design of the space.
+
+        Each layer's validity depends on the global fields and its own choices only, so every
+        ``num_steps`` value x attention choice x MLP mode is tried on all layers at once, then each
+        value of the other fields. The error names the search-space values of the failing design and
+        the config's own message (which names the config field, e.g. ``attn_block``).
+
+        Example:
+            >>> base = HSTConfig.from_preset("tiny")  # attn_block=2
+            >>> SearchSpace(attention_kinds=("ssa", "statten"), num_steps=(2, 3)).check_fits(base)
+            Traceback (most recent call last):
+            ...
+            ValueError: the search space does not fit preset 'tiny': num_steps=3, attention_kinds 'statten' (attn_modes 'spiking'), mlp_modes 'spiking': attn_block=2 does not divide num_steps=3 (attention='statten' splits the steps into blocks); allowed: 1, 3. Drop those values from the search space or change the preset
+        """
+        attn = [("spiking", k) for k in self.attention_kinds if "spiking" in self.attn_modes]
+        attn += [("standard", "softmax")] if "standard" in self.attn_modes else []
+        first = {"stem_mode": self.stem_modes[0], "weight_bits": self.weight_bits[0],
+                 "membrane_bits": self.membrane_bits[0], "mask_ratio": self.mask_ratios[0]}
+        designs = [dict(first, num_steps=t, attn=a, mlp=m)
+                   for t, a, m in itertools.product(self.num_steps, attn, self.mlp_modes)]
+        for name, values in (("stem_mode", self.stem_modes), ("weight_bits", self.weight_bits),
+                             ("membrane_bits", self.membrane_bits), ("mask_ratio", self.mask_ratios)):
+            designs += [dict(designs[0], **{name: v}) for v in values[1:]]
+        for d in designs:
+            (mode, kind), mlp = d["attn"], d["mlp"]
+            try:
+                _design(base, d["stem_mode"], d["num_steps"], d["weight_bits"], d["membrane_bits"], d["mask_ratio"],
+                        [(mode, mlp, kind)] * base.n_layer)
+            except ValueError as err:
+                where = (f"num_steps={d['num_steps']}, attention_kinds {kind!r} (attn_modes {mode!r}), "
+                         f"mlp_modes {mlp!r}" if mode == "spiking" else
+                         f"num_steps={d['num_steps']}, attn_modes {mode!r}, mlp_modes {mlp!r}")
+                extra = [f"{field} {d[n]!r}" for n, field in (("stem_mode", "stem_modes"), ("weight_bits", "weight_bits"),
+                                                                  ("membrane_bits", "membrane_bits"),
+                                                                  ("mask_ratio", "mask_ratios")) if d[n] != first[n]]
+                raise ValueError(f"the search space does not fit preset {base.name!r}: "
+                                 f"{', '.join([where, *extra])}: {err}. Drop those values from the search space "
+                                 "or change the preset") from None
+
     def sample(self, trial: Any, base: HSTConfig) -> tuple[HSTConfig, dict[str, Any]]:
         """Draw one design with ``trial`` (an ``optuna.Trial``); returns ``(cfg, record)``.
 
-        The attention kind of a layer is a parameter only when that layer's attention spikes.
+        The attention kind of a layer is a parameter only when that layer's attention spikes (and
+        is attention: a conv stage's layer mixes tokens with its separable convolution). The design
+        is applied to ``base`` in one step; the preset's per-layer ``attn_block``, ``experts`` and
+        ``mlp_kind`` stay as they are.
         """
         stem = trial.suggest_categorical("stem_mode", list(self.stem_modes))
         steps = trial.suggest_categorical("num_steps", list(self.num_steps))
         wbits = trial.suggest_categorical("weight_bits", list(self.weight_bits))
         mbits = trial.suggest_categorical("membrane_bits", list(self.membrane_bits))
         ratio = trial.suggest_categorical("mask_ratio", list(self.mask_ratios))
-        cfg = dataclasses.replace(base, tokenizer_mode=stem, num_steps=steps, weight_bits=wbits,
-                                  membrane_bits=mbits, mask_ratio=ratio)
-        attn, mlp, kinds = [], [], []
+        choices = []
         for i in range(base.n_layer):
             a = trial.suggest_categorical(f"layer{i}.attn_mode", list(self.attn_modes))
             m = trial.suggest_categorical(f"layer{i}.mlp_mode", list(self.mlp_modes))
-            kind = trial.suggest_categorical(f"layer{i}.attention", list(self.attention_kinds)) \
-                if a == "spiking" else "softmax"
-            # the global mask ratio applies to every layer: drop per-layer overrides of the preset
-            cfg = cfg.with_layer(i, attn_mode=a, mlp_mode=m, attention=kind, mask_ratio=None)
-            attn.append(LETTER[a])
-            mlp.append(LETTER[m])
-            kinds.append(kind)
+            if base.layer(i).block == "conv":
+                kind = None  # no attention to choose
+            elif a == "spiking":
+                kind = trial.suggest_categorical(f"layer{i}.attention", list(self.attention_kinds))
+            else:
+                kind = "softmax"
+            choices.append((a, m, kind))
+        try:
+            cfg = _design(base, stem, steps, wbits, mbits, ratio, choices)
+        except ValueError as err:  # check_fits refuses such a space before the first trial
+            raise ValueError(f"trial {trial.number}: the sampled design does not fit preset {base.name!r}: {err} "
+                             "(SearchSpace.check_fits(base) lists what to drop)") from None
         return cfg, design_record(cfg)
+
+
+def _design(base: HSTConfig, stem: str, steps: int, wbits: int, mbits: int, ratio: float,
+            layers: list[tuple[str, str, str | None]]) -> HSTConfig:
+    """``base`` with one design applied in one step (``layers``: ``(attn_mode, mlp_mode, attention)``
+    per layer, attention None to keep the preset's); the config validates it as a whole."""
+    specs = []
+    for spec, (a, m, kind) in zip(base.layers, layers):
+        # the global mask ratio applies to every layer: drop per-layer overrides of the preset
+        kind_field = {} if kind is None else {"attention": kind}
+        specs.append(dataclasses.replace(spec, attn_mode=a, mlp_mode=m, mask_ratio=None, **kind_field))
+    return dataclasses.replace(base, tokenizer_mode=stem, num_steps=steps, weight_bits=wbits, membrane_bits=mbits,
+                               mask_ratio=ratio, layers=tuple(specs))
 
 
 def design_record(cfg: HSTConfig) -> dict[str, Any]:

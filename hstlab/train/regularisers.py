@@ -57,7 +57,7 @@ def _check_number(name: str, value: Any, low: float, high: float | None = None) 
 def spike_events(module: nn.Module, out: Tensor) -> Tensor:
     """``|S|`` in events: ternary spikes divided by their amplitude α, others as they are."""
     if getattr(module, "signed_spikes", False):
-        alpha = getattr(module, "spike_alpha", None)
+        alpha = getattr(module, "alpha_value", None)
         scale = alpha.detach().abs().clamp_min(1e-12) if isinstance(alpha, Tensor) else 1.0
         return out.abs() / scale
     return out.abs() if out.is_floating_point() else out.float()

@@ -27,8 +27,10 @@ def causal_mask(n: int, device: torch.device) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).tril()
 
 
-def nnz(x: torch.Tensor) -> float:
-    return float(torch.count_nonzero(x))
+def event_total(x: torch.Tensor) -> float:
+    """Binary events in an event tensor (see :meth:`AttentionBase.matmul_ops`): ``Σ|x|``, which is
+    ``nnz(x)`` for 0/1 spikes and ``Σ S`` for integer spikes S."""
+    return float(x.abs().sum())
 
 
 class AttentionBase(nn.Module):
@@ -58,7 +60,14 @@ class AttentionBase(nn.Module):
         raise NotImplementedError
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
-        """``(MACs, ACs)`` of the operand products for the whole batch."""
+        """``(MACs, ACs)`` of the operand products for the whole batch.
+
+        ``q``, ``k``, ``v`` (``[T, B, H, N, d]``) are event tensors, as the energy engine passes them
+        (:func:`hstlab.energy.counting.operand_events`): each entry the number of binary spikes it
+        stands for. 0/1 spikes are their own events; an I-LIF integer spike S is S events (S binary
+        spikes on its D virtual steps), so it costs S times what one spike costs and a pair of integer
+        spikes ``S_q, S_k`` that meet costs ``S_q · S_k`` accumulates, as in Linear and Conv; a
+        ternary spike is one event."""
         raise NotImplementedError
 
 

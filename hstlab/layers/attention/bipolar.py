@@ -129,7 +129,7 @@ class BipolarSelfAttention(SpikingAttention):
         pairs = q.abs() @ k.abs().transpose(-1, -2)  # [T, B, H, N, N]: non-zero (q, k) pairs that meet
         live = torch.ones_like(pairs) if mask is None else mask.to(pairs.dtype).expand_as(pairs)  # scores used
         scores = float(live.sum())
-        v_active = (v != 0).sum(-1, keepdim=True).to(pairs.dtype)  # [T, B, H, N, 1]
-        av_adds = float((live @ v_active).sum())  # every used A entry is non-zero: one add per V spike
+        v_events = v.abs().sum(-1, keepdim=True).to(pairs.dtype)  # [T, B, H, N, 1]
+        av_adds = float((live @ v_events).sum())  # every used A entry is non-zero: one add per V event
         qk_adds = float((pairs * live).sum())
         return scores, qk_adds + SHIFTMAX_ACS * scores + av_adds

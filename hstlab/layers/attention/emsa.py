@@ -12,7 +12,8 @@ experts a token uses is whatever its router spikes say (zero to all m):
 
 With ``causal=True`` an expert is causal SSA (the masked ``Q Kᵀ`` map times V). Energy: the
 router's Linear and neuron are their own rows; here, the experts cost SSA's products and the gate
-one masked add per router spike per channel of its head (``nnz(R) · d``).
+one masked add per router spike per channel of its head (``nnz(R) · d``; an I-LIF router's
+spike S counts S times).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention.base import ATTENTION, nnz
+from hstlab.layers.attention.base import ATTENTION, event_total
 from hstlab.layers.attention.ssa import SpikingSelfAttention
 from hstlab.layers.norm import TokenBatchNorm
 from hstlab.layers.quant import QuantLinear
@@ -77,6 +78,12 @@ class ExpertsMixtureAttention(SpikingSelfAttention):
         return out * gate.transpose(-1, -2).unsqueeze(-1)  # [T, B, m, N, d] ⊙ [T, B, m, N, 1]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
+        """The m SSA experts' products, plus the gate: d masked adds per router event (an I-LIF gate S
+        is S events, a ternary gate one)."""
         macs, acs = super().matmul_ops(q, k, v)  # the m SSA experts
-        gate = nnz(self.last_gate) * self.head_dim if self.last_gate is not None else 0.0  # router spikes x d
-        return macs, acs + gate
+        if self.last_gate is None:
+            return macs, acs
+        gate = self.last_gate  # [T, B, N, m]
+        if getattr(self.router.neuron, "signed_spikes", False):
+            gate = gate.ne(0).to(gate.dtype)  # a ternary spike is one event whatever its sign and size
+        return macs, acs + event_total(gate) * self.head_dim  # router events x d

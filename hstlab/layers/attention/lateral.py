@@ -26,7 +26,7 @@ from hstlab.layers.attention.base import (
     SpikingAttention,
     SpikingProjection,
     binary_qk_overlap,
-    nnz,
+    event_total,
 )
 from hstlab.neurons import build_neuron
 
@@ -99,18 +99,18 @@ class LateralInhibitionAttention(SpikingAttention):
         return self.strength().detach() * binary_qk_overlap(qi, ki, self.causal) * self.scale  # [T, B, H, N, N]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
-        """Each pair as SSA prices it (causal: the count map times V as MACs, like SSA), plus
+        """Each pair as SSA prices it on event tensors (causal: the count map times V as MACs, like SSA), plus
         ``λ_h ·`` (one MAC per inhibitory entry), the subtraction (one add) and ``s ·`` (one MAC)."""
         out_entries = float(v.numel())  # [T, B, H, N, d]
         macs, adds = 2.0 * out_entries, out_entries
         for qp, kp in zip(q.chunk(2, dim=2), k.chunk(2, dim=2)):
             if self.causal:
                 scores = binary_qk_overlap(qp, kp, causal=True)  # [T, B, H, N, N]: one add per overlapping pair
-                v_active = (v != 0).sum(-1, keepdim=True).to(scores.dtype)  # [T, B, H, N, 1]
-                macs += float(((scores != 0).to(scores.dtype) @ v_active).sum())
+                v_events = v.sum(-1, keepdim=True).to(scores.dtype)  # [T, B, H, N, 1]
+                macs += float(((scores != 0).to(scores.dtype) @ v_events).sum())
                 adds += float(scores.sum())
             else:
-                k_active = (kp != 0).sum(-1).to(qp.dtype)  # [T, B, H, N]
-                v_active = (v != 0).sum(-1).to(qp.dtype)  # [T, B, H, N]
-                adds += float((k_active * v_active).sum()) + nnz(qp) * qp.shape[-1]
+                k_events = kp.sum(-1).to(qp.dtype)  # [T, B, H, N]
+                v_events = v.sum(-1).to(qp.dtype)  # [T, B, H, N]
+                adds += float((k_events * v_events).sum()) + event_total(qp) * qp.shape[-1]
         return macs, adds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention.base import ATTENTION, SpikingAttention, nnz
+from hstlab.layers.attention.base import ATTENTION, SpikingAttention, event_total
 from hstlab.neurons import build_neuron
 
 
@@ -41,7 +41,7 @@ class TokenQKAttention(SpikingAttention):
         return torch.diag_embed(q.sum(dim=-1))  # [T, B, H, N, N]
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
-        return 0.0, nnz(q) + nnz(k)  # the Q sums, then one masked add per K spike
+        return 0.0, event_total(q) + event_total(k)  # the Q sums, then one masked add per K event
 
 
 @ATTENTION.register("qk_channel")

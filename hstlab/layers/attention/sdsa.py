@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention.base import ATTENTION, SpikingAttention, binary_qk_overlap, nnz
+from hstlab.layers.attention.base import ATTENTION, SpikingAttention, binary_qk_overlap, event_total
 from hstlab.neurons import build_neuron
 
 
@@ -36,4 +36,6 @@ class SpikeDrivenSelfAttention(SpikingAttention):
         return binary_qk_overlap(q, k, self.causal)
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
-        return 0.0, nnz(k * v) + nnz(q)  # adds of Σ_N K⊙V, then one masked add per query spike
+        """On event tensors: ``Σ_N K ⊙ V`` one add per (k, v) event pair of an entry, then one masked
+        add per query event."""
+        return 0.0, event_total(k * v) + event_total(q)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from hstlab.config import HSTConfig, ResolvedLayer
-from hstlab.layers.attention.base import ATTENTION, SpikingAttention, binary_qk_overlap, nnz
+from hstlab.layers.attention.base import ATTENTION, SpikingAttention, binary_qk_overlap, event_total
 from hstlab.neurons import build_neuron
 
 
@@ -37,13 +37,16 @@ class SpikingSelfAttention(SpikingAttention):
         return binary_qk_overlap(q, k, self.causal) * self.scale
 
     def matmul_ops(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None) -> tuple[float, float]:
+        """On event tensors (:meth:`AttentionBase.matmul_ops`): ``s ·`` one MAC per entry; ``Kᵀ V`` one
+        add per (k, v) event pair of a token; ``Q (Kᵀ V)`` a row of d values per query event. Causal:
+        one add per (q, k) event pair of the masked map, one MAC per (non-zero score, v event)."""
         scale_macs = float(q.numel())  # the multiply by s on [T, B, H, N, d]
         if self.causal:
-            scores = binary_qk_overlap(q, k, causal=True)  # adds: one per overlapping pair
-            v_active = (v != 0).sum(-1, keepdim=True).to(scores.dtype)  # [T, B, H, N, 1]
-            return scale_macs + float(((scores != 0).to(scores.dtype) @ v_active).sum()), float(scores.sum())
-        k_active = (k != 0).sum(-1).to(q.dtype)  # [T, B, H, N]
-        v_active = (v != 0).sum(-1).to(q.dtype)
-        kv_adds = float((k_active * v_active).sum())  # Kᵀ V: one add per non-zero (k, v) pair
-        qkv_adds = nnz(q) * q.shape[-1]  # Q (Kᵀ V): each query spike adds a row of d values
+            scores = binary_qk_overlap(q, k, causal=True)  # [T, B, H, N, N] event pairs: one add each
+            v_events = v.sum(-1, keepdim=True).to(scores.dtype)  # [T, B, H, N, 1]
+            return scale_macs + float(((scores != 0).to(scores.dtype) @ v_events).sum()), float(scores.sum())
+        k_events = k.sum(-1).to(q.dtype)  # [T, B, H, N]
+        v_events = v.sum(-1).to(q.dtype)  # [T, B, H, N]
+        kv_adds = float((k_events * v_events).sum())  # Kᵀ V: one add per (k, v) event pair
+        qkv_adds = event_total(q) * q.shape[-1]  # Q (Kᵀ V): each query event adds a row of d values
         return scale_macs, kv_adds + qkv_adds
