@@ -17,10 +17,11 @@ import pandas as pd
 
 from hstlab.units import energy_unit
 from hstlab.viz._util import bokeh_opts
-from hstlab.viz.palette import SERIES_COLORS, variant_color
+from hstlab.viz.palette import PLOT_WIDTH, SERIES_COLORS, variant_color
 
 LAYER_COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j")
 ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")
+BAR_PX, ROW_PX = 28, 18  # room per layer: an upright bar's width, a lying bar's row height
 EFFECT_COLORS = {"baseline": "#7f7f7f", "better": "#2ca02c", "worse": "#d62728", "final": "#1f77b4"}
 
 
@@ -63,7 +64,11 @@ def _stacked(
     return pd.DataFrame(rows)
 
 
-def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str]) -> hv.Bars:
+def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str],
+          value_format: str | None = None) -> hv.Bars:
+    """Stacked bars per layer: upright while every layer gets ``BAR_PX``, else lying down (one
+    row per layer, first at the top) so the plot never gets wider than ``PLOT_WIDTH``;
+    ``value_format`` (printf style) formats the value axis in either orientation."""
     extra = [
         hv.Dimension("kind"),
         hv.Dimension("mode"),
@@ -72,18 +77,18 @@ def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str]
     element = hv.Bars(
         tidy, kdims=[hv.Dimension("layer"), hv.Dimension("part")], vdims=[value, *extra]
     )
-    return bokeh_opts(
-        element,
-        stacked=True,
-        title=title,
-        color=hv.Cycle(colors),
-        tools=["hover"],
-        xrotation=60,
-        shared_axes=False,
-        width=max(500, 28 * tidy["layer"].nunique()),
-        height=260 + 6 * min(int(tidy["layer"].str.len().max()), 40),
-        legend_position="top_right",
-    )
+    layers = tidy["layer"].nunique()
+    name_px = 6 * min(int(tidy["layer"].str.len().max()), 40)  # rotated or left-hand names
+    common = dict(stacked=True, title=title, color=hv.Cycle(colors), tools=["hover"],
+                  shared_axes=False)
+    upright = BAR_PX * layers <= PLOT_WIDTH - 60
+    if value_format:
+        common["yformatter" if upright else "xformatter"] = value_format
+    if upright:
+        return bokeh_opts(element, **common, xrotation=60, width=max(500, 60 + BAR_PX * layers),
+                          height=260 + name_px, legend_position="top_right")
+    return bokeh_opts(element, **common, invert_axes=True, invert_yaxis=True, width=PLOT_WIDTH,
+                      height=120 + ROW_PX * layers, legend_position="top")
 
 
 def layer_energy_bars(layers: Any) -> hv.Bars:
@@ -109,8 +114,8 @@ def layer_ops_bars(layers: Any) -> hv.Bars:
     df = _layers_frame(layers)
     value = hv.Dimension("ops", label="operations per sample")
     tidy = _stacked(df, {"MAC": "macs", "AC": "acs"}, 1.0, value)
-    bars = _bars(tidy, value, "Operations per layer: MAC vs AC", [SERIES_COLORS["MAC"], SERIES_COLORS["AC"]])
-    return bokeh_opts(bars, yformatter="%.3g")
+    return _bars(tidy, value, "Operations per layer: MAC vs AC",
+                 [SERIES_COLORS["MAC"], SERIES_COLORS["AC"]], value_format="%.3g")
 
 
 def energy_comparison(

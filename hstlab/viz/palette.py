@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The widest plot a view may draw: a 1,000 px notebook column minus Bokeh's toolbar (~40 px)
+# beside it, so no plot or layout column overflows a notebook (tests/test_notebook_layout_browser).
+PLOT_WIDTH = 940
 VARIANT_COLORS: dict[str, str] = {
     "spiking": "#1f77b4",  # blue
     "standard": "#d62728",  # red
