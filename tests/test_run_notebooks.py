@@ -44,7 +44,8 @@ def _values(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def test_executed_notebook_is_signed_with_one_bundle_and_no_cdn(tmp_path: Path) -> None:
-    notary = NotebookNotary(data_dir=str(tmp_path / "jupyter-data"))
+    (tmp_path / "jupyter-data").mkdir()
+    notary = NotebookNotary(data_dir=str(tmp_path / "jupyter-data"))  # not the user's signatures
     src = _notebook(tmp_path / "plots.ipynb", PLOT_CELLS)
     assert not notary.check_signature(nbformat.read(src, as_version=4))
 
@@ -52,6 +53,7 @@ def test_executed_notebook_is_signed_with_one_bundle_and_no_cdn(tmp_path: Path) 
 
     nb = nbformat.read(dest, as_version=4)
     assert notary.check_signature(nb), "the executed copy is not signed"
+    (tmp_path / "other").mkdir()
     assert not NotebookNotary(data_dir=str(tmp_path / "other")).check_signature(nb)
     assert "answer 42" in "".join(o.get("text", "") for o in nb.cells[1].outputs)
     assert nb.cells[2].outputs, "the plot cell produced no output"

@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -75,11 +76,13 @@ def drop_duplicate_bundles(nb: nbformat.NotebookNode) -> int:
     return removed
 
 
-def sign(nb: nbformat.NotebookNode, notary: object | None = None) -> None:
+def sign(nb: nbformat.NotebookNode, notary: Any = None) -> None:
     """Sign ``nb`` with ``notary`` (default: the user's, as ``jupyter trust``), trusting its outputs."""
     from nbformat.sign import NotebookNotary
 
-    (notary or NotebookNotary()).sign(nb)
+    notary = notary or NotebookNotary()
+    Path(notary.data_dir).mkdir(parents=True, exist_ok=True)  # its secret and database live here
+    notary.sign(nb)
 
 
 def to_html(nb: nbformat.NotebookNode, *, offline: bool = True) -> str:
@@ -99,7 +102,7 @@ def to_html(nb: nbformat.NotebookNode, *, offline: bool = True) -> str:
 
 
 def run_notebook(path: Path, out_dir: Path, *, smoke: bool = False, html: bool = False,
-                 notary: object | None = None, timeout: int = 1800) -> Path:
+                 notary: Any = None, timeout: int = 1800) -> Path:
     """Execute ``path``, write its signed copy (and with ``html`` an HTML page) into ``out_dir``."""
     nb = execute(path, smoke=smoke, timeout=timeout)
     out_dir.mkdir(parents=True, exist_ok=True)

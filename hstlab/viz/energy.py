@@ -266,7 +266,7 @@ def _waterfall(
         xlabel="variant (cumulative)",
         shared_axes=False,
         ylabel=f"{value.label}" + (f" ({value.unit})" if value.unit else ""),
-        width=520,
+        width=PLOT_WIDTH // 2,  # two side by side fit a notebook column
         height=340,
         show_legend=False,
         **extra,
