@@ -21,6 +21,7 @@ from hstlab.viz.palette import PLOT_WIDTH, SERIES_COLORS, variant_color
 
 LAYER_COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j")
 ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")
+LABEL_PX = 80  # width of a comparison bar's label ("0.31×" over "acc 0.989") at 9pt
 BAR_PX, ROW_PX = 28, 18  # room per layer: an upright bar's width, a lying bar's row height
 EFFECT_COLORS = {"baseline": "#7f7f7f", "better": "#2ca02c", "worse": "#d62728", "final": "#1f77b4"}
 
@@ -175,10 +176,50 @@ def energy_comparison(
     return bokeh_opts(
         hv.Overlay([bars, labels]),
         title=f"Energy per sample (ratio to {base}; axis from 0)",
-        width=560,
+        width=min(PLOT_WIDTH, max(560, LABEL_PX * len(df))),  # room for each bar's two-line label
         shared_axes=False,
         height=420,
     )
+
+
+def accuracy_energy_scatter(
+    totals: Mapping[str, Any],
+    accuracy: Mapping[str, float],
+    title: str = "Accuracy vs energy per sample",
+) -> hv.Overlay:
+    """One point per variant, energy per sample (x) against accuracy (y), coloured and named.
+
+    ``totals`` maps a variant name to joules (or anything with ``.total_j``) and ``accuracy`` the
+    same names to accuracies. Names sit right of their points, alternately above and below the
+    line so neighbours do not overlap, inside the plot's padding so none is cut at the edge.
+
+    Example:
+        >>> plot = accuracy_energy_scatter({"TT": 3e-4, "SS": 9e-5}, {"TT": 0.99, "SS": 0.97})
+        >>> sorted(plot.get(0).data["variant"])
+        ['SS', 'TT']
+    """
+    if not isinstance(totals, Mapping) or not totals:
+        raise ValueError("totals must be a non-empty dict variant -> joules")
+    joules = {str(k): float(getattr(v, "total_j", v)) for k, v in totals.items()}
+    missing = [k for k in joules if k not in accuracy]
+    if missing:
+        raise ValueError(f"accuracy lacks variant(s) {', '.join(missing)}; it needs every name in totals")
+    unit, scale = energy_unit(max(joules.values()))
+    energy = hv.Dimension("energy", label="energy per sample", unit=unit)
+    df = pd.DataFrame({"variant": list(joules), "energy": [j / scale for j in joules.values()],
+                       "accuracy": [float(accuracy[k]) for k in joules],
+                       "color": [variant_color(k) for k in joules]}).sort_values("energy")
+    span = float(df["energy"].max() - df["energy"].min()) or float(df["energy"].max()) or 1.0
+    df["label_x"] = df["energy"] + 0.015 * span
+    points = bokeh_opts(hv.Scatter(df, energy, ["accuracy", "variant", "color"]),
+                        color="color", size=10, tools=["hover"], show_legend=False)
+    above, below = df.iloc[::2], df.iloc[1::2]  # neighbours in energy alternate sides
+    labels = [bokeh_opts(hv.Labels(part, ["label_x", "accuracy"], "variant"), text_align="left",
+                         text_baseline=baseline, text_font_size="8pt", text_color="#333333")
+              for part, baseline in ((above, "bottom"), (below, "top")) if len(part)]
+    return bokeh_opts(hv.Overlay([points, *labels]), title=title, width=min(PLOT_WIDTH, 640),
+                      height=380, xlabel=f"{energy.label} ({unit})", ylabel="accuracy",
+                      padding=((0.05, 0.25), 0.12), shared_axes=False)
 
 
 def _ablation_frame(ablation: pd.DataFrame) -> pd.DataFrame:
