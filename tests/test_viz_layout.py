@@ -56,3 +56,15 @@ def test_side_by_side_views_fit_two_to_a_row() -> None:
     views = list(viz.posenc_views("cpg", num_positions=16, n_neurons=8).values())
     for left, right in (views[:2], views[2:]):
         assert _width(left) + _width(right) <= PLOT_WIDTH
+
+
+def test_heatmaps_side_by_side_list_only_their_own_layers() -> None:
+    import torch
+
+    a = {"stem": torch.ones(4, 2, 8), "blocks.0": torch.zeros(4, 2, 8)}  # [T, B, N]
+    b = {"stem": torch.ones(4, 2, 8), "blocks.0": torch.zeros(4, 2, 8), "blocks.1": torch.ones(4, 2, 8)}
+    layout = hv.Layout([viz.firing_rate_heatmap(a), viz.firing_rate_heatmap(b)]).cols(2)
+    grid = hv.render(layout, backend="bokeh")
+    figures = [child[0] if isinstance(child, tuple) else child for child in grid.children]
+    factors = [list(f.y_range.factors) for f in figures]
+    assert sorted(map(len, factors)) == [2, 3], factors
