@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 # OpenMP threads that spin between ops stall badly on shared or CPU-limited machines
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: explore test test-fast browser docs clean
+.PHONY: explore test test-fast notebooks browser docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(VENV)/.installed browser
 ## quick loop while developing: unit tests without the slow ones
 test-fast: $(VENV)/.installed
 	HSTLAB_SMOKE=1 $(BIN)/pytest tests -q -m "not slow and not browser"
+
+## execute every notebook (full mode; SMOKE=1 for smoke mode) into build/notebooks/, signed so they open with plots
+notebooks: $(VENV)/.installed
+	$(BIN)/python tools/run_notebooks.py --out build/notebooks $(if $(SMOKE),--smoke)
 
 ## the documentation site (Sphinx + MyST: docs/*.md and API pages from the docstrings) in docs/_build/html
 docs: $(VENV)/.installed

@@ -10,6 +10,7 @@ from hstlab.viz.attention import attention_dynamicmap, attention_holomap, attent
 from hstlab.viz.config_table import layers_frame
 from hstlab.viz.energy import (
     ablation_waterfall,
+    accuracy_energy_scatter,
     energy_comparison,
     layer_energy_bars,
     layer_ops_bars,
@@ -31,6 +32,7 @@ from hstlab.viz.spikes import firing_rate_heatmap, firing_rate_table, membrane_t
 __all__ = [
     "LiveCurves",
     "ablation_waterfall",
+    "accuracy_energy_scatter",
     "attention_dynamicmap",
     "attention_holomap",
     "attention_map",

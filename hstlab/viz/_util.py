@@ -54,8 +54,12 @@ def ensure_backend(backend: str = "bokeh") -> None:
     """Load a HoloViews plotting backend on first use (no ``hv.extension``, no notebook output).
 
     Loading registers the backend's options so ``.opts(..., backend=backend)`` validates; the
-    current backend only changes when no backend was loaded before.
+    current backend only changes when no backend was loaded before. Also makes notebook output
+    render offline (:func:`hstlab.viz.offline.inline_stylesheets`).
     """
+    from hstlab.viz.offline import inline_stylesheets
+
+    inline_stylesheets()
     if backend not in hv.Store.renderers:
         import importlib
 

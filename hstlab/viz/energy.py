@@ -17,10 +17,12 @@ import pandas as pd
 
 from hstlab.units import energy_unit
 from hstlab.viz._util import bokeh_opts
-from hstlab.viz.palette import SERIES_COLORS, variant_color
+from hstlab.viz.palette import PLOT_WIDTH, SERIES_COLORS, variant_color
 
 LAYER_COLUMNS = ("name", "kind", "mode", "macs", "acs", "input_rate", "compute_j", "memory_j")
 ABLATION_COLUMNS = ("variant", "accuracy", "energy_j")
+LABEL_PX = 80  # width of a comparison bar's label ("0.31×" over "acc 0.989") at 9pt
+BAR_PX, ROW_PX = 28, 18  # room per layer: an upright bar's width, a lying bar's row height
 EFFECT_COLORS = {"baseline": "#7f7f7f", "better": "#2ca02c", "worse": "#d62728", "final": "#1f77b4"}
 
 
@@ -63,7 +65,11 @@ def _stacked(
     return pd.DataFrame(rows)
 
 
-def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str]) -> hv.Bars:
+def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str],
+          value_format: str | None = None) -> hv.Bars:
+    """Stacked bars per layer: upright while every layer gets ``BAR_PX``, else lying down (one
+    row per layer, first at the top) so the plot never gets wider than ``PLOT_WIDTH``;
+    ``value_format`` (printf style) formats the value axis in either orientation."""
     extra = [
         hv.Dimension("kind"),
         hv.Dimension("mode"),
@@ -72,18 +78,18 @@ def _bars(tidy: pd.DataFrame, value: hv.Dimension, title: str, colors: list[str]
     element = hv.Bars(
         tidy, kdims=[hv.Dimension("layer"), hv.Dimension("part")], vdims=[value, *extra]
     )
-    return bokeh_opts(
-        element,
-        stacked=True,
-        title=title,
-        color=hv.Cycle(colors),
-        tools=["hover"],
-        xrotation=60,
-        shared_axes=False,
-        width=max(500, 28 * tidy["layer"].nunique()),
-        height=260 + 6 * min(int(tidy["layer"].str.len().max()), 40),
-        legend_position="top_right",
-    )
+    layers = tidy["layer"].nunique()
+    name_px = 6 * min(int(tidy["layer"].str.len().max()), 40)  # rotated or left-hand names
+    common = dict(stacked=True, title=title, color=hv.Cycle(colors), tools=["hover"],
+                  shared_axes=False)
+    upright = BAR_PX * layers <= PLOT_WIDTH - 60
+    if value_format:
+        common["yformatter" if upright else "xformatter"] = value_format
+    if upright:
+        return bokeh_opts(element, **common, xrotation=60, width=max(500, 60 + BAR_PX * layers),
+                          height=260 + name_px, legend_position="top_right")
+    return bokeh_opts(element, **common, invert_axes=True, invert_yaxis=True, width=PLOT_WIDTH,
+                      height=120 + ROW_PX * layers, legend_position="top")
 
 
 def layer_energy_bars(layers: Any) -> hv.Bars:
@@ -109,8 +115,8 @@ def layer_ops_bars(layers: Any) -> hv.Bars:
     df = _layers_frame(layers)
     value = hv.Dimension("ops", label="operations per sample")
     tidy = _stacked(df, {"MAC": "macs", "AC": "acs"}, 1.0, value)
-    bars = _bars(tidy, value, "Operations per layer: MAC vs AC", [SERIES_COLORS["MAC"], SERIES_COLORS["AC"]])
-    return bokeh_opts(bars, yformatter="%.3g")
+    return _bars(tidy, value, "Operations per layer: MAC vs AC",
+                 [SERIES_COLORS["MAC"], SERIES_COLORS["AC"]], value_format="%.3g")
 
 
 def energy_comparison(
@@ -170,10 +176,50 @@ def energy_comparison(
     return bokeh_opts(
         hv.Overlay([bars, labels]),
         title=f"Energy per sample (ratio to {base}; axis from 0)",
-        width=560,
+        width=min(PLOT_WIDTH, max(560, LABEL_PX * len(df))),  # room for each bar's two-line label
         shared_axes=False,
         height=420,
     )
+
+
+def accuracy_energy_scatter(
+    totals: Mapping[str, Any],
+    accuracy: Mapping[str, float],
+    title: str = "Accuracy vs energy per sample",
+) -> hv.Overlay:
+    """One point per variant, energy per sample (x) against accuracy (y), coloured and named.
+
+    ``totals`` maps a variant name to joules (or anything with ``.total_j``) and ``accuracy`` the
+    same names to accuracies. Names sit right of their points, alternately above and below the
+    line so neighbours do not overlap, inside the plot's padding so none is cut at the edge.
+
+    Example:
+        >>> plot = accuracy_energy_scatter({"TT": 3e-4, "SS": 9e-5}, {"TT": 0.99, "SS": 0.97})
+        >>> sorted(plot.get(0).data["variant"])
+        ['SS', 'TT']
+    """
+    if not isinstance(totals, Mapping) or not totals:
+        raise ValueError("totals must be a non-empty dict variant -> joules")
+    joules = {str(k): float(getattr(v, "total_j", v)) for k, v in totals.items()}
+    missing = [k for k in joules if k not in accuracy]
+    if missing:
+        raise ValueError(f"accuracy lacks variant(s) {', '.join(missing)}; it needs every name in totals")
+    unit, scale = energy_unit(max(joules.values()))
+    energy = hv.Dimension("energy", label="energy per sample", unit=unit)
+    df = pd.DataFrame({"variant": list(joules), "energy": [j / scale for j in joules.values()],
+                       "accuracy": [float(accuracy[k]) for k in joules],
+                       "color": [variant_color(k) for k in joules]}).sort_values("energy")
+    span = float(df["energy"].max() - df["energy"].min()) or float(df["energy"].max()) or 1.0
+    df["label_x"] = df["energy"] + 0.015 * span
+    points = bokeh_opts(hv.Scatter(df, energy, ["accuracy", "variant", "color"]),
+                        color="color", size=10, tools=["hover"], show_legend=False)
+    above, below = df.iloc[::2], df.iloc[1::2]  # neighbours in energy alternate sides
+    labels = [bokeh_opts(hv.Labels(part, ["label_x", "accuracy"], "variant"), text_align="left",
+                         text_baseline=baseline, text_font_size="8pt", text_color="#333333")
+              for part, baseline in ((above, "bottom"), (below, "top")) if len(part)]
+    return bokeh_opts(hv.Overlay([points, *labels]), title=title, width=min(PLOT_WIDTH, 640),
+                      height=380, xlabel=f"{energy.label} ({unit})", ylabel="accuracy",
+                      padding=((0.05, 0.25), 0.12), shared_axes=False)
 
 
 def _ablation_frame(ablation: pd.DataFrame) -> pd.DataFrame:
@@ -261,7 +307,7 @@ def _waterfall(
         xlabel="variant (cumulative)",
         shared_axes=False,
         ylabel=f"{value.label}" + (f" ({value.unit})" if value.unit else ""),
-        width=520,
+        width=PLOT_WIDTH // 2,  # two side by side fit a notebook column
         height=340,
         show_legend=False,
         **extra,

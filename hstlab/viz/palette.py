@@ -10,12 +10,18 @@ Example:
     True
     >>> variant_color("current (SS, 32-bit)") == VARIANT_COLORS["spiking"]
     True
+    >>> [variant_color(n) == VARIANT_COLORS[k] for n, k in
+    ...  [("TT", "standard"), ("ST", "hybrid"), ("SS", "spiking"), ("TT int8, T=1", "int8")]]
+    [True, True, True, True]
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# The widest plot a view may draw: a 1,000 px notebook column minus Bokeh's toolbar (~40 px)
+# beside it, so no plot or layout column overflows a notebook (tests/test_notebook_layout_browser).
+PLOT_WIDTH = 940
 VARIANT_COLORS: dict[str, str] = {
     "spiking": "#1f77b4",  # blue
     "standard": "#d62728",  # red
@@ -41,12 +47,14 @@ _VARIANT_WORDS = (("int8", "int8"), ("bit-matched", "bit-matched"), ("8-bit", "8
 
 def variant_color(name: str) -> str:
     """The colour of a variant named ``name``; a model's own modes decide for "current (HS, ...)"
-    (all S: spiking, all T: standard, mixed: hybrid)."""
+    or a bare "ST" (all S: spiking, all T: standard, mixed: hybrid)."""
     lowered = name.lower()
     for word, key in _VARIANT_WORDS:
         if word in lowered:
             return VARIANT_COLORS[key]
-    modes = lowered.split("(")[1].split(",")[0].strip().upper() if "(" in lowered else ""
+    # the modes string: inside "(...)" ("current (HS, 32-bit)") or the first word ("ST", "TT int8")
+    words = (lowered.split("(")[1] if "(" in lowered else lowered).replace(",", " ").split()
+    modes = words[0].upper() if words else ""
     if modes and set(modes) <= {"S", "T", "H"}:
         if set(modes) == {"T"}:
             return VARIANT_COLORS["standard"]

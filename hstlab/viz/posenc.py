@@ -16,6 +16,7 @@ import pandas as pd
 
 from hstlab.registry import Registry
 from hstlab.viz._util import bokeh_opts, check_index, check_ndim, pick_indices, to_numpy
+from hstlab.viz.palette import PLOT_WIDTH
 
 POSITION = hv.Dimension("position", label="position p")
 SIN = hv.Dimension("sin", label="x_2i = sin(ω_i p)", range=(-1.1, 1.1))
@@ -254,7 +255,8 @@ def posenc_views(
 ) -> dict[str, hv.Element | hv.Overlay]:
     """All four views for ``kind`` ("cpg" or "sincos"): phase_portrait, code_vs_phase, code, similarity.
 
-    The caller owns layout, e.g. ``hv.Layout(list(posenc_views("cpg").values())).cols(2)``.
+    The caller owns layout; the views are sized so two side by side fit ``PLOT_WIDTH``, e.g.
+    ``hv.Layout(list(posenc_views("cpg").values())).cols(2)``.
 
     Example:
         >>> cpg, sincos = posenc_views("cpg"), posenc_views("sincos")
@@ -266,9 +268,9 @@ def posenc_views(
         "phase_portrait": phase_portrait(
             phases, pairs, th, title=f"{name}: oscillator phase portrait"
         ),
-        "code_vs_phase": code_vs_phase(
+        "code_vs_phase": bokeh_opts(code_vs_phase(
             phases, code, (0, 1), th, title=f"{name}: state vs spike code (pair 0)"
-        ),
+        ), width=PLOT_WIDTH // 2),
         "code": code_image(
             table, title=f"{name}: {'spike code' if code is not None else 'values'}"
         ),

@@ -192,6 +192,7 @@ def firing_rate_heatmap(spikes: Mapping[str, Any], sample: int | None = None) ->
         tools=["hover"],
         invert_yaxis=True,
         clim=(0.0, max(float(table["rate"].max()), 1e-9)),
+        shared_axes=False,  # in a Layout, each model lists its own layers (no empty rows)
         width=600,
         height=max(260, 60 + 22 * table["layer"].nunique()),
     )
