@@ -88,9 +88,9 @@ def keep_freed_memory() -> bool:
 
     A training step frees its activations and allocates them again at the next step. By default
     glibc hands blocks above its mmap threshold back to the kernel when they are freed, so every
-    step page-faults them in anew (the kernel zeroes each 4 KB page): ~4,700 faults and ~15 ms of
-    system time per hst-small step on the 2-core machine of BENCHMARKS.md, 12 % of the step's
-    CPU time. With this setting they come from glibc's heap again, which is trimmed only when
+    step page-faults them in anew (the kernel zeroes each 4 KB page): 4,700-7,200 faults and
+    ~14 ms more system time per hst-small training step on the 2-core machine of BENCHMARKS.md;
+    the step's CPU time falls by 12 % (``benchmarks/bench_train_step.py --levers base,malloc``). With this setting they come from glibc's heap again, which is trimmed only when
     more than 1 GiB at its top is free; the process keeps its peak heap for reuse. Arithmetic is
     unchanged. :meth:`hstlab.train.Trainer.fit` calls it.
 
