@@ -72,3 +72,49 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+TRIM_THRESHOLD = 1024 * 1024 * 1024
+# the user's own glibc malloc settings win over keep_freed_memory()
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+_kept_freed_memory = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed blocks up to 32 MB for reuse instead of returning them to the kernel.
+
+    A training step frees its activations and allocates them again at the next step. By default
+    glibc hands blocks above its mmap threshold back to the kernel when they are freed, so every
+    step page-faults them in anew (the kernel zeroes each 4 KB page): 4,700-7,200 faults and
+    ~14 ms more system time per hst-small training step on the 2-core machine of BENCHMARKS.md;
+    the step's CPU time falls by 12 % (``benchmarks/bench_train_step.py --levers base,malloc``). With this setting they come from glibc's heap again, which is trimmed only when
+    more than 1 GiB at its top is free; the process keeps its peak heap for reuse. Arithmetic is
+    unchanged. :meth:`hstlab.train.Trainer.fit` calls it.
+
+    Process-wide and idempotent. Does nothing (returns False) off Linux/glibc, or when the
+    environment sets glibc's own malloc knobs (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``, ``GLIBC_TUNABLES``): an explicit setting
+    wins. True when the setting is in force.
+
+    Example:
+        >>> keep_freed_memory() in (True, False)
+        True
+    """
+    global _kept_freed_memory
+    if _kept_freed_memory:
+        return True
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in MALLOC_ENV):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no libc.so.6 nor mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _kept_freed_memory = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _kept_freed_memory
