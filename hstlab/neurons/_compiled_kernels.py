@@ -12,8 +12,8 @@ from numba import njit
 # Each kernel walks time outside and neurons inside. A span of _SPAN neurons keeps its state
 # (u, ∂L/∂V, ...) in L2 while the time loop runs, and each step streams one _SPAN-long row of
 # every [T, M] array: long enough for the hardware prefetchers, which stop at every 4 KiB page
-# (1,024-neuron rows, one page each, ran LIF 1.4-1.8x slower). Per-step scratch (surrogate
-# values, per-channel constants) is one _CHUNK of neurons at a time, in L1.
+# (1,024-neuron rows, one page each, ran the LIF kernels 1.6-1.7x slower). Per-step scratch
+# (surrogate values, per-channel constants) is one _CHUNK of neurons at a time, in L1.
 _SPAN = 1 << 17
 _CHUNK = 1024
 _ALIF_SCRATCH = 1 << 16  # floats of rebuilt θ per ALIF backward span (T × span, 256 KiB, in L2)
