@@ -159,10 +159,14 @@ def load_baseline(path: str):
     """The kernels module saved at ``path`` (its numba cache sits next to it)."""
     spec = importlib.util.spec_from_file_location("hstlab_baseline_kernels", path)
     if spec is None or spec.loader is None:
-        raise ValueError(f"--baseline {path!r}: not a Python file")
+        raise ValueError("not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # numba's cache finds the module of a cached kernel by name
     spec.loader.exec_module(module)
+    missing = [n for n in ("lif_fwd", "lif_bwd", "plif_fwd", "plif_bwd", "alif_fwd", "alif_bwd")
+               if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"has no {', '.join(missing)}; allowed: a copy of hstlab/neurons/_compiled_kernels.py")
     return module
 
 
