@@ -17,9 +17,13 @@ and SpikingJelly ``ParametricLIFNode`` (the same PLIF work: a learnable decay, i
 included) and, for ALIF (neither library has an adaptive-threshold LIF), a per-step autograd
 loop written the way snnTorch's documented loop is.
 
+``--baseline FILE`` also times hstlab's compiled loops with the numba kernels of FILE (a saved
+copy of ``hstlab/neurons/_compiled_kernels.py``, e.g. from ``git show main:...``) as extra rows
+ending in ``-base``, interleaved with the others: a before/after comparison in one run.
+
 Usage:
     python benchmarks/bench_neurons.py [--T 16 --B 32 --N 4096 --threads 2 --repeat 25] [--json out.json]
-    python benchmarks/bench_neurons.py --family [--repeat 15]
+    python benchmarks/bench_neurons.py --family [--repeat 15] [--baseline old_kernels.py]
 """
 
 from __future__ import annotations
@@ -29,16 +33,19 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP; see hstlab/__init__.py
 
 import argparse
+import contextlib
 import functools
+import importlib.util
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import torch
 
-from hstlab.neurons import ALIF, LIF, PLIF, _gpu, kernels, spike
+from hstlab.neurons import ALIF, LIF, PLIF, _compiled, _gpu, kernels, spike
 from hstlab.neurons._compiled import AVAILABLE as COMPILED_AVAILABLE
 from hstlab.runtime import cpu_model
 from hstlab.train.distributed import check_device
@@ -148,6 +155,45 @@ def make_spikingjelly(device: torch.device, parametric: bool = False) -> Callabl
     return run
 
 
+def load_baseline(path: str):
+    """The kernels module saved at ``path`` (its numba cache sits next to it)."""
+    spec = importlib.util.spec_from_file_location("hstlab_baseline_kernels", path)
+    if spec is None or spec.loader is None:
+        raise ValueError("not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # numba's cache finds the module of a cached kernel by name
+    spec.loader.exec_module(module)
+    missing = [n for n in ("lif_fwd", "lif_bwd", "plif_fwd", "plif_bwd", "alif_fwd", "alif_bwd")
+               if not hasattr(module, n)]
+    if missing:
+        raise ValueError(f"has no {', '.join(missing)}; allowed: a copy of hstlab/neurons/_compiled_kernels.py")
+    return module
+
+
+def with_kernels(run: Callable, module) -> Callable:
+    """``run`` whose calls (forward and backward, see ``_context``) use ``module``'s kernels."""
+
+    @contextlib.contextmanager
+    def swapped():
+        saved = _compiled._kernels, _compiled._kernel
+        _compiled._kernels = lambda: (module.lif_fwd, module.lif_bwd)
+        _compiled._kernel = lambda name: getattr(module, name)
+        try:
+            yield
+        finally:
+            _compiled._kernels, _compiled._kernel = saved
+
+    def wrapped(x: torch.Tensor) -> torch.Tensor:
+        return run(x)
+
+    wrapped.context = swapped  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _context(run: Callable):
+    return getattr(run, "context", contextlib.nullcontext)()
+
+
 def _triton_version() -> str | None:
     try:
         import triton
@@ -178,6 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--family", action="store_true",
                         help="time LIF, PLIF and ALIF (CPU) against snnTorch/SpikingJelly PLIF and an ALIF step loop")
+    parser.add_argument("--baseline", metavar="FILE",
+                        help="also time hstlab's loops with the numba kernels saved in FILE (rows *-base)")
     parser.add_argument("--json", metavar="PATH", help="save the results as JSON")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.warmup < 0:
@@ -234,14 +282,25 @@ def main(argv: list[str] | None = None) -> dict:
             skipped[name] = made
         else:
             impls[name] = made
+    if args.baseline:
+        if loops != "numba":
+            parser.error("--baseline compares numba kernels: needs --device cpu and numba")
+        try:
+            base = load_baseline(args.baseline)
+        except (OSError, ValueError, SyntaxError) as err:
+            parser.error(f"--baseline {args.baseline!r}: {err}")
+        for name in ("lif", "plif", "plif-channel", "alif") if args.family else ("hstlab",):
+            impls[f"{name}-base"] = with_kernels(impls[name], base)
+            same_as[f"{name}-base"] = name
 
     # same maths: identical spikes and (to float32 rounding) identical input gradients
     first = next(iter(impls))
     outputs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     checks: dict[str, dict[str, float | bool]] = {}
     for name, run in impls.items():
-        spikes = run(x)
-        (grad,) = torch.autograd.grad(spikes, x, grad_out)
+        with _context(run):
+            spikes = run(x)
+            (grad,) = torch.autograd.grad(spikes, x, grad_out)
         outputs[name] = (spikes.detach(), grad)
         ref_spikes, ref_grad = outputs[same_as.get(name, first)]
         checks[name] = {
@@ -254,12 +313,13 @@ def main(argv: list[str] | None = None) -> dict:
     def fwd_bwd(run: Callable) -> Callable[[], None]:
         def step() -> None:
             x.grad = None
-            run(x).backward(grad_out)
+            with _context(run):
+                run(x).backward(grad_out)
         return step
 
     def fwd_only(run: Callable) -> Callable[[], None]:
         def step() -> None:
-            with torch.no_grad():
+            with torch.no_grad(), _context(run):
                 run(x)
         return step
 
@@ -294,28 +354,34 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"CPU {cpu_model()}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1, 5, 15 min)")
     print(f"{'LIF, PLIF, ALIF' if args.family else 'LIF'} T={args.T} B={args.B} N={args.N} ({neuron_steps:,} neuron-steps), "
           f"torch {torch.__version__}, {args.device} ({where}), repeat={args.repeat}; hstlab runs {loops} loops")
-    header = (f"{'impl':<14}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
+    header = (f"{'impl':<18}{'fwd+bwd ms':>12}{'ns/n-step':>11}{'x slower':>10}{'min ms':>9}{'x (min)':>9}"
               f"{'cpu ms':>9}{'fwd ms':>9}{'x slower':>10}  check")
     print(header)
     print("-" * len(header))
     for name, e in results.items():
         c = checks[name]
-        print(f"{name:<14}{e['fwd_bwd_median_ms']:>12.2f}{e['fwd_bwd_ns_per_neuron_step']:>11.2f}"
+        print(f"{name:<18}{e['fwd_bwd_median_ms']:>12.2f}{e['fwd_bwd_ns_per_neuron_step']:>11.2f}"
               f"{e['fwd_bwd_speedup_of_hstlab']:>10.1f}{e['fwd_bwd_min_ms']:>9.2f}"
               f"{e['fwd_bwd_speedup_of_hstlab_min']:>9.1f}{e['fwd_bwd_cpu_median_ms']:>9.2f}"
               f"{e['fwd_median_ms']:>9.2f}{e['fwd_speedup_of_hstlab']:>10.1f}"
               f"  vs {c['against']}: spikes identical={c['spikes_identical']}, "
               f"max |dgrad|={c['max_grad_diff']:.1e}")
     for name, why in skipped.items():
-        print(f"{name:<14}{why}")
+        print(f"{name:<18}{why}")
     if args.family:
-        for name, ref in (("plif", "lif"), ("plif-channel", "lif"), ("alif", "lif"), ("snntorch-plif", "plif"),
-                          ("sj-plif", "plif"), ("plif-torch", "plif"), ("alif-torch", "alif"),
-                          ("alif-steploop", "alif")):
-            if name in results:
+        pairs = [("plif", "lif"), ("plif-channel", "lif"), ("alif", "lif"), ("snntorch-plif", "plif"),
+                 ("sj-plif", "plif"), ("plif-torch", "plif"), ("alif-torch", "alif"), ("alif-steploop", "alif"),
+                 ("snntorch", "lif"), ("spikingjelly", "lif"), ("plif-base", "lif-base"),
+                 ("plif-channel-base", "lif-base"), ("alif-base", "lif-base")]
+        pairs += [(f"{n}-base", n) for n in ("lif", "plif", "plif-channel", "alif")]
+        for name, ref in pairs:
+            if name in results and ref in results:
                 ratio = results[name]["fwd_bwd_median_ms"] / results[ref]["fwd_bwd_median_ms"]
+                cpu_ratio = results[name]["fwd_bwd_cpu_median_ms"] / results[ref]["fwd_bwd_cpu_median_ms"]
                 results[name][f"fwd_bwd_ratio_to_{ref}"] = ratio
-                print(f"fwd+bwd {name} / {ref}: {ratio:.2f}x" + ("  (target <= 1.2)" if ref == "lif" else ""))
+                results[name][f"fwd_bwd_cpu_ratio_to_{ref}"] = cpu_ratio
+                target = "  (target <= 1.2)" if ref in ("lif", "lif-base") and name[0] in "pa" else ""
+                print(f"fwd+bwd {name} / {ref}: {ratio:.2f}x (cpu time {cpu_ratio:.2f}x){target}")
 
     report = {
         "load_average": os.getloadavg(), "cpu_model": cpu_model(),

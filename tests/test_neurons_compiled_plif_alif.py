@@ -9,10 +9,12 @@ inputs with every surrogate they agree to float32 rounding.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from hstlab.neurons import ALIF, PLIF, _compiled, kernels
+from hstlab.neurons import ALIF, LIF, PLIF, _compiled, kernels
 
 pytestmark = pytest.mark.skipif(not _compiled.AVAILABLE, reason="numba not installed")
 
@@ -20,15 +22,15 @@ T, B, C = 6, 3, 70
 KINDS = ["plif_layer", "plif_channel", "alif"]
 
 
-def _neuron(kind: str, opts: dict):
+def _neuron(kind: str, opts: dict, channels: int = C):
     if kind == "alif":
         return ALIF(**opts, beta_a=0.25, tau_a=2.0)  # rho = 0.5: short dyadic products
-    return PLIF(**opts, channels=C if kind == "plif_channel" else None)
+    return PLIF(**opts, channels=channels if kind == "plif_channel" else None)
 
 
-def _run(kind: str, backend: str, opts: dict, x, v0, a0, w_s, w_v, record: bool = True):
+def _run(kind: str, backend: str, opts: dict, x, v0, a0, w_s, w_v, record: bool = True, w=None):
     """Outputs and gradients (x, v0, a0 or w) of one run, on the given loops; also which compiled
-    functions ran."""
+    functions ran. ``w``: PLIF's initial parameter (default: every channel at ``opts["tau"]``)."""
     calls: list[str] = []
     previous = kernels.set_backend(backend)
     originals = {n: getattr(_compiled, n) for n in ("plif_forward", "plif_backward", "alif_forward",
@@ -36,8 +38,10 @@ def _run(kind: str, backend: str, opts: dict, x, v0, a0, w_s, w_v, record: bool 
     try:
         for name, fn in originals.items():
             setattr(_compiled, name, lambda *a, _f=fn, _n=name: calls.append(_n) or _f(*a))
-        neuron = _neuron(kind, opts)
+        neuron = _neuron(kind, opts, x.shape[-1])
         neuron.record = record
+        if w is not None:
+            neuron.w.data.copy_(w)
         xd = x.clone().requires_grad_(True)
         neuron.v = v0.clone().requires_grad_(True)
         leaves = [xd, neuron.v]
@@ -61,13 +65,13 @@ def _run(kind: str, backend: str, opts: dict, x, v0, a0, w_s, w_v, record: bool 
         kernels.set_backend(previous)
 
 
-def _dyadic_case(seed: int):
-    """x [4, B, C], v0, a0 [B, C] and loss weights on a coarse dyadic grid: with 4 steps every
+def _dyadic_case(seed: int, b: int = B, c: int = C):
+    """x [4, b, c], v0, a0 [b, c] and loss weights on a coarse dyadic grid: with 4 steps every
     product and sum of the forward and backward fits float32's 24-bit mantissa."""
     g = torch.Generator().manual_seed(seed)
     grid = lambda shape, lo, hi: torch.randint(lo, hi, shape, generator=g).float() / 4  # noqa: E731
-    return (grid((4, B, C), -4, 9), grid((B, C), -2, 4), grid((B, C), 0, 3),
-            grid((4, B, C), -4, 5), grid((B, C), -4, 5))
+    return (grid((4, b, c), -4, 9), grid((b, c), -2, 4), grid((b, c), 0, 3),
+            grid((4, b, c), -4, 5), grid((b, c), -4, 5))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -118,6 +122,50 @@ def test_compiled_matches_torch_loops_on_random_float32(kind, surrogate, reset, 
     assert torch.equal(ref[0], ours[0]) and 0 < ref[0].mean() < 1
     for a, b in zip(ref[1:], ours[1:]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "lif"])
+@pytest.mark.parametrize("reset, detach", [("hard", True), ("soft", True), ("hard", False)])
+def test_compiled_equals_torch_loops_across_span_and_chunk_edges(kind, reset, detach) -> None:
+    """131,200 neurons: more than one span of _compiled_kernels (2**17 neurons; ALIF's backward
+    spans are 2**16 / T), many 1,024-neuron chunks, a ragged last chunk, and per-channel constants
+    whose phase changes from chunk to chunk (4,100 channels, 1/tau 1/2 or 1/4 at random, both
+    exact, so a channel given its neighbour's tau changes the result). Detached: bit for bit, but
+    the tau gradient (a sum over 131,200 neurons, in another order) to float32 rounding."""
+    from hstlab.neurons import _compiled_kernels as ck
+
+    b, c = 32, 4100
+    assert b * c > ck._SPAN and (b * c) % ck._CHUNK and c % ck._CHUNK
+    opts = {"tau": 2.0, "reset": reset, "detach_reset": detach, "surrogate": "triangle", "alpha": 0.5,
+            "firing_rule": ">="}
+    case = _dyadic_case(seed=7, b=b, c=c)
+    if kind == "lif":
+        results = []
+        for backend in ("torch", "compiled"):
+            previous = kernels.set_backend(backend)
+            try:
+                x = case[0].clone().requires_grad_(True)
+                spikes = LIF(**opts)(x)
+                (gx,) = torch.autograd.grad((spikes * case[3]).sum(), x)
+                results.append([spikes.detach(), gx])
+            finally:
+                kernels.set_backend(previous)
+        ref, ours = results
+    else:
+        w = None
+        if kind == "plif_channel":  # sigmoid(0) = 1/2, sigmoid(float32(ln 1/3)) = 1/4 exactly
+            mask = torch.rand(c, generator=torch.Generator().manual_seed(3)) < 0.5  # no period
+            w = torch.where(mask, 0.0, math.log(1 / 3))
+            assert set(torch.sigmoid(w).tolist()) == {0.5, 0.25}
+        ref, _ = _run(kind, "torch", opts, *case, w=w)
+        ours, calls = _run(kind, "compiled", opts, *case, w=w)
+        assert len(calls) == 2
+    assert 0 < ref[0].mean() < 1
+    for i, (a, b_) in enumerate(zip(ref, ours)):
+        if detach and not (kind.startswith("plif") and i == len(ref) - 1):
+            assert torch.equal(a, b_), f"output {i} differs (max {float((a - b_).abs().max()):.3g})"
+        else:
+            torch.testing.assert_close(a, b_, rtol=1e-6, atol=1e-6)
 
 
 def test_alif_without_record_skips_theta_and_keeps_results() -> None:

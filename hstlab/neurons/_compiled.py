@@ -28,8 +28,8 @@ AVAILABLE = importlib.util.find_spec("numba") is not None  # numba itself is imp
 MIN_NUMEL = 1 << 16  # backend "auto": smaller inputs take the torch loops (no numba import/compile)
 
 # Neurons per extra thread. Below 2 * this, the calling thread does it all: at that size one
-# core runs fwd+bwd in ~2 ns per neuron-step, and a second thread would compete with torch's
-# OpenMP workers, which spin after every parallel torch op (measured: 2-8x slower on a busy box).
+# core runs the fwd+bwd kernels in ~1.3 ns per neuron-step, and a second thread would compete
+# with torch's OpenMP workers, which spin after every parallel torch op (measured: 2-8x slower on a busy box).
 _MIN_PER_THREAD = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_key = (0, 0)  # (pid, workers): a forked child must not reuse the parent's (dead) threads
