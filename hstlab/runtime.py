@@ -74,7 +74,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
 TRIM_THRESHOLD = 1024 * 1024 * 1024
@@ -90,9 +89,9 @@ def keep_freed_memory() -> bool:
     glibc hands blocks above its mmap threshold back to the kernel when they are freed, so every
     step page-faults them in anew (the kernel zeroes each 4 KB page): 4,700-7,200 faults and
     ~14 ms more system time per hst-small training step on the 2-core machine of BENCHMARKS.md;
-    the step's CPU time falls by 12 % (``benchmarks/bench_train_step.py --levers base,malloc``). With this setting they come from glibc's heap again, which is trimmed only when
-    more than 1 GiB at its top is free; the process keeps its peak heap for reuse. Arithmetic is
-    unchanged. :meth:`hstlab.train.Trainer.fit` calls it.
+    the step's CPU time falls by 10-12 % (``benchmarks/bench_train_step.py --levers base,malloc``).
+    With this setting they come from glibc's heap again, which is trimmed only when more than
+    1 GiB at its top is free; the process keeps its peak heap for reuse. Arithmetic is unchanged. :meth:`hstlab.train.Trainer.fit` calls it.
 
     Process-wide and idempotent. Does nothing (returns False) off Linux/glibc, or when the
     environment sets glibc's own malloc knobs (``MALLOC_MMAP_THRESHOLD_``,
