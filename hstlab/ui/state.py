@@ -354,7 +354,7 @@ class ExplorerState(param.Parameterized):
         self._done: dict[str, int] = {}  # measuring step -> generation it was done for
         self._failed = -1  # generation whose measuring failed (not retried)
         self._job: Job | None = None  # the job measuring the shown model
-        self._idle = threading.Condition()  # notified when busy turns False
+        self._idle = threading.Condition()  # notified when a step is published or busy turns False
         self._changed_at = 0.0  # perf_counter of the change being measured
         self.runs = runs
         datasets = vision_datasets()
@@ -672,14 +672,16 @@ class ExplorerState(param.Parameterized):
         self._generation += 1
         self._done = {"calibrate": self._generation} if calibrated else {}
         self._changed_at = t0
+        dropped = {"inspection": None} if not self.live_inspection else {}
+        if not self.live_comparison:
+            dropped["variants"] = None
         self.param.update(
+            **dropped,
             memory_note="",
             cfg=cfg,
             model=model,
             n_params=sum(p.numel() for p in model.parameters()),
             sample=sample,
-            inspection=self.inspection if self.live_inspection else None,
-            variants=self.variants if self.live_comparison else None,
             weights=weights,
             error="",
             build_seconds=time.perf_counter() - t0,
@@ -810,6 +812,8 @@ class ExplorerState(param.Parameterized):
             values = {"variants": {k: r if r.dataflow == self.dataflow else r.with_dataflow(self.dataflow)
                                    for k, r in result.items()}}
         self.param.update(**values, stale=self._missing())
+        with self._idle:
+            self._idle.notify_all()
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until the shown model is measured (or its measuring failed); False on timeout.
@@ -820,8 +824,12 @@ class ExplorerState(param.Parameterized):
             >>> state.settle(60), state.stale, state.energy.total_j > 0
             (True, [], True)
         """
+        return self._wait(lambda: not self.busy, timeout)
+
+    def _wait(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``ready()`` (checked whenever a step is published or a job ends)."""
         with self._idle:
-            return self._idle.wait_for(lambda: not self.busy, timeout)
+            return self._idle.wait_for(ready, timeout)
 
     @property
     def run_dir(self) -> Path | None:
@@ -922,8 +930,11 @@ class ExplorerState(param.Parameterized):
     def model_copy(self, timeout: float | None = None) -> torch.nn.Module:
         """An independent copy of the current model (for training in the background), once its
         BatchNorm is calibrated (waits for the job that calibrates it)."""
+        def calibrated() -> bool:
+            return not self.busy or self._done.get("calibrate") == self._generation
+
         while True:
-            self.settle(timeout)
+            self._wait(calibrated, timeout)
             with self._exclusive():
                 if self.model is None:
                     raise ValueError("no valid model yet; fix the configuration first")
