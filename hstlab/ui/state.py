@@ -824,12 +824,28 @@ class ExplorerState(param.Parameterized):
             >>> state.settle(60), state.stale, state.energy.total_j > 0
             (True, [], True)
         """
-        return self._wait(lambda: not self.busy, timeout)
+        return self._wait(self._settled, timeout)
+
+    def _settled(self) -> bool:
+        """No job runs, no change is left pending or being made (by any thread)."""
+        if self.busy or self._pending or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return not self.busy and not self._pending
+        finally:
+            self._lock.release()
 
     def _wait(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Wait until ``ready()`` (checked whenever a step is published or a job ends)."""
+        """Wait until ``ready()`` (checked whenever a step is published or a job ends, and every
+        50 ms for changes other threads make)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            return self._idle.wait_for(ready, timeout)
+            while not ready():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(0.05 if left is None else min(0.05, left))
+            return True
 
     @property
     def run_dir(self) -> Path | None:
