@@ -12,6 +12,7 @@ import panel as pn
 import param
 
 from hstlab.ui.offline import TEMPLATE, configure
+from hstlab.ui.pool import ordered_publisher
 from hstlab.ui.runs import RunFolders, shared_runs_dirs
 from hstlab.ui.state import DEFAULT_PRETRAINED, NO_PRETRAINED, ExplorerState
 from hstlab.ui.training import TrainSession
@@ -131,6 +132,7 @@ def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
     app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
     app.session.use_recipe(state.preset, state.dataset)  # the Train tab starts from the recipe
     doc = pn.state.curdoc
+    state.publisher = ordered_publisher(doc)  # measured results redraw in the tab's event order
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
         doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
     return app

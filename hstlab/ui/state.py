@@ -12,6 +12,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +341,9 @@ class ExplorerState(param.Parameterized):
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
     memory_note = param.String(default="", doc="set when the last change moved the model across a memory level")
 
+    # runs a job's publishing in the order of its session's browser events (the served app sets
+    # it, see hstlab.ui.pool.ordered_publisher); None: the job publishes from its own thread
+    publisher: Callable[[Callable[[], Any]], Future] | None = None
     _quiet_thread: int | None = None  # the thread setting fields to show a config (no rebuild)
     _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
     _trained = False  # the model holds trained weights (keep its BatchNorm statistics)
@@ -756,35 +761,67 @@ class ExplorerState(param.Parameterized):
                     if not current:
                         return
                     step = self._next_step()
-                    if step is None:
-                        self._job = None
-                        self.measure_seconds = time.perf_counter() - job.started
-                        self._set_busy(False)
-                        return
                     inputs = (self.cfg, self.model, self.sample, self.energy, self._trained, self.dataflow)
+                if step is None:
+                    if self._hand_over(job, lambda: self._finish(job)) is not False:
+                        return  # finished, or replaced
+                    continue  # a view asked for more meanwhile
                 try:
                     result = self._measure(step, *inputs, job.cancelled)
-                    with self._holding(job) as current:
-                        if not current:
-                            return
-                        self._publish(step, result)
                 except Superseded:
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+                    self._hand_over(job, lambda step=step, exc=exc: self._fail(job, step, exc))
+                    return
+                if step == "calibrate":  # nothing shown: booked here (model_copy waits for it)
                     with self._holding(job) as current:
                         if current:
-                            self._fail(job, step, exc)
+                            self._done[step] = job.generation
+                    with self._idle:
+                        self._idle.notify_all()
+                elif self._hand_over(job, lambda step=step, result=result: self._publish(step, result)) is None:
                     return
         finally:
             with self._idle:  # a job that stopped early: let settle() look again
                 self._idle.notify_all()
 
-    def _fail(self, job: Job, step: str, exc: Exception) -> None:
+    def _hand_over(self, job: Job, work: Callable[[], Any]) -> Any:
+        """``work()`` holding the lock while ``job`` is current (None once it is not).
+
+        With a :attr:`publisher` (a served session) the work runs in that session's event order,
+        so that no view is redrawn by this job and by a browser event at once; the job waits for
+        it, but stops waiting once a newer change cancels it.
+        """
+        def locked() -> Any:
+            with self._holding(job) as current:
+                return work() if current else None
+
+        if self.publisher is None or self._job is not job or job.thread is None:
+            return locked()
+        future = self.publisher(locked)
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except FutureTimeout:
+                if job.cancelled.is_set():
+                    return None
+
+    def _finish(self, job: Job) -> bool:
+        """End ``job`` when nothing is missing (True); False when a view asked for more meanwhile."""
+        if self._next_step() is not None:
+            return False
+        self._job = None
+        self.measure_seconds = time.perf_counter() - job.started
+        self._set_busy(False)
+        return True
+
+    def _fail(self, job: Job, step: str, exc: Exception) -> bool:
         """The shown model stays, its earlier results stay marked stale, the message says why."""
         self._failed, self._job = job.generation, None
         self.error = (f"The model is shown, but measuring its {step} failed "
                       f"({', '.join(self._missing())} not updated): {rejection_text(exc)}")
         self._set_busy(False)
+        return True
 
     def _measure(self, step: str, cfg: HSTConfig, model: torch.nn.Module, sample: Sample,
                  energy: Any, trained: bool, dataflow: str, cancelled: threading.Event) -> Any:
@@ -798,7 +835,7 @@ class ExplorerState(param.Parameterized):
                 return self._inspect(model, sample)
         return self._measure_variants(cfg, model, sample, energy, trained, dataflow, cancelled)
 
-    def _publish(self, step: str, result: Any) -> None:
+    def _publish(self, step: str, result: Any) -> bool:
         """Show one step's result for the shown model (called holding the lock)."""
         self._done[step] = self._generation
         values: dict[str, Any] = {}
@@ -814,6 +851,7 @@ class ExplorerState(param.Parameterized):
         self.param.update(**values, stale=self._missing())
         with self._idle:
             self._idle.notify_all()
+        return True
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until the shown model is measured (or its measuring failed); False on timeout.

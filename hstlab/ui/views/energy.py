@@ -116,6 +116,7 @@ class EnergyView(pn.viewable.Viewer):
             label="Export model card",
             color="primary",
             css_classes=["hst-card"],
+            disabled=pn.bind(is_measuring, self.state.param.stale, self.state.param.busy, "energy"),
         )
 
     def comparison_totals(self) -> dict[str, float]:
