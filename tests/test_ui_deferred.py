@@ -162,3 +162,31 @@ def test_cancellable_stops_a_forward_pass_at_the_next_module():
     assert seen == ["relu"]  # stopped before the last Linear
     assert all(not m._forward_pre_hooks for m in net.modules())
     assert net(torch.zeros(2, 3)).shape == (2, 1)  # no hook left behind
+
+
+def test_a_served_session_publishes_in_its_event_order_and_drops_superseded_results(no_data):
+    """With a publisher (the served app's session queue) every result is shown from that queue;
+    a result that reaches the queue after a newer change is dropped there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    queue = ThreadPoolExecutor(1)  # one session's events, one at a time
+    held = threading.Event()
+    queue.submit(held.wait, TIMEOUT_S)  # a long browser event: results wait behind it
+    state = ExplorerState(preset="tiny", deferred=True, live_inspection=False)
+    publishers: list[str] = []
+    queued = threading.Event()
+
+    def publish(work: Callable[[], Any]) -> Any:
+        queued.set()
+        return queue.submit(lambda: (publishers.append(threading.current_thread().name), work())[1])
+
+    state.publisher = publish
+    energies = published(state, "energy")
+    state.n_layer = 1  # measured; its energy waits in the queue
+    assert queued.wait(TIMEOUT_S) and state.busy and state.stale == ["energy"]
+    state.n_layer = 3  # supersedes it before the queue runs
+    held.set()
+    assert state.settle(TIMEOUT_S) and state.stale == [] and not state.error
+    assert [cfg.n_layer for cfg, _ in energies] == [3]  # the queued n_layer=1 result was dropped
+    assert publishers and all(name.startswith("ThreadPoolExecutor") for name in publishers)
+    queue.shutdown()
