@@ -97,15 +97,16 @@ async def _open(browser, url: str):
     return page, time.perf_counter() - t0
 
 
-async def _toggle(page) -> float:
-    """Layer 0's attention to standard: time until the summary shows modes HS (from SS)."""
+async def _toggle(page, to: str = "standard") -> float:
+    """Layer 0's attention to ``to``: time until the summary shows modes HS (from SS) or back."""
     from playwright.async_api import expect
 
     summary = page.locator(".hst-summary p")
-    await expect(summary).to_contain_text("Modes: SS", timeout=TIMEOUT_MS)
+    before, after = ("SS", "HS") if to == "standard" else ("HS", "SS")
+    await expect(summary).to_contain_text(f"Modes: {before}", timeout=TIMEOUT_MS)
     t0 = time.perf_counter()
-    await page.locator(".hst-layer-0-attn_mode select").select_option("standard")
-    await expect(summary).to_contain_text("Modes: HS", timeout=TIMEOUT_MS)
+    await page.locator(".hst-layer-0-attn_mode select").select_option(to)
+    await expect(summary).to_contain_text(f"Modes: {after}", timeout=TIMEOUT_MS)
     return time.perf_counter() - t0
 
 
@@ -126,6 +127,9 @@ async def sessions(n: int) -> dict:
             print(f"switch to Energy in all {n} at once: answered after {energy} s")
             back = [round(s, 2) for s in await asyncio.gather(*[_tab(p, "Build") for p in pages])]
             print(f"switch back to Build in all {n} at once: answered after {back} s")
+            idle = [round(s, 2) for s in await asyncio.gather(*[_toggle(p) for p in pages[1:]])]
+            await asyncio.gather(*[_toggle(p, "spiking") for p in pages[1:]])
+            print(f"layer toggle in {n - 1} sessions, none training: answered after {idle} s")
             trainer = pages[0]
             await _tab(trainer, "Train")
             await trainer.locator(".hst-start button").click()
@@ -136,7 +140,7 @@ async def sessions(n: int) -> dict:
             await trainer.locator(".hst-stop button").click()
             await browser.close()
     return {"ready_s": ready, "energy_tab_s": energy, "build_tab_s": back,
-            "toggle_while_training_s": toggles,
+            "toggle_idle_s": idle, "toggle_while_training_s": toggles,
             "median_toggle_s": statistics.median(toggles) if toggles else None}
 
 
