@@ -133,7 +133,12 @@ async def sessions(n: int) -> dict:
             trainer = pages[0]
             await _tab(trainer, "Train")
             await trainer.locator(".hst-start button").click()
-            await trainer.locator(".hst-train-status p", has_text="step").first.wait_for()
+            stepping = trainer.locator(".hst-train-status p", has_text="step")
+            refused = trainer.locator(".hst-train-message p")
+            await stepping.or_(refused).first.wait_for()
+            if await refused.count() and await refused.first.is_visible():  # e.g. no digits-dvs
+                raise SystemExit(f"training did not start: {await refused.first.inner_text()} "
+                                 "(set HSTLAB_DATA to a folder holding a digits-dvs build)")
             toggles = [round(s, 2) for s in await asyncio.gather(*[_toggle(p) for p in pages[1:]])]
             print(f"layer toggle in {n - 1} sessions while session 1 trains: answered after "
                   f"{toggles} s (target {TARGET_ANSWER_S:g} s)")
