@@ -215,6 +215,49 @@ def test_toggle_layer_updates_parameter_count_offline(browser, server, record_pr
     page.context.close()
 
 
+# Every text the summary pane takes, in the browser, as the server sends it (no polling: a state
+# shown for a moment is recorded too).
+RECORD_SUMMARY = """() => {
+    window.hstSummary = [];
+    let hooked = 0;
+    for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+        if (!(m.css_classes || []).includes("hst-summary") || !("text" in m.properties)) continue;
+        m.properties.text.change.connect(() => window.hstSummary.push([performance.now(), m.text]));
+        hooked += 1;
+    }
+    return hooked;
+}"""
+
+
+def test_preset_change_answers_at_once_and_its_energy_follows(browser, server, record_property):
+    """The summary shows the new preset's size while its energy is marked as being measured
+    (the previous model's value, marked), then the measured energy replaces the mark."""
+    from playwright.sync_api import expect
+
+    page = open_app(browser, server["url"])
+    summary = page.locator(".hst-summary p")
+    expect(summary).to_contain_text("energy measured in")  # the opening model has settled
+    before = summary.inner_text()
+    assert page.evaluate(RECORD_SUMMARY) >= 1
+    params = f"{n_params(HSTConfig.from_preset('spikformer-dvs-2-256')):,}"
+    t0 = page.evaluate("performance.now()")
+    page.locator(".hst-preset select").select_option("spikformer-dvs-2-256")
+    expect(summary).to_contain_text(f"Parameters: {params}")
+    expect(summary).to_contain_text("energy measured in", timeout=4 * TIMEOUT_MS)
+    after = summary.inner_text()
+    history = page.evaluate("window.hstSummary")
+    marked = [(t, text) for t, text in history if params in text and "measuring" in text]
+    final = [(t, text) for t, text in history if params in text and "energy measured in" in text]
+    assert marked, f"no summary showed {params} parameters with the energy marked: {history}"
+    assert final and marked[0][0] < final[-1][0]
+    assert "of the previous model" in marked[0][1] and "measuring" not in after
+    energy = re.search(r"Energy per sample:\s*([\d.]+ [µmn]?J)", after)
+    assert energy and energy.group(1) not in before  # measured for the new model
+    record_property("preset_answer_s", round((marked[0][0] - t0) / 1000, 3))
+    record_property("preset_settled_s", round((final[-1][0] - t0) / 1000, 3))
+    page.context.close()
+
+
 def test_bad_value_shows_message_and_keeps_model(browser, server):
     from playwright.sync_api import expect
 

@@ -12,6 +12,7 @@ import panel as pn
 import param
 
 from hstlab.ui.offline import TEMPLATE, configure
+from hstlab.ui.pool import ordered_publisher
 from hstlab.ui.runs import RunFolders, shared_runs_dirs
 from hstlab.ui.state import DEFAULT_PRETRAINED, NO_PRETRAINED, ExplorerState
 from hstlab.ui.training import TrainSession
@@ -82,8 +83,10 @@ class ExplorerApp(pn.viewable.Viewer):
         self._on_tab()
 
     def _on_tab(self, *_: Any) -> None:
-        """Record spikes and attention only while the Inspect tab is shown (faster rebuilds)."""
-        self.state.live_inspection = TABS[self.tabs.active] == "Inspect"
+        """Record spikes and attention only while the Inspect tab is shown, and measure the energy
+        variants only while the Energy tab is (faster rebuilds)."""
+        shown = TABS[self.tabs.active]
+        self.state.param.update(live_inspection=shown == "Inspect", live_comparison=shown == "Energy")
 
     def _show_inspect(self, *_: Any) -> None:
         """After "Inspect trained model" (which loads the run first): open the Inspect tab."""
@@ -110,6 +113,9 @@ def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
                pretrained: str | None = None) -> ExplorerApp:
     """A fresh app with its own state and training session (call once per browser session).
 
+    The state measures in the background (``deferred``): a change answers with the new model at
+    once and the energy, Inspect recording and comparison follow, marked stale until then.
+
     With neither ``preset`` nor ``pretrained`` it opens on the zoo's trained
     :data:`~hstlab.ui.state.DEFAULT_PRETRAINED`; with a ``preset`` alone, on an untrained build.
     Runs are written under ``runs_dir / <session id>`` (default :func:`default_runs_dir`);
@@ -122,10 +128,11 @@ def create_app(preset: str | None = None, runs_dir: str | Path | None = None,
     folders = RunFolders(own=root / session_id, shared=shared_runs_dirs())
     # the Build tab opens first; Load run and model cards stay inside the session's folders
     state = ExplorerState(preset=preset or "hst-small", pretrained=pretrained or NO_PRETRAINED,
-                          live_inspection=False, runs=folders)
+                          live_inspection=False, deferred=True, runs=folders)
     app = ExplorerApp(state=state, session=TrainSession(runs_dir=folders.own))
     app.session.use_recipe(state.preset, state.dataset)  # the Train tab starts from the recipe
     doc = pn.state.curdoc
+    state.publisher = ordered_publisher(doc)  # measured results redraw in the tab's event order
     if doc is not None and doc.session_context is not None:  # served: stop its run with the tab
         doc.on_session_destroyed(lambda _ctx: app.session.stop() if app.session.running else None)
     return app

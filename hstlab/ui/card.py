@@ -35,7 +35,8 @@ def model_card(
     reused). Without one, or when the trainer's card cannot be made, a card of the current
     model built from library data (the reason is stated in it). With ``folders`` (a served
     session) a card is written only inside ``folders.own``; runs loaded from shared folders get
-    their existing card or the library-data card, nothing is written there.
+    their existing card or the library-data card, nothing is written there. While the shown
+    model's energy is not measured yet the card says that its energy is the previous model's.
     """
     note = ""
     if run_dir is not None:
@@ -78,6 +79,9 @@ def _run_metrics(run_dir: str | Path | None, folders: RunFolders | None) -> dict
 def _fallback_card(state: ExplorerState, run_dir: str | Path | None, note: str = "",
                    folders: RunFolders | None = None) -> str:  # fmt: skip
     cfg, report = state.cfg, state.energy
+    if "energy" in state.stale:  # being measured, or its measuring failed (state.error says why)
+        why = "it is being measured" if state.busy else f"measuring it failed. {state.error}"
+        note = " ".join(filter(None, [note, f"The energy below is of the previously shown model: {why}"]))
     lines = [
         *([f"> {note}", ""] if note else []),
         f"# Model card: {cfg.name} ({cfg.modes})",

@@ -74,3 +74,22 @@ class SessionOrderedPool(ThreadPoolExecutor):
                 if not queue:
                     del self._queues[key]
                     return
+
+
+def ordered_publisher(doc: Any) -> Callable[[Callable[[], Any]], Future] | None:
+    """``publish(work) -> Future``: run ``work`` as a job of ``doc``'s session, in the order of its
+    browser events (for :attr:`hstlab.ui.state.ExplorerState.publisher`); None when ``doc`` is
+    not a served session or the pool is not a :class:`SessionOrderedPool`."""
+    import panel as pn
+    from panel.io.state import set_curdoc
+
+    pool = getattr(pn.state, "_thread_pool", None)
+    if doc is None or doc.session_context is None or not isinstance(pool, SessionOrderedPool):
+        return None
+
+    def run(document: Any, work: Callable[[], Any]) -> Any:
+        with set_curdoc(document):  # views find their session, as in Panel's own event threads
+            return work()
+
+    return lambda work: pool.submit(run, doc, work)
+

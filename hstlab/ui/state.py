@@ -12,6 +12,8 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from hstlab.energy.constants import DATAFLOW_HELP, DATAFLOWS
 from hstlab.layers.norm import calibrate_batchnorm
 from hstlab.presets import list_presets
 from hstlab.ui.limits import LIMITS, MAX_CHECKPOINT_BYTES, check_config_values, check_value
+from hstlab.ui.measure import SHOWN, Job, Superseded, cancellable
 from hstlab.ui.runs import RUN_HOLDS, RunFolders, shown
 from hstlab.ui.samples import Sample, SampleSource, vision_datasets
 from hstlab.viz.config_table import LAYER_COLUMNS, layers_frame
@@ -56,7 +59,8 @@ GLOBAL_FIELDS = (
     "weight_bits",
     "membrane_bits",
 )
-INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "dataflow")  # set before the first build
+INIT_PARAMS = ("preset", "dataset", "sample_index", "live_inspection", "live_comparison", "dataflow",
+               "deferred")  # set before the first build
 UNTRAINED = "untrained (BatchNorm calibrated on the sample)"
 NO_PRETRAINED = "(none: build from the fields)"
 STEM_FOLLOWS = "follows layer 0"  # tokenizer_mode=None
@@ -204,6 +208,15 @@ def same_model(a: HSTConfig, b: HSTConfig) -> bool:
     return strip(a) == strip(b) and a.resolved_layers() == b.resolved_layers()
 
 
+def memory_move(before: Any, after: Any) -> str:
+    """The note shown when a change moved the weights to another memory level ('' otherwise)."""
+    if before is None or after is None or before.memory_level == after.memory_level:
+        return ""
+    return (f"weights now take {after.weight_bytes / 1024:,.1f} KiB: memory moved from "
+            f"{before.memory_level} to {after.memory_level}, which changes the price of "
+            "every weight, membrane and activation access")
+
+
 def rejection_text(exc: Exception) -> str:
     """How the explorer words a refused change: a ``ValueError``'s message as it is (the library and
     :mod:`hstlab.ui.limits` name the field), anything else prefixed with its type."""
@@ -237,7 +250,12 @@ class ExplorerState(param.Parameterized):
     """Config fields as params; every change rebuilds the model (or sets :attr:`error`).
 
     An invalid combination sets ``error`` to the library's message (it names the field) and
-    keeps the last valid ``cfg`` / ``model``.
+    keeps the last valid ``cfg`` / ``model``. A change publishes the config, model and parameter
+    count first; BatchNorm calibration, :attr:`energy`, :attr:`inspection` and :attr:`variants`
+    follow (:mod:`hstlab.ui.measure`). With ``deferred=True`` (the served app) they are measured
+    in a background thread: the change answers at once, :attr:`stale` names the results still
+    shown for an earlier model and :attr:`busy` is set until the job ends; a newer change cancels
+    it. With ``deferred=False`` (scripts, notebooks) every change returns measured.
 
     Example:
         >>> state = ExplorerState(preset="tiny")
@@ -294,15 +312,38 @@ class ExplorerState(param.Parameterized):
     energy = param.Parameter(default=None, doc="EnergyReport of model on sample (batch 1)")
     sample = param.ClassSelector(class_=Sample, default=None)
     inspection = param.ClassSelector(class_=Inspection, default=None, doc="None while not live")
+    variants = param.Dict(
+        default=None, doc="energy_variants() of the model, measured while live_comparison (else None)"
+    )
     live_inspection = param.Boolean(
         default=True,
         doc="record spikes/attention on every rebuild (the app sets it while Inspect is shown)",
+    )
+    live_comparison = param.Boolean(
+        default=False,
+        doc="measure the variants on every rebuild (the app sets it while Energy is shown)",
+    )
+    deferred = param.Boolean(
+        default=False,
+        doc="answer a change with config, model and size at once and measure the rest in a "
+            "background thread (the served app); False: a change returns measured",
+    )
+    stale = param.List(
+        default=[], item_type=str,
+        doc="results still shown for an earlier model: 'energy', 'inspection', 'comparison'",
+    )
+    busy = param.Boolean(default=False, doc="a job is measuring the shown model")
+    measure_seconds = param.Number(
+        default=0.0, doc="wall time from the last change until all it shows was measured"
     )
     error = param.String(default="", doc="why the last change was rejected ('' when valid)")
     weights = param.String(default=UNTRAINED, doc="where the model's weights come from")
     build_seconds = param.Number(default=0.0, doc="wall time of the last rebuild")
     memory_note = param.String(default="", doc="set when the last change moved the model across a memory level")
 
+    # runs a job's publishing in the order of its session's browser events (the served app sets
+    # it, see hstlab.ui.pool.ordered_publisher); None: the job publishes from its own thread
+    publisher: Callable[[Callable[[], Any]], Future] | None = None
     _quiet_thread: int | None = None  # the thread setting fields to show a config (no rebuild)
     _base: HSTConfig | None = None  # a loaded run's config: fields edit it instead of the preset
     _trained = False  # the model holds trained weights (keep its BatchNorm statistics)
@@ -314,6 +355,12 @@ class ExplorerState(param.Parameterized):
         self._lock = threading.RLock()  # one change at a time (Panel runs events in threads)
         self._pending: dict[str, Callable[[], Any]] = {}  # work left for the thread holding it
         self._pending_guard = threading.Lock()  # guards _pending itself (held only for a dict operation)
+        self._generation = 0  # counts the models shown (a new sample counts as a new one)
+        self._done: dict[str, int] = {}  # measuring step -> generation it was done for
+        self._failed = -1  # generation whose measuring failed (not retried)
+        self._job: Job | None = None  # the job measuring the shown model
+        self._idle = threading.Condition()  # notified when a step is published or busy turns False
+        self._changed_at = 0.0  # perf_counter of the change being measured
         self.runs = runs
         datasets = vision_datasets()
         super().__init__(**{k: v for k, v in params.items() if k in INIT_PARAMS})
@@ -493,16 +540,14 @@ class ExplorerState(param.Parameterized):
             cfg = self.make_config()
             from hstlab.model import build_model
 
+            self._stop_job()  # before the seeded build: the job's RNG forks must not interleave
             model = _seeded_build(build_model, cfg)
             sample = self.samples.sample(cfg, self.dataset, self.sample_index)
-            calibrate_batchnorm(model, sample.x)  # untrained: normalize with real statistics
-            energy = self._energy(model, sample)
-            inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
             return self._reject(exc)
         self._trained, self._run_dir = False, None
         self._show_pretrained(NO_PRETRAINED)
-        return self._show_model(cfg, model, sample, energy, inspection, UNTRAINED, t0)
+        return self._accept(cfg, model, sample, UNTRAINED, t0, calibrated=False)
 
     # ------------------------------------------------------------------ zoo models
     def _show_pretrained(self, name: str) -> None:
@@ -546,6 +591,7 @@ class ExplorerState(param.Parameterized):
         from hstlab.zoo import load_pretrained
 
         t0 = time.perf_counter()
+        self._stop_job()  # loading builds a model: no RNG fork of a job in between
         try:
             if name not in self.param.pretrained.objects[1:]:
                 raise ValueError(f"trained model {name!r} is not one the explorer can show; "
@@ -579,6 +625,7 @@ class ExplorerState(param.Parameterized):
 
     def _load_run(self, run_dir: str | Path) -> bool:
         t0 = time.perf_counter()
+        self._stop_job()  # loading builds a model: no RNG fork of a job in between
         try:
             path = checkpoint_file(run_dir, self.runs)
             model, cfg, meta = read_trained(path)
@@ -589,55 +636,254 @@ class ExplorerState(param.Parameterized):
 
     def _show_trained(self, model: torch.nn.Module, cfg: HSTConfig, dataset: str, where: Path,
                       weights: str, run_dir: Path | None, pretrained: str, t0: float) -> bool:
-        """Measure a model that holds trained weights (a run's or the zoo's) and show it with its
-        config; ``where`` names its file in messages, ``run_dir`` is its run (None for the zoo)."""
+        """Show a model that holds trained weights (a run's or the zoo's) with its config (its
+        measuring follows); ``where`` names its file in messages, ``run_dir`` is its run (None
+        for the zoo)."""
         try:
             self._check_fits(cfg, where, dataset)
             sample = self.samples.sample(cfg, dataset, self.sample_index)
-            energy = self._energy(model, sample)
-            inspection = self._inspect(model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
             return self._reject(exc)
         preset = cfg.name if cfg.name in self.param.preset.objects else None
         self._show_config(cfg, preset, dataset)
         self._show_pretrained(pretrained)
         self._base, self._trained, self._run_dir = cfg, True, run_dir
-        return self._show_model(cfg, model, sample, energy, inspection, weights, t0)
+        return self._accept(cfg, model, sample, weights, t0, calibrated=True)  # trained BatchNorm
 
     def _reject(self, exc: Exception) -> bool:
         """Show why a change failed (``ValueError`` messages as they are) and keep the old model.
 
-        The one place a refused change of this state ends up (fields, typed text, Load run).
+        The one place a refused change of this state ends up (fields, typed text, Load run). A
+        job the change had stopped resumes measuring the kept model.
         """
         self.error = rejection_text(exc)
+        self._ensure_job()
         return False
 
     def reject(self, exc: Exception) -> bool:
         """Refuse a change the views could not even parse (e.g. ``'abc'`` typed as a width)."""
-        return self._reject(exc)
+        with self._exclusive():
+            return self._reject(exc)
 
-    def _show_model(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, energy: Any,
-                    inspection: Inspection | None, weights: str, t0: float) -> bool:
-        """Publish an accepted model and what was measured on it (one param event batch)."""
-        before = self.energy
-        moved = ""
-        if before is not None and energy is not None and before.memory_level != energy.memory_level:
-            moved = (f"weights now take {energy.weight_bytes / 1024:,.1f} KiB: memory moved from "
-                     f"{before.memory_level} to {energy.memory_level}, which changes the price of "
-                     "every weight, membrane and activation access")
+    def _accept(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, weights: str,
+                t0: float, calibrated: bool) -> bool:
+        """Publish an accepted model at once (one param event batch) and start measuring it.
+
+        ``calibrated``: its BatchNorm statistics stay as they are (trained weights). The results
+        of the model it replaces stay shown, listed in :attr:`stale`, until they are measured
+        again; an Inspect recording or comparison that is not live is dropped.
+        """
+        self._stop_job()
+        self._generation += 1
+        self._done = {"calibrate": self._generation} if calibrated else {}
+        self._changed_at = t0
+        dropped = {"inspection": None} if not self.live_inspection else {}
+        if not self.live_comparison:
+            dropped["variants"] = None
         self.param.update(
-            memory_note=moved,
+            **dropped,
+            memory_note="",
             cfg=cfg,
             model=model,
             n_params=sum(p.numel() for p in model.parameters()),
             sample=sample,
-            energy=energy,
-            inspection=inspection,
             weights=weights,
             error="",
             build_seconds=time.perf_counter() - t0,
+            stale=self._missing(),
         )
+        self._ensure_job()
         return True
+
+    # ------------------------------------------------------------------ measuring (hstlab.ui.measure)
+    def _missing(self) -> list[str]:
+        """The shown results not yet measured for the shown model (in measuring order)."""
+        wanted = {"energy": True, "inspection": self.live_inspection,
+                  "comparison": self.live_comparison}
+        return [s for s in SHOWN if wanted[s] and self._done.get(s) != self._generation]
+
+    def _next_step(self) -> str | None:
+        if self._done.get("calibrate") != self._generation:
+            return "calibrate"
+        missing = self._missing()
+        return missing[0] if missing else None
+
+    def _ensure_job(self) -> None:
+        """Start measuring what the shown model lacks, unless a job of it already runs (it picks
+        up what became wanted meanwhile) or its measuring failed. Called holding the lock."""
+        self.stale = self._missing()
+        job = self._job
+        if job is not None and job.generation == self._generation and not job.cancelled.is_set():
+            return
+        if self.model is None or self._next_step() is None or self._failed == self._generation:
+            self._set_busy(False)
+            return
+        self._job = Job(self._generation, started=self._changed_at)
+        self._set_busy(True)
+        if self.deferred:
+            self._job.start(self._run_job)
+        else:
+            self._run_job(self._job)  # inline: the caller gets the measured model
+
+    def _stop_job(self) -> None:
+        """Cancel the running job and wait for its thread to leave (holding the lock: the job
+        never waits for it once cancelled)."""
+        if self._job is not None:
+            self._job.stop()
+            self._job = None
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        if not busy:
+            with self._idle:
+                self._idle.notify_all()
+
+    @contextmanager
+    def _holding(self, job: Job) -> Iterator[bool]:
+        """The state's lock for ``job``: yields False (without the lock) once the job is cancelled
+        or replaced, so that a change holding the lock while it stops the job never waits on it."""
+        while not self._lock.acquire(timeout=0.05):
+            if job.cancelled.is_set():
+                yield False
+                return
+        try:
+            yield not job.cancelled.is_set() and job.generation == self._generation
+        finally:
+            self._lock.release()
+        if self.deferred:
+            self._drain()  # a change left while this job held the lock runs now, not after the job
+
+    def _run_job(self, job: Job) -> None:
+        """Measure the missing steps of ``job.generation`` one by one, publishing each result."""
+        try:
+            while True:
+                with self._holding(job) as current:
+                    if not current:
+                        return
+                    step = self._next_step()
+                    inputs = (self.cfg, self.model, self.sample, self.energy, self._trained, self.dataflow)
+                if step is None:
+                    if self._hand_over(job, lambda: self._finish(job)) is not False:
+                        return  # finished, or replaced
+                    continue  # a view asked for more meanwhile
+                try:
+                    result = self._measure(step, *inputs, job.cancelled)
+                except Superseded:
+                    return
+                except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
+                    self._hand_over(job, lambda step=step, exc=exc: self._fail(job, step, exc))
+                    return
+                if step == "calibrate":  # nothing shown: booked here (model_copy waits for it)
+                    with self._holding(job) as current:
+                        if current:
+                            self._done[step] = job.generation
+                    with self._idle:
+                        self._idle.notify_all()
+                elif self._hand_over(job, lambda step=step, result=result: self._publish(step, result)) is None:
+                    return
+        finally:
+            with self._idle:  # a job that stopped early: let settle() look again
+                self._idle.notify_all()
+
+    def _hand_over(self, job: Job, work: Callable[[], Any]) -> Any:
+        """``work()`` holding the lock while ``job`` is current (None once it is not).
+
+        With a :attr:`publisher` (a served session) the work runs in that session's event order,
+        so that no view is redrawn by this job and by a browser event at once; the job waits for
+        it, but stops waiting once a newer change cancels it.
+        """
+        def locked() -> Any:
+            with self._holding(job) as current:
+                return work() if current else None
+
+        if self.publisher is None or self._job is not job or job.thread is None:
+            return locked()
+        future = self.publisher(locked)
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except FutureTimeout:
+                if job.cancelled.is_set():
+                    return None
+
+    def _finish(self, job: Job) -> bool:
+        """End ``job`` when nothing is missing (True); False when a view asked for more meanwhile."""
+        if self._next_step() is not None:
+            return False
+        self._job = None
+        self.measure_seconds = time.perf_counter() - job.started
+        self._set_busy(False)
+        return True
+
+    def _fail(self, job: Job, step: str, exc: Exception) -> bool:
+        """The shown model stays, its earlier results stay marked stale, the message says why."""
+        self._failed, self._job = job.generation, None
+        self.error = (f"The model is shown, but measuring its {step} failed "
+                      f"({', '.join(self._missing())} not updated): {rejection_text(exc)}")
+        self._set_busy(False)
+        return True
+
+    def _measure(self, step: str, cfg: HSTConfig, model: torch.nn.Module, sample: Sample,
+                 energy: Any, trained: bool, dataflow: str, cancelled: threading.Event) -> Any:
+        """One step's result (no state is changed; runs without the lock)."""
+        with cancellable(model, cancelled):
+            if step == "calibrate":
+                return calibrate_batchnorm(model, sample.x)  # untrained: real statistics
+            if step == "energy":
+                return self._energy(model, sample, dataflow)
+            if step == "inspection":
+                return self._inspect(model, sample)
+        return self._measure_variants(cfg, model, sample, energy, trained, dataflow, cancelled)
+
+    def _publish(self, step: str, result: Any) -> bool:
+        """Show one step's result for the shown model (called holding the lock)."""
+        self._done[step] = self._generation
+        values: dict[str, Any] = {}
+        if step == "energy":
+            if result.dataflow != self.dataflow:  # the dataflow changed while it was measured
+                result = result.with_dataflow(self.dataflow)
+            values = {"energy": result, "memory_note": memory_move(self.energy, result)}
+        elif step == "inspection":
+            values = {"inspection": result}
+        elif step == "comparison":
+            values = {"variants": {k: r if r.dataflow == self.dataflow else r.with_dataflow(self.dataflow)
+                                   for k, r in result.items()}}
+        self.param.update(**values, stale=self._missing())
+        with self._idle:
+            self._idle.notify_all()
+        return True
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait until the shown model is measured (or its measuring failed); False on timeout.
+
+        Example:
+            >>> state = ExplorerState(preset="tiny", deferred=True)
+            >>> state.n_layer = 1  # answers at once; the energy follows
+            >>> state.settle(60), state.stale, state.energy.total_j > 0
+            (True, [], True)
+        """
+        return self._wait(self._settled, timeout)
+
+    def _settled(self) -> bool:
+        """No job runs, no change is left pending or being made (by any thread)."""
+        if self.busy or self._pending or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return not self.busy and not self._pending
+        finally:
+            self._lock.release()
+
+    def _wait(self, ready: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until ``ready()`` (checked whenever a step is published or a job ends, and every
+        50 ms for changes other threads make)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while not ready():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._idle.wait(0.05 if left is None else min(0.05, left))
+            return True
 
     @property
     def run_dir(self) -> Path | None:
@@ -688,25 +934,20 @@ class ExplorerState(param.Parameterized):
         self._coalesce("sample", self._refresh_sample)
 
     def _refresh_sample(self) -> None:
+        t0 = time.perf_counter()
         try:
             sample = self.samples.sample(self.cfg, self.dataset, self.sample_index)
-            if not self._trained:
-                calibrate_batchnorm(self.model, sample.x)
-            energy = self._energy(self.model, sample)
-            inspection = self._inspect(self.model, sample) if self.live_inspection else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
             self._reject(exc)
             return
-        self.param.update(sample=sample, energy=energy, inspection=inspection, error="")
+        # the same model on a new sample: measured again (an untrained one calibrated on it)
+        self._accept(self.cfg, self.model, sample, self.weights, t0, calibrated=self._trained)
 
-    @param.depends("live_inspection", watch=True)
+    @param.depends("live_inspection", "live_comparison", watch=True)
     def _on_live(self) -> None:
+        """A view that became visible wants its results: measure what the shown model lacks."""
         with self._exclusive():
-            if self.live_inspection and self.inspection is None and self.model is not None:
-                try:
-                    self.inspection = self._inspect(self.model, self.sample)
-                except Exception as exc:  # noqa: BLE001
-                    self._reject(exc)
+            self._ensure_job()
 
     def reload_data(self) -> None:
         """Forget loaded splits (e.g. after building a dataset) and re-record."""
@@ -718,15 +959,17 @@ class ExplorerState(param.Parameterized):
         if self.energy is None:
             return
         with self._exclusive():
-            try:
-                self.param.update(energy=self.energy.with_dataflow(self.dataflow), error="")
+            try:  # a stale report too: the job reprices the new one when it arrives
+                flow = self.dataflow
+                variants = self.variants and {k: r.with_dataflow(flow) for k, r in self.variants.items()}
+                self.param.update(energy=self.energy.with_dataflow(flow), variants=variants, error="")
             except Exception as exc:  # noqa: BLE001 - any failure becomes the inline message
                 self._reject(exc)
 
-    def _energy(self, model: torch.nn.Module, sample: Sample) -> Any:
+    def _energy(self, model: torch.nn.Module, sample: Sample, dataflow: str | None = None) -> Any:
         from hstlab.energy import energy_report
 
-        return energy_report(model, sample.x, dataflow=self.dataflow)
+        return energy_report(model, sample.x, dataflow=dataflow or self.dataflow)
 
     @staticmethod
     def _inspect(model: torch.nn.Module, sample: Sample) -> Inspection:
@@ -738,11 +981,20 @@ class ExplorerState(param.Parameterized):
         model.reset_state()
         return Inspection(sample, rec.spikes, rec.membranes, rec.thresholds, rec.attention, logits)
 
-    def model_copy(self) -> torch.nn.Module:
-        """An independent copy of the current model (for training in the background)."""
-        if self.model is None:
-            raise ValueError("no valid model yet; fix the configuration first")
-        return copy.deepcopy(self.model)
+    def model_copy(self, timeout: float | None = None) -> torch.nn.Module:
+        """An independent copy of the current model (for training in the background), once its
+        BatchNorm is calibrated (waits for the job that calibrates it)."""
+        def calibrated() -> bool:
+            return not self.busy or self._done.get("calibrate") == self._generation
+
+        while True:
+            self._wait(calibrated, timeout)
+            with self._exclusive():
+                if self.model is None:
+                    raise ValueError("no valid model yet; fix the configuration first")
+                calibrated = self._done.get("calibrate") == self._generation
+                if calibrated or not self.busy:  # not busy: its measuring failed; copy as it is
+                    return copy.deepcopy(self.model)
 
     # ------------------------------------------------------------------ energy variants
     def zoo_comparison(self) -> dict[str, Inspection]:
@@ -772,40 +1024,54 @@ class ExplorerState(param.Parameterized):
         With trained weights the 8-bit variant quantizes them; models that cannot reuse them are
         marked "(untrained)" (a dense twin's energy does not depend on its weights).
         """
+        self.settle()
         with self._exclusive():
-            return self._energy_variants()
+            if self.variants is not None and self._done.get("comparison") == self._generation:
+                return dict(self.variants)
+            if self.energy is None or "energy" in self.stale:
+                raise ValueError(f"the energy of the shown model is not measured: {self.error}")
+            return self._measure_variants(self.cfg, self.model, self.sample, self.energy,
+                                          self._trained, self.dataflow)
 
-    def _energy_variants(self) -> dict[str, Any]:
+    def _measure_variants(self, cfg: HSTConfig, model: torch.nn.Module, sample: Sample, energy: Any,
+                          trained: bool, dataflow: str,
+                          cancelled: threading.Event | None = None) -> dict[str, Any]:
+        """The reports of :meth:`energy_variants` for ``model`` (of ``cfg``, measured as ``energy``;
+        ``trained``: it holds trained weights). ``cancelled``: stop at the next module call."""
+        from hstlab.energy import energy_report
         from hstlab.twins import twins
 
-        cfg = self.cfg
-        reports = {f"current ({cfg.modes}, {cfg.weight_bits}-bit)": self.energy}
+        reports = {f"current ({cfg.modes}, {cfg.weight_bits}-bit)": energy}
         for name, variant in (("all spiking", cfg.with_modes("S" * cfg.n_layer)),
                               ("current, 8-bit weights", dataclasses.replace(cfg, weight_bits=8))):
             if same_model(variant, cfg):  # the current model itself, measured already
                 continue
-            variant_model, trained = self._variant_model(variant)
-            label = name if trained or not self._trained else f"{name} (untrained)"
-            reports[label] = self._energy(variant_model, self.sample)
+            variant_model, reused = self._variant_model(variant, cfg, model, sample, trained, cancelled)
+            label = name if reused or not trained else f"{name} (untrained)"
+            with cancellable(variant_model, cancelled):
+                reports[label] = energy_report(variant_model, sample.x, dataflow=dataflow)
         for twin in twins(cfg):
-            twin_model, trained = self._variant_model(twin.cfg)
-            label = twin.name if trained or not self._trained else f"{twin.name} (untrained)"
-            reports[label] = twin.energy_report(twin_model, self.sample.x, dataflow=self.dataflow)
+            twin_model, reused = self._variant_model(twin.cfg, cfg, model, sample, trained, cancelled)
+            label = twin.name if reused or not trained else f"{twin.name} (untrained)"
+            with cancellable(twin_model, cancelled):
+                reports[label] = twin.energy_report(twin_model, sample.x, dataflow=dataflow)
         return reports
 
-    def _variant_model(self, variant: HSTConfig) -> tuple[torch.nn.Module, bool]:
-        """``(model of variant, holds the trained weights)``: trained weights when only the weight
-        bits differ, else a seeded build calibrated on the sample."""
+    @staticmethod
+    def _variant_model(variant: HSTConfig, cfg: HSTConfig, model: torch.nn.Module, sample: Sample,
+                       trained: bool, cancelled: threading.Event | None = None
+                       ) -> tuple[torch.nn.Module, bool]:  # fmt: skip
+        """``(model of variant, holds the trained weights)``: the trained weights of ``model`` when
+        only the weight bits differ, else a seeded build calibrated on the sample."""
         from hstlab.model import build_model
 
-        model = _seeded_build(build_model, variant)
-        if self._trained and same_model(
-            dataclasses.replace(variant, weight_bits=self.cfg.weight_bits), self.cfg
-        ):
-            model.load_state_dict(self.model.state_dict())
-            return model, True
-        calibrate_batchnorm(model, self.sample.x)
-        return model, False
+        built = _seeded_build(build_model, variant)
+        if trained and same_model(dataclasses.replace(variant, weight_bits=cfg.weight_bits), cfg):
+            built.load_state_dict(model.state_dict())
+            return built, True
+        with cancellable(built, cancelled):
+            calibrate_batchnorm(built, sample.x)
+        return built, False
 
     def summary(self) -> dict[str, Any]:
         """Plain numbers for the summary line and for tests."""
@@ -818,6 +1084,9 @@ class ExplorerState(param.Parameterized):
             "energy_j": self.energy.total_j if self.energy is not None else None,
             "memory": f"{self.energy.memory_level}, {self.energy.dataflow}" if self.energy is not None else None,
             "build_seconds": self.build_seconds,
+            "measure_seconds": self.measure_seconds,
+            "stale": list(self.stale),  # shown for an earlier model (being measured while busy)
+            "busy": self.busy,
             "input": self.sample.source if self.sample else None,
             "stages": _stage_lines(self.cfg),
         }

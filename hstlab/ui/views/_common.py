@@ -137,3 +137,30 @@ class NumberField(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self.input
+
+
+MEASURING = "⏳ measuring …"
+NOT_MEASURED = "⚠ not measured"
+
+
+def stale_mark(busy: bool) -> str:
+    """What stands in for a result of the shown model that is not measured yet (or failed)."""
+    return MEASURING if busy else NOT_MEASURED
+
+
+def is_measuring(stale: list[str], busy: bool, result: str) -> bool:
+    """``result`` ('energy', 'inspection', 'comparison') is shown for an earlier model and its
+    job is running (the views then show a spinner over it)."""
+    return busy and result in stale
+
+
+def busy_indicator(state: Any, result: str) -> pn.Row:
+    """A spinner and a line, visible while ``result`` of the shown model is being measured."""
+    showing = pn.bind(is_measuring, state.param.stale, state.param.busy, result)
+    return pn.Row(
+        pn.indicators.LoadingSpinner(value=showing, size=18, width=18, height=18),
+        pn.pane.Markdown(f"measuring the new model's {result}; the {result} shown is of the "
+                         "previous model", margin=(0, 5)),
+        visible=showing, css_classes=[f"hst-busy-{result}"], sizing_mode="stretch_width",
+    )
+

@@ -13,7 +13,14 @@ from hstlab.config import ATTENTION_KINDS, MLP_KINDS, MODES, RESIDUALS
 from hstlab.glossary import explain
 from hstlab.ui.limits import parse_number
 from hstlab.ui.state import LAYER_COLUMNS, ExplorerState, table_cell
-from hstlab.ui.views._common import NumberField, error_alert, joules, weights_pane
+from hstlab.ui.views._common import (
+    NumberField,
+    busy_indicator,
+    error_alert,
+    joules,
+    stale_mark,
+    weights_pane,
+)
 
 INT_FIELDS = ("n_layer", "n_embd", "n_head", "num_steps")
 CHOICE_FIELDS = ("tokenizer_mode", "tokenizer", "pos_encoding", "neuron", "surrogate", "weight_bits", "membrane_bits")
@@ -206,9 +213,12 @@ class BuildView(pn.viewable.Viewer):
                 s.param.n_params,
                 s.param.energy,
                 s.param.build_seconds,
+                s.param.stale,
+                s.param.busy,
             ),
             css_classes=["hst-summary"],
         )
+        self.busy = busy_indicator(s, "energy")
         self.config_json = pn.pane.Markdown(
             pn.bind(lambda cfg: f"```json\n{cfg.to_json()}\n```" if cfg else "", s.param.cfg)
         )
@@ -223,12 +233,16 @@ class BuildView(pn.viewable.Viewer):
     def summary_text(self) -> str:
         s = self.state
         info = s.summary()
+        energy = f"{joules(info['energy_j'])} (memory {info['memory']} dataflow)"
+        measured = f"energy measured in {info['measure_seconds']:.2f} s on {info['input']}"
+        if "energy" in info["stale"]:
+            energy = f"{stale_mark(info['busy'])} (shown: {energy}, of the previous model)"
+            measured = f"energy {'being ' if info['busy'] else 'not '}measured on {info['input']}"
         return (
-            f"**Parameters:** {info['params']:,}  \n**Energy per sample:** {joules(info['energy_j'])} "
-            f"(memory {info['memory']} dataflow)  \n**Stem:** {info['stem']}  \n"
-            f"**Modes:** {info['modes']}  \n(rebuilt in {info['build_seconds']:.2f} s; "
-            f"energy measured on {info['input']})"
-            + (f"  \n⚠ {s.memory_note}" if s.memory_note else "")
+            f"**Parameters:** {info['params']:,}  \n**Energy per sample:** {energy}  \n"
+            f"**Stem:** {info['stem']}  \n"
+            f"**Modes:** {info['modes']}  \n(rebuilt in {info['build_seconds']:.2f} s; {measured})"
+            + (f"  \n⚠ {s.memory_note}" if s.memory_note and "energy" not in info["stale"] else "")
             + "".join(f"  \n**{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in info["stages"])
         )
 
@@ -241,6 +255,7 @@ class BuildView(pn.viewable.Viewer):
             *[w[n] for n in INT_FIELDS],
             pn.FlexBox(*[w[n] for n in CHOICE_FIELDS]),
             self.error,
+            self.busy,
             self.summary,
             sizing_mode="stretch_width",
         )

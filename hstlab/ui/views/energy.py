@@ -14,7 +14,15 @@ from hstlab.glossary import GLOSSARY
 from hstlab.ui.card import model_card
 from hstlab.ui.state import ExplorerState
 from hstlab.ui.training import TrainSession
-from hstlab.ui.views._common import hv_pane, joules, lazy
+from hstlab.ui.views._common import (
+    MEASURING,
+    busy_indicator,
+    hv_pane,
+    is_measuring,
+    joules,
+    lazy,
+    stale_mark,
+)
 
 # report column -> (shown heading, how a value is written)
 TABLE_FORMAT: dict[str, tuple[str, Any]] = {
@@ -49,10 +57,12 @@ def layer_csv(report: Any) -> io.StringIO:
     return buffer
 
 
-def totals_text(report: Any) -> str:
+def totals_text(report: Any, stale: list[str] = (), busy: bool = False) -> str:
+    """The totals line; marked while it is of the previous model (``'energy'`` in ``stale``)."""
     if report is None:
-        return ""
-    return (
+        return stale_mark(busy) if "energy" in stale else ""
+    mark = f"{stale_mark(busy)}, shown for the previous model: " if "energy" in stale else ""
+    return mark + (
         f"**Total per sample:** {joules(report.total_j)} (compute {joules(report.compute_j)}, "
         f"memory {joules(report.memory_j)}) &nbsp; **MACs:** {report.macs:,.0f} &nbsp; "
         f"**ACs:** {report.acs:,.0f} &nbsp; preset {report.preset}, memory {report.memory_level}, "
@@ -61,6 +71,8 @@ def totals_text(report: Any) -> str:
 
 
 def layers_view(report: Any) -> Any:
+    if report is None:
+        return pn.pane.Markdown(MEASURING)
     active = report.layers[(report.layers["compute_j"] + report.layers["memory_j"]) > 0]
     download = pn.widgets.FileDownload(
         callback=lambda: layer_csv(report), filename="energy_layers.csv",
@@ -104,13 +116,19 @@ class EnergyView(pn.viewable.Viewer):
             label="Export model card",
             color="primary",
             css_classes=["hst-card"],
+            disabled=pn.bind(is_measuring, self.state.param.stale, self.state.param.busy, "energy"),
         )
 
     def comparison_totals(self) -> dict[str, float]:
         return {name: report.total_j for name, report in self.state.energy_variants().items()}
 
-    def _comparison(self, *_: Any) -> Any:
-        totals = self.comparison_totals()
+    def _comparison(self, variants: dict[str, Any] | None = None, *_: Any) -> Any:
+        """The variants the state measured (the served app: while this tab is shown), or, in a
+        state that measures inline, measured now."""
+        if variants is None and self.state.deferred:
+            return pn.pane.Markdown(MEASURING)
+        reports = variants if variants is not None else self.state.energy_variants()
+        totals = {name: report.total_j for name, report in reports.items()}
         baseline = next((n for n in totals if n.startswith("standard twin")), None)
         return hv_pane(viz.energy_comparison(totals, baseline=baseline))
 
@@ -146,15 +164,20 @@ class EnergyView(pn.viewable.Viewer):
                 ),
                 sizing_mode="stretch_width",
             ),
+            busy_indicator(s, "energy"),
             pn.pane.Markdown(
-                pn.bind(totals_text, s.param.energy), css_classes=["hst-energy-total"]
+                pn.bind(totals_text, s.param.energy, s.param.stale, s.param.busy),
+                css_classes=["hst-energy-total"],
             ),
             pn.pane.Markdown("#### Spiking vs standard vs quantized (same input)"),
             pn.pane.Markdown(GLOSSARY["plot:energy_compare"]),
-            lazy(self._comparison, s.param.energy, css_classes=["hst-energy-compare"]),
+            busy_indicator(s, "comparison"),
+            lazy(self._comparison, s.param.variants, s.param.energy, css_classes=["hst-energy-compare"],
+                 loading=pn.bind(is_measuring, s.param.stale, s.param.busy, "comparison")),
             pn.pane.Markdown("#### Per layer"),
             pn.pane.Markdown(GLOSSARY["plot:energy_layers"]),
-            lazy(layers_view, s.param.energy),
+            lazy(layers_view, s.param.energy,
+                 loading=pn.bind(is_measuring, s.param.stale, s.param.busy, "energy")),
             pn.Card(
                 pn.pane.Markdown(pn.bind(assumptions_text, s.param.energy)),
                 title="Assumptions",

@@ -13,7 +13,7 @@ from hstlab import viz
 from hstlab.glossary import GLOSSARY
 from hstlab.ui.samples import build_dataset
 from hstlab.ui.state import ExplorerState, Inspection
-from hstlab.ui.views._common import hv_pane, lazy, weights_pane
+from hstlab.ui.views._common import busy_indicator, hv_pane, is_measuring, lazy, weights_pane
 
 SECTIONS = ("Events", "Spikes", "Attention", "Spiking vs standard", "Positional code")
 SECTION_HELP = {"Events": "plot:events", "Spikes": "plot:spikes", "Attention": "plot:attention",
@@ -264,11 +264,13 @@ class InspectView(pn.viewable.Viewer):
             self.param.steps,
             s.param.cfg,
             css_classes=["hst-inspect-content"],
+            loading=pn.bind(is_measuring, s.param.stale, s.param.busy, "inspection"),
         )
         return pn.Column(
             controls,
             self.source,
             weights_pane(s, "hst-inspect-weights"),
+            busy_indicator(s, "inspection"),
             pn.widgets.RadioButtonGroup.from_param(self.param.section, css_classes=["hst-section"]),
             pn.panel(pn.bind(self._controls, self.param.section)),
             content,
