@@ -5,7 +5,9 @@
    the time until the change answers (config validated, model built, parameter count shown;
    target 2 s) and until the deferred measuring (BatchNorm calibration on the sample, energy
    report) has settled, and where that time goes (``parts``). ``--inline`` also times a state
-   that measures inline (the explorer before the measuring was deferred).
+   that measures inline (the explorer before the measuring was deferred). Then Inspect's sample
+   change on the trained hst-small (zoo weights, Inspect shown): until the new sample's recording
+   and energy are measured (target 0.5 s).
 2. Sessions: ``apps/explorer.py`` is served and 4 headless Chromium pages open it at once;
    the time each takes to become ready, to answer a switch to the Energy tab (all 4 at once,
    until its chart is drawn and Bokeh is idle) and, while the first one trains, to answer a
@@ -32,6 +34,7 @@ from explorer_server import CHROMIUM, CHROMIUM_FLAGS, IDLE, READY, served_explor
 
 TARGET_REBUILD_S = 2.0
 TARGET_ANSWER_S = 1.0
+TARGET_SAMPLE_S = 0.5
 TIMEOUT_MS = 300_000
 
 
@@ -78,6 +81,26 @@ def rebuild_times(inline: bool = False) -> list[dict]:
         print(f"rebuild ({mode}) {preset:>22}: answers {answer:6.2f} s, settled {settled:6.2f} s  "
               f"{state.n_params:>12,} params  {status}  {row.get('parts_s', '')}")
     return rows
+
+
+def sample_change_times(preset: str = "hst-small", changes: int = 7) -> dict:
+    """Inspect's sample change on the zoo's trained ``preset`` model on digits-dvs (Inspect shown): seconds until
+    the new sample's recording and energy are measured, as the Inspect tab needs them."""
+    from hstlab.ui import ExplorerState
+
+    state = ExplorerState(preset=preset, live_inspection=True, deferred=False)
+    if not state.load_pretrained(f"{preset}-digits-dvs"):
+        raise SystemExit(f"the zoo model did not load: {state.error}")
+    times = []
+    for index in range(1, changes + 1):
+        t0 = time.perf_counter()
+        state.sample_index = index
+        state.settle()
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    print(f"Inspect sample change ({preset}, {state.weights[:40]}...): median {median:.2f} s of "
+          f"{[round(t, 2) for t in times]} (target {TARGET_SAMPLE_S:g} s)")
+    return {"preset": preset, "weights": state.weights, "times_s": times, "median_s": median}
 
 
 async def _tab(page, name: str) -> float:
@@ -162,6 +185,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()}")
     if not args.skip_rebuild:
         out["rebuild"] = rebuild_times() + (rebuild_times(inline=True) if args.inline else [])
+        out["sample_change"] = sample_change_times()
     if not args.skip_sessions:
         out["sessions"] = asyncio.run(sessions(args.sessions))
     if args.json:

@@ -247,3 +247,16 @@ def test_run_of_an_unknown_preset_keeps_the_selector(data_env, tmp_path):
     state.n_layer = 3  # edits start from the run's config, not from the selected preset
     assert state.weights == UNTRAINED and state.cfg.name == "my-net"
     assert (state.cfg.n_layer, state.cfg.n_embd, state.cfg.input_shape) == (3, 16, (2, 34, 34))
+
+
+def test_editing_a_loaded_run_keeps_the_layer_fields_the_grid_does_not_show(data_env, tmp_path):
+    cfg = (HSTConfig.from_preset("hst-small", n_embd=16, n_head=2)
+           .with_layer(1, attention="statten", attn_block=2, mask_policy="significance"))
+    atomic_save(make_checkpoint(build_model(cfg).eval(), cfg, {}), tmp_path / "best.safetensors")
+    state = ExplorerState(preset="tiny", dataset="digits-dvs")
+    assert state.load_run(tmp_path)
+    state.set_layer(0, "tim", True)  # an edit of another column rebuilds from the grid
+    assert state.weights == UNTRAINED and state.cfg.layers[0].tim is True
+    assert (state.cfg.layers[1].attn_block, state.cfg.layers[1].mask_policy) == (2, "significance")
+    state.n_layer = 3  # an added layer copies the last one, fields the grid does not show included
+    assert state.cfg.layers[2].attn_block == 2

@@ -100,6 +100,25 @@ def _stage_lines(cfg: HSTConfig | None) -> list[str]:
     return stage_lines(cfg)
 
 
+def layer_specs(base: HSTConfig, table: pd.DataFrame) -> tuple[LayerSpec, ...]:
+    """The per-layer specs of the layer grid ``table`` applied over ``base``'s own layer specs.
+
+    Row i starts from ``base.layers[i]`` (rows the grid added copy the last one), so the fields
+    the grid does not edit (``attn_block``, ``experts``, ``mask_policy``) keep a loaded run's values.
+
+    Example:
+        >>> base = HSTConfig.from_preset("tiny", num_steps=4).with_layer(1, attention="statten", attn_block=2)
+        >>> [s.attn_block for s in layer_specs(base, layers_frame(base))]
+        [None, 2]
+    """
+    own = base.layers
+    specs = []
+    for i, (_, row) in enumerate(table.iterrows()):
+        source = own[min(i, len(own) - 1)] if own else LayerSpec()
+        specs.append(dataclasses.replace(source, **{c: table_cell(c, row[c]) for c in LAYER_COLUMNS}))
+    return tuple(specs)
+
+
 def table_cell(column: str, value: Any) -> Any:
     """A table cell as the config stores it (numpy scalars -> Python numbers and bools)."""
     if column == "tim":
@@ -414,12 +433,8 @@ class ExplorerState(param.Parameterized):
         """
         base = self._base or HSTConfig.from_preset(self.preset)
         table = self.layers if self.layers is not None else layers_frame(base)
-        specs = tuple(
-            LayerSpec(**{c: table_cell(c, row[c]) for c in LAYER_COLUMNS})
-            for _, row in table.iterrows()
-        )
         return dataclasses.replace(
-            base, **{f: getattr(self, f) for f in GLOBAL_FIELDS}, layers=specs
+            base, **{f: getattr(self, f) for f in GLOBAL_FIELDS}, layers=layer_specs(base, table)
         )
 
     def set_layer(self, index: int, column: str, value: Any) -> None:
