@@ -58,10 +58,19 @@ def error_alert(state: Any, css_class: str = "hst-error") -> pn.pane.Alert:
     )
 
 
+MAIN_PLOT_WIDTH = 800  # px: the widest plot the main area beside the sidebar holds at a 1400 px window
+
+
 def hv_pane(obj: Any, **kwargs: Any) -> Any:
-    """A HoloViews object in its own pane (HoloMap widgets below; axes not linked across panes)."""
+    """A HoloViews object in its own pane (HoloMap widgets below; axes not linked across panes),
+    narrowed to :data:`MAIN_PLOT_WIDTH` where ``hstlab.viz`` sized it for a notebook column."""
     if isinstance(obj, pn.viewable.Viewable):
         return obj
+    import holoviews as hv
+
+    width = hv.Store.lookup_options("bokeh", obj, "plot").kwargs.get("width")
+    if isinstance(width, int) and width > MAIN_PLOT_WIDTH:
+        obj = obj.opts(width=MAIN_PLOT_WIDTH, backend="bokeh")
     return pn.pane.HoloViews(obj, widget_location="bottom", linked_axes=False, **kwargs)
 
 
