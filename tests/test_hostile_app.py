@@ -379,9 +379,9 @@ def test_a_second_session_answers_while_the_first_rebuilds_a_big_model(browser, 
     depth.fill("5")
     depth.press("Enter")
     expect(busy.locator(".hst-summary p")).to_contain_text(f"{n_params(base.with_depth(5)):,}")
-    old = f"Parameters: {shown_params(busy):,}"
+    expect(busy.locator(".hst-summary p")).not_to_contain_text("measuring", timeout=60_000)
     width = busy.locator(".hst-n_embd input")
-    width.fill("1024")  # 5 x 1024: 53 M parameters, about 5 s to build, calibrate and cost
+    width.fill("1024")  # 5 x 1024: 53 M parameters; BatchNorm calibration and energy take seconds
     width.press("Enter")
     t0 = time.perf_counter()
     other.locator(".hst-layer-0-attn_mode select").select_option("standard")
@@ -389,12 +389,15 @@ def test_a_second_session_answers_while_the_first_rebuilds_a_big_model(browser, 
     expect(other.locator(".hst-summary p")).to_contain_text(expected, timeout=15_000)
     answered = time.perf_counter() - t0
     busy_text = busy.locator(".hst-summary p").inner_text()
-    expect(busy.locator(".hst-summary p")).not_to_contain_text(old, timeout=120_000)
+    # the big model answers at once with its size; its measuring follows in the background
+    big = f"Parameters: {n_params(HSTConfig.from_preset('hst-small', n_embd=1024).with_depth(5)):,}"
+    expect(busy.locator(".hst-summary p")).to_contain_text(big, timeout=120_000)
+    expect(busy.locator(".hst-summary p")).not_to_contain_text("measuring", timeout=120_000)
     finished = time.perf_counter() - t0
     record_property("second_session_answer_s", round(answered, 2))
-    record_property("heavy_rebuild_s", round(finished, 2))
-    assert old in busy_text, (
-        f"the second session answered ({answered:.1f} s) only after the first one's rebuild"
+    record_property("heavy_measuring_s", round(finished, 2))
+    assert "measuring" in busy_text, (
+        f"the second session answered ({answered:.1f} s) only after the first one had measured its model"
     )
     assert answered < 8.0
     assert busy.locator(".hst-error").is_hidden()
