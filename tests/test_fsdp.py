@@ -4,17 +4,15 @@ two gloo ranks on CPU via torchrun (slow), checked against plain training and th
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from server_support import free_port
-from test_train_support import Kill, kill_at, one_thread, splits  # noqa: F401
+from test_train_support import Kill, kill_at, one_thread, run_two_gloo_ranks, splits  # noqa: F401
 from torch.distributed.tensor import DTensor
 
 import hstlab
@@ -206,16 +204,7 @@ shutdown()
 
 @pytest.mark.slow  # ~30 s on two busy cores; test_one_rank_fsdp_... covers the same code path in-process
 def test_two_gloo_ranks_shard_train_and_save_the_full_model(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER.format(tests=str(TESTS), run_dir=str(tmp_path / "run"),
-                                                    out=str(tmp_path))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(script)]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    r0, r1 = run_two_gloo_ranks(WORKER, tmp_path)
     assert r0["sharded"] and r1["sharded"]
     assert r0["steps"] == r1["steps"] == 3  # 24 samples / 2 ranks / batch 4
     assert len(r0["losses"]) == 3 and all(torch.isfinite(torch.tensor(r0["losses"])))

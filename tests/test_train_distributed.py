@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 from server_support import free_port
-from test_train_support import build_standin, one_thread, small_cfg, splits  # noqa: F401
+from test_train_support import build_standin, one_thread, run_two_gloo_ranks, small_cfg, splits  # noqa: F401
 
 from hstlab.train import Trainer
 
@@ -68,16 +64,7 @@ shutdown()
 
 @pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(WORKER.format(tests=str(TESTS), run_dir=str(tmp_path / "run"),
-                                                    out=str(tmp_path))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", str(script)]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    r0, r1 = run_two_gloo_ranks(WORKER, tmp_path)
     assert r0["steps"] == r1["steps"] == 2 * 3  # 24 samples / 2 ranks / batch 4 = 3 steps per epoch
     assert r0["val"] == r1["val"]  # val sums all-reduced over the two shards
     for name, value in r0["state"].items():

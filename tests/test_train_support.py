@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -137,3 +143,21 @@ def kill_at(step: int):
             raise Kill
 
     return cb
+
+
+def run_two_gloo_ranks(worker: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run ``worker`` (a script template with ``{tests}``, ``{run_dir}``, ``{out}`` fields that
+    saves ``{out}/rank<r>.pt``) on 2 CPU processes under torchrun with gloo; return both ranks'
+    saved dicts (``tmp_path/run`` is the run directory)."""
+    from server_support import free_port
+
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(worker.format(tests=str(Path(__file__).resolve().parent),
+                                                    run_dir=str(tmp_path / "run"), out=str(tmp_path))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(script)]
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return (torch.load(tmp_path / "rank0.pt", weights_only=True),
+            torch.load(tmp_path / "rank1.pt", weights_only=True))
