@@ -42,10 +42,12 @@ ROOTS_DONE_JS = """() => {
   });
 }"""
 
-# each cell whose output is wider than its column: the cell's number, code and widths
+# each cell whose output is wider than its column: the cell's number, code and widths. An output
+# with no width of its own (clientWidth 0: a script-only output such as the plotting bundle's, which
+# nbconvert's HTML cannot show) takes no room in the column, so it cannot push the page sideways.
 OVERFLOW_JS = """() => [...document.querySelectorAll('.jp-Cell')].flatMap((cell, i) =>
   [...cell.querySelectorAll('.jp-OutputArea-output')]
-    .filter(out => out.scrollWidth > out.clientWidth + 1)
+    .filter(out => out.clientWidth > 0 && out.scrollWidth > out.clientWidth + 1)
     .map(out => ({cell: i, width: out.scrollWidth, column: out.clientWidth,
                   code: (cell.querySelector('.jp-InputArea') || {innerText: ''}).innerText
                         .trim().split('\\n').slice(0, 2).join(' | ')})))"""
