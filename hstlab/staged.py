@@ -124,11 +124,16 @@ def embed_spiking(cfg: HSTConfig, index: int) -> bool:
 
 class StageEmbed(nn.Module):
     """Base of the patch embeddings: frames ``[T, B, C, H, W]`` (first stage) or tokens
-    ``[T, B, N, C]`` of the previous grid in, tokens ``[T, B, N', D]`` out."""
+    ``[T, B, N, C]`` of the previous grid in, tokens ``[T, B, N', D]`` out.
 
-    def __init__(self, grid_in: tuple[int, int]) -> None:
+    ``grid_in`` and ``c_in``: the grid and channels stage ``index`` reads (the frames' for the
+    first stage, the previous stage's tokens otherwise)."""
+
+    def __init__(self, cfg: HSTConfig, index: int) -> None:
         super().__init__()
-        self.grid_in = grid_in
+        first = index == 0
+        self.grid_in = tuple(cfg.input_shape[1:]) if first else cfg.stage_grids()[index - 1]
+        self.c_in = cfg.input_shape[0] if first else cfg.stages[index - 1].n_embd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]
@@ -155,13 +160,11 @@ class ConvEmbed(StageEmbed):
     """
 
     def __init__(self, cfg: HSTConfig, index: int) -> None:
+        super().__init__(cfg, index)
         stage = cfg.stages[index]
-        grid_in = tuple(cfg.input_shape[1:]) if index == 0 else cfg.stage_grids()[index - 1]
-        super().__init__(grid_in)
-        c_in = cfg.input_shape[0] if index == 0 else cfg.stages[index - 1].n_embd
         k = stage.embed_kernel
         self.act = activation(cfg, embed_spiking(cfg, index)) if index > 0 else None
-        self.conv = QuantConv2d(c_in, stage.n_embd, k, stage.stride, k // 2, bias=True, weight_bits=cfg.weight_bits)
+        self.conv = QuantConv2d(self.c_in, stage.n_embd, k, stage.stride, k // 2, bias=True, weight_bits=cfg.weight_bits)
         self.norm = nn.BatchNorm2d(stage.n_embd)
 
     def embed(self, y: torch.Tensor, steps: int) -> torch.Tensor:
@@ -183,17 +186,15 @@ class SPEDSEmbed(StageEmbed):
     """
 
     def __init__(self, cfg: HSTConfig, index: int) -> None:
+        super().__init__(cfg, index)
         stage = cfg.stages[index]
-        grid_in = tuple(cfg.input_shape[1:]) if index == 0 else cfg.stage_grids()[index - 1]
-        super().__init__(grid_in)
+        c_in = self.c_in
         d, pools = stage.n_embd, stage.stride.bit_length() - 1  # stride 2**pools
         spiking = embed_spiking(cfg, index)
         if index == 0:  # QKFormer's PatchEmbedInit: D/8, D/4, D/2, D; shortcut from the second stage
-            c_in = cfg.input_shape[0]
             widths = [max(1, d // 8), max(1, d // 4), max(1, d // 2), d]
             self.shortcut_from = 1
         else:  # QKFormer's PatchEmbeddingStage: two convs; shortcut from the input
-            c_in = cfg.stages[index - 1].n_embd
             widths = [d, d]
             self.shortcut_from = -1
         pooled = [False] * (len(widths) - pools) + [True] * pools
