@@ -1,10 +1,11 @@
-"""Shared pieces of the tests that start local servers: the Chromium binary for browser tests and a free port."""
+"""Shared pieces of the tests that start local servers: the Chromium binary for browser tests, a free port and stopping a server."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
 
 import pytest
 
@@ -24,3 +25,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_server(proc: subprocess.Popen, grace_s: float) -> None:
+    """Terminate a server process started by a fixture; kill it if it has not exited after
+    ``grace_s`` seconds, and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace_s)

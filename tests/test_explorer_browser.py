@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from server_support import chromium_path, free_port
+from server_support import chromium_path, free_port, stop_server
 
 from hstlab.config import HSTConfig
 from hstlab.model import build_model
@@ -94,11 +94,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             "shared": Path(env["HSTLAB_EXPLORER_RUNS"]),
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc, grace_s=3)
         log.close()
 
 

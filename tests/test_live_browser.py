@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from server_support import chromium_path, free_port
+from server_support import chromium_path, free_port, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -131,12 +131,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
                 time.sleep(0.5)  # polling the server's port, not waiting for page state
         yield {"base": base, "token": token, "root": root, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_server(proc, grace_s=10)
         log.close()
 
 
